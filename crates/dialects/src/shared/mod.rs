@@ -1,0 +1,6 @@
+//! Pieces every dialect uses. None of them decides a wire shape: each returns
+//! plain results that the dialect renders in its own error format.
+
+pub mod auth;
+pub mod media;
+pub mod upload;

@@ -1,0 +1,255 @@
+//! The engine's front door: what dialects and the CLI call.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+use crate::account::{
+    generate_api_key, generate_token, generate_webhook_secret, hash_api_key, Account, AccountId,
+    ApiKeyRecord, KeyId, Principal, ALL_SCOPES,
+};
+use crate::error::EngineError;
+use crate::job::{input_key, Job, JobId, JobQuery, JobState, SubmitLimits};
+use crate::storage::Storage;
+use crate::store::{CancelOutcome, InsertOutcome, Store};
+use crate::time::now_ms;
+
+/// An uploaded input file, already streamed to local disk under
+/// [`Engine::staging_dir`], waiting to become part of a job.
+#[derive(Debug)]
+pub struct StagedInput {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// What a dialect asks the engine to run.
+#[derive(Debug)]
+pub struct NewJob {
+    pub kind: String,
+    pub dialect: String,
+    pub input: serde_json::Value,
+    pub files: Vec<StagedInput>,
+    pub webhook_url: Option<String>,
+    pub limits: SubmitLimits,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    storage: Arc<dyn Storage>,
+    staging_dir: PathBuf,
+    /// Wakes idle workers of this process the moment a job is enqueued.
+    job_enqueued: Notify,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<dyn Store>,
+        storage: Arc<dyn Storage>,
+        staging_dir: impl Into<PathBuf>,
+    ) -> std::io::Result<Self> {
+        let staging_dir = staging_dir.into();
+        std::fs::create_dir_all(&staging_dir)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                storage,
+                staging_dir,
+                job_enqueued: Notify::new(),
+            }),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.inner.storage
+    }
+
+    /// Where dialects stream uploads before submitting them.
+    pub fn staging_dir(&self) -> &Path {
+        &self.inner.staging_dir
+    }
+
+    pub(crate) fn job_enqueued(&self) -> &Notify {
+        &self.inner.job_enqueued
+    }
+
+    // ---- accounts and keys ----
+
+    /// A new account with one key holding every scope. Returns the raw key:
+    /// it is shown once and never stored.
+    pub async fn create_account(
+        &self,
+        name: &str,
+    ) -> Result<(Account, KeyId, String), EngineError> {
+        let account = Account {
+            id: AccountId::new(),
+            name: name.to_owned(),
+            webhook_secret: generate_webhook_secret(),
+            created_at: now_ms(),
+        };
+        self.inner.store.insert_account(&account).await?;
+        let scopes = ALL_SCOPES.iter().map(|s| s.to_string()).collect();
+        let (key_id, raw) = self.create_key(account.id, scopes).await?;
+        Ok((account, key_id, raw))
+    }
+
+    pub async fn create_key(
+        &self,
+        account_id: AccountId,
+        scopes: Vec<String>,
+    ) -> Result<(KeyId, String), EngineError> {
+        if self.inner.store.get_account(account_id).await?.is_none() {
+            return Err(EngineError::AccountNotFound);
+        }
+        let (raw, key_hash) = generate_api_key();
+        let record = ApiKeyRecord {
+            id: KeyId::new(),
+            account_id,
+            key_hash,
+            scopes,
+            created_at: now_ms(),
+        };
+        self.inner.store.insert_api_key(&record).await?;
+        Ok((record.id, raw))
+    }
+
+    pub async fn revoke_key(&self, key_id: KeyId) -> Result<bool, EngineError> {
+        Ok(self.inner.store.revoke_api_key(key_id, now_ms()).await?)
+    }
+
+    pub async fn account_count(&self) -> Result<u64, EngineError> {
+        Ok(self.inner.store.account_count().await?)
+    }
+
+    /// The principal for a raw API key, or None for an unknown or revoked key.
+    pub async fn authenticate(&self, raw_key: &str) -> Result<Option<Principal>, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .principal_for_key(&hash_api_key(raw_key))
+            .await?)
+    }
+
+    // ---- jobs ----
+
+    /// Stores the job's input files, records the job and enqueues it. Once
+    /// this returns Ok, the job survives a crash of this process.
+    pub async fn submit(&self, principal: &Principal, new: NewJob) -> Result<Job, EngineError> {
+        let id = JobId::new();
+        let now = now_ms();
+        let mut input_files = Vec::with_capacity(new.files.len());
+        for file in &new.files {
+            if let Err(e) = self
+                .inner
+                .storage
+                .put_file(&input_key(id, &file.name), &file.path)
+                .await
+            {
+                self.discard_inputs(id).await;
+                return Err(e.into());
+            }
+            input_files.push(file.name.clone());
+        }
+        let job = Job {
+            id,
+            account_id: principal.account_id,
+            api_key_id: principal.key_id,
+            kind: new.kind,
+            dialect: new.dialect,
+            input: new.input,
+            input_files,
+            state: JobState::Pending,
+            progress: 0,
+            outputs: Vec::new(),
+            failure: None,
+            retries: 0,
+            webhook_url: new.webhook_url,
+            media_token: generate_token(),
+            share_token: generate_token(),
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            completed_at: None,
+        };
+        match self.inner.store.insert_job(&job, &new.limits).await {
+            Ok(InsertOutcome::Inserted) => {
+                self.inner.job_enqueued.notify_one();
+                tracing::info!(job = %job.id, kind = %job.kind, "job enqueued");
+                Ok(job)
+            }
+            Ok(InsertOutcome::ActiveLimit) => {
+                self.discard_inputs(id).await;
+                Err(EngineError::ActiveLimit)
+            }
+            Err(e) => {
+                self.discard_inputs(id).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn discard_inputs(&self, id: JobId) {
+        if let Err(e) = self
+            .inner
+            .storage
+            .delete_prefix(&format!("inputs/{id}"))
+            .await
+        {
+            tracing::warn!(job = %id, error = %e, "could not remove inputs of a rejected job");
+        }
+    }
+
+    /// One of the caller's jobs; another account's job is NotFound.
+    pub async fn job(&self, principal: &Principal, id: JobId) -> Result<Job, EngineError> {
+        self.inner
+            .store
+            .get_job(principal.account_id, id)
+            .await?
+            .ok_or(EngineError::NotFound)
+    }
+
+    pub async fn jobs(
+        &self,
+        principal: &Principal,
+        query: &JobQuery,
+    ) -> Result<Vec<Job>, EngineError> {
+        Ok(self
+            .inner
+            .store
+            .list_jobs(principal.account_id, query)
+            .await?)
+    }
+
+    /// Cancels a PENDING job.
+    pub async fn cancel(&self, principal: &Principal, id: JobId) -> Result<Job, EngineError> {
+        match self
+            .inner
+            .store
+            .cancel_pending(principal.account_id, id, now_ms())
+            .await?
+        {
+            CancelOutcome::Cancelled(job) => {
+                tracing::info!(job = %id, "job cancelled");
+                Ok(*job)
+            }
+            CancelOutcome::NotFound => Err(EngineError::NotFound),
+            CancelOutcome::NotCancellable(state) => Err(EngineError::NotCancellable(state)),
+        }
+    }
+
+    pub async fn job_by_media_token(&self, token: &str) -> Result<Option<Job>, EngineError> {
+        Ok(self.inner.store.job_by_media_token(token).await?)
+    }
+
+    pub async fn job_by_share_token(&self, token: &str) -> Result<Option<Job>, EngineError> {
+        Ok(self.inner.store.job_by_share_token(token).await?)
+    }
+}

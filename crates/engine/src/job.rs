@@ -1,0 +1,222 @@
+//! The job: the one record every dialect, worker and renderer shares.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::account::{uuid_id, AccountId, KeyId};
+use crate::time::Millis;
+
+// Time-ordered (UUID v7): ids sort by creation, so keyset pagination needs no
+// second column, and the Provider dialect's UUID requirement holds.
+uuid_id!(JobId);
+
+/// PENDING → PROCESSING → COMPLETED | FAILED, and PENDING → CANCELLED.
+///
+/// Transitions happen only through the guarded [`crate::Store`] methods
+/// (`claim`, `complete`, `fail`, `release`, `cancel_pending`), each of which
+/// states the state it moves from; there is no "set state" operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    Pending,
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Processing,
+        JobState::Completed,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "PENDING",
+            JobState::Processing => "PROCESSING",
+            JobState::Completed => "COMPLETED",
+            JobState::Failed => "FAILED",
+            JobState::Cancelled => "CANCELLED",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobState {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// Why a job failed, in words a user can act on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    /// Stable, machine-readable (e.g. `INVALID_IMAGE`).
+    pub code: String,
+    /// Human-readable; becomes the dialect's error message.
+    pub message: String,
+}
+
+impl JobFailure {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    Video,
+    Image,
+    Audio,
+    Text,
+}
+
+/// What an output is for: the main result, or a preview of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputRole {
+    Main,
+    Thumbnail,
+    Poster,
+}
+
+/// A finished output file, stored under `outputs/{job_id}/{name}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOutput {
+    pub name: String,
+    pub role: OutputRole,
+    pub kind: OutputKind,
+    pub content_type: String,
+    pub size: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub id: JobId,
+    pub account_id: AccountId,
+    pub api_key_id: KeyId,
+    /// Which handler runs it (e.g. `image_audio_video`).
+    pub kind: String,
+    /// Which dialect accepted it; decides the shape of its webhook body.
+    pub dialect: String,
+    pub input: serde_json::Value,
+    /// Names of uploaded input files, stored under `inputs/{job_id}/{name}`.
+    pub input_files: Vec<String>,
+    pub state: JobState,
+    pub progress: u8,
+    pub outputs: Vec<JobOutput>,
+    pub failure: Option<JobFailure>,
+    /// How many times the job was claimed again after a worker lost it.
+    pub retries: u32,
+    pub webhook_url: Option<String>,
+    /// Unguessable; output downloads live under it.
+    pub media_token: String,
+    /// Unguessable; the share page lives under it.
+    pub share_token: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub started_at: Option<Millis>,
+    pub completed_at: Option<Millis>,
+}
+
+impl Job {
+    pub fn input_key(&self, name: &str) -> String {
+        input_key(self.id, name)
+    }
+
+    pub fn output_key(&self, name: &str) -> String {
+        output_key(self.id, name)
+    }
+
+    pub fn output(&self, role: OutputRole) -> Option<&JobOutput> {
+        self.outputs.iter().find(|o| o.role == role)
+    }
+}
+
+pub fn input_key(job: JobId, name: &str) -> String {
+    format!("inputs/{job}/{name}")
+}
+
+pub fn output_key(job: JobId, name: &str) -> String {
+    format!("outputs/{job}/{name}")
+}
+
+/// Limits checked in the same transaction that records a job, so that no
+/// race between concurrent submissions lets two through.
+#[derive(Clone, Debug, Default)]
+pub struct SubmitLimits {
+    /// Most PENDING + PROCESSING jobs one API key may have.
+    pub max_active_per_key: Option<u32>,
+}
+
+/// A page of an account's jobs, newest first.
+#[derive(Clone, Debug)]
+pub struct JobQuery {
+    /// Only jobs older than this one (the previous page's last id).
+    pub before: Option<JobId>,
+    pub state: Option<JobState>,
+    pub limit: u32,
+}
+
+/// Proof that a worker holds a job: the claim number it got. Every update a
+/// worker makes names it, so a worker whose lease expired and whose job was
+/// claimed again cannot touch the job any more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: JobId,
+    pub attempt: i64,
+    pub owner: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_names() {
+        for state in JobState::ALL {
+            assert_eq!(state.as_str().parse::<JobState>(), Ok(state));
+        }
+        assert!("pending".parse::<JobState>().is_err());
+    }
+
+    #[test]
+    fn job_ids_sort_by_creation() {
+        let ids: Vec<JobId> = (0..100).map(|_| JobId::new()).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_by_key(|id| id.to_string());
+        assert_eq!(ids, sorted);
+    }
+}
+
+/// Job kinds the engine's handlers know. Dialects submit these; renderers
+/// register for them.
+pub mod kinds {
+    /// A still image and an audio track rendered to an MP4.
+    pub const IMAGE_AUDIO_VIDEO: &str = "image_audio_video";
+}

@@ -1,0 +1,108 @@
+//! Where input and output files live. Keys are engine-made paths such as
+//! `inputs/{job}/image` or `outputs/{job}/video.mp4`, never user input.
+
+use async_trait::async_trait;
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Stores the file at `src` under `key` durably (it survives a crash once
+    /// this returns) and returns its size. `src` is consumed.
+    async fn put_file(&self, key: &str, src: &Path) -> io::Result<u64>;
+    /// A path on this machine where `key` can be read directly, if the
+    /// backend keeps files locally.
+    fn local_path(&self, key: &str) -> Option<PathBuf>;
+    /// Copies `key` to `dst` on this machine.
+    async fn fetch_to(&self, key: &str, dst: &Path) -> io::Result<()>;
+    /// Removes every key under `prefix` (best effort cleanup).
+    async fn delete_prefix(&self, prefix: &str) -> io::Result<()>;
+}
+
+/// Files under a directory. Uploads are staged on the same filesystem, so
+/// storing one is a rename, not a copy.
+#[derive(Clone, Debug)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    pub fn new(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(&root)?;
+        Ok(Self { root })
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        debug_assert!(!key.split('/').any(|part| part == ".." || part.is_empty()));
+        self.root.join(key)
+    }
+}
+
+#[async_trait]
+impl Storage for LocalStorage {
+    async fn put_file(&self, key: &str, src: &Path) -> io::Result<u64> {
+        let dst = self.path(key);
+        let src = src.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let dir = dst.parent().expect("keys have a directory");
+            std::fs::create_dir_all(dir)?;
+            let file = std::fs::File::open(&src)?;
+            file.sync_all()?;
+            let size = file.metadata()?.len();
+            drop(file);
+            if std::fs::rename(&src, &dst).is_err() {
+                // Another filesystem: copy, then sync the copy.
+                std::fs::copy(&src, &dst)?;
+                std::fs::File::open(&dst)?.sync_all()?;
+                std::fs::remove_file(&src)?;
+            }
+            // The rename is durable only once the directory entry is.
+            std::fs::File::open(dir)?.sync_all()?;
+            Ok(size)
+        })
+        .await?
+    }
+
+    fn local_path(&self, key: &str) -> Option<PathBuf> {
+        Some(self.path(key))
+    }
+
+    async fn fetch_to(&self, key: &str, dst: &Path) -> io::Result<()> {
+        tokio::fs::copy(self.path(key), dst).await.map(|_| ())
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> io::Result<()> {
+        match tokio::fs::remove_dir_all(self.path(prefix.trim_end_matches('/'))).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_moves_the_file_and_delete_removes_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path().join("files")).unwrap();
+        let src = dir.path().join("upload.tmp");
+        std::fs::write(&src, b"hello").unwrap();
+
+        let size = storage.put_file("inputs/j1/image", &src).await.unwrap();
+        assert_eq!(size, 5);
+        assert!(!src.exists());
+        let stored = storage.local_path("inputs/j1/image").unwrap();
+        assert_eq!(std::fs::read(&stored).unwrap(), b"hello");
+
+        let copy = dir.path().join("copy");
+        storage.fetch_to("inputs/j1/image", &copy).await.unwrap();
+        assert_eq!(std::fs::read(&copy).unwrap(), b"hello");
+
+        storage.delete_prefix("inputs/j1").await.unwrap();
+        assert!(!stored.exists());
+        storage.delete_prefix("inputs/j1").await.unwrap();
+    }
+}

@@ -1,0 +1,119 @@
+//! The durable store: accounts, keys and jobs. The jobs table is the queue.
+//!
+//! Every backend-specific statement lives in the backend (the `genq-store`
+//! crate); the engine only sees this trait.
+
+use async_trait::async_trait;
+
+use crate::account::{Account, AccountId, ApiKeyRecord, KeyId, Principal};
+use crate::job::{Job, JobFailure, JobId, JobOutput, JobQuery, JobState, Lease, SubmitLimits};
+use crate::time::Millis;
+
+#[derive(Debug, thiserror::Error)]
+#[error("store: {message}")]
+pub struct StoreError {
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl StoreError {
+    pub fn new(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    pub fn other(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, PartialEq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// A [`SubmitLimits`] bound would be exceeded; nothing was written.
+    ActiveLimit,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum CancelOutcome {
+    Cancelled(Box<Job>),
+    NotFound,
+    NotCancellable(JobState),
+}
+
+/// What one claim found.
+#[derive(Debug, Default)]
+pub struct ClaimOutcome {
+    pub claimed: Option<(Job, Lease)>,
+    /// Jobs whose lease expired once too often; now FAILED.
+    pub gave_up: Vec<JobId>,
+}
+
+/// Parameters of a claim.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub owner: &'a str,
+    pub kinds: &'a [String],
+    pub now: Millis,
+    pub lease_until: Millis,
+    /// A job whose lease expired with this many retries already is failed
+    /// instead of claimed again.
+    pub max_retries: u32,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn insert_account(&self, account: &Account) -> StoreResult<()>;
+    async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>>;
+    async fn account_count(&self) -> StoreResult<u64>;
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+    /// True when a live key was revoked.
+    async fn revoke_api_key(&self, id: KeyId, now: Millis) -> StoreResult<bool>;
+    /// The principal of a live (not revoked) key with this hash.
+    async fn principal_for_key(&self, key_hash: &[u8]) -> StoreResult<Option<Principal>>;
+
+    /// Records a new PENDING job (and so enqueues it), unless `limits` forbid.
+    async fn insert_job(&self, job: &Job, limits: &SubmitLimits) -> StoreResult<InsertOutcome>;
+    async fn get_job(&self, account: AccountId, id: JobId) -> StoreResult<Option<Job>>;
+    async fn job_by_media_token(&self, token: &str) -> StoreResult<Option<Job>>;
+    async fn job_by_share_token(&self, token: &str) -> StoreResult<Option<Job>>;
+    async fn list_jobs(&self, account: AccountId, query: &JobQuery) -> StoreResult<Vec<Job>>;
+    /// PENDING → CANCELLED.
+    async fn cancel_pending(
+        &self,
+        account: AccountId,
+        id: JobId,
+        now: Millis,
+    ) -> StoreResult<CancelOutcome>;
+
+    /// PENDING (or PROCESSING with an expired lease) → PROCESSING under a new
+    /// lease; oldest job first.
+    async fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<ClaimOutcome>;
+    /// Extends the lease; false when the lease was lost.
+    async fn heartbeat(&self, lease: &Lease, lease_until: Millis) -> StoreResult<bool>;
+    async fn record_progress(&self, lease: &Lease, progress: u8, now: Millis) -> StoreResult<bool>;
+    /// PROCESSING → COMPLETED.
+    async fn complete(
+        &self,
+        lease: &Lease,
+        outputs: &[JobOutput],
+        now: Millis,
+    ) -> StoreResult<bool>;
+    /// PROCESSING → FAILED.
+    async fn fail(&self, lease: &Lease, failure: &JobFailure, now: Millis) -> StoreResult<bool>;
+    /// PROCESSING → PENDING without counting a retry: this process is
+    /// stopping and another should pick the job up.
+    async fn release(&self, lease: &Lease, now: Millis) -> StoreResult<bool>;
+}

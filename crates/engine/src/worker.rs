@@ -1,0 +1,364 @@
+//! Workers: claim jobs from the store under a lease, run them through the
+//! handler for their kind, keep the lease alive, and record the outcome.
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+use crate::job::{Job, JobFailure, JobOutput, Lease, OutputKind, OutputRole};
+use crate::storage::Storage;
+use crate::store::{ClaimRequest, Store};
+use crate::time::now_ms;
+
+/// Runs one kind of job. Renderers implement this.
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    fn kind(&self) -> &'static str;
+    /// Produces the job's output files in `ctx.workdir`. Must return soon
+    /// after `ctx.cancel` fires (killing any subprocess it started).
+    async fn run(&self, ctx: &JobContext) -> Result<Vec<ProducedOutput>, JobFailure>;
+}
+
+/// A file a handler produced, to be stored as one of the job's outputs.
+#[derive(Debug, Clone)]
+pub struct ProducedOutput {
+    pub name: String,
+    pub role: OutputRole,
+    pub kind: OutputKind,
+    pub content_type: String,
+    pub path: PathBuf,
+}
+
+/// What a handler gets to work with.
+pub struct JobContext {
+    pub job: Job,
+    /// Scratch space for this attempt; removed afterwards.
+    pub workdir: PathBuf,
+    /// Fires when the job must stop (shutdown past its grace period, or the
+    /// lease was lost).
+    pub cancel: CancellationToken,
+    storage: Arc<dyn Storage>,
+    progress: watch::Sender<u8>,
+}
+
+impl JobContext {
+    /// A readable local path of one of the job's input files.
+    pub async fn input_path(&self, name: &str) -> io::Result<PathBuf> {
+        let key = self.job.input_key(name);
+        if let Some(path) = self.storage.local_path(&key) {
+            if tokio::fs::try_exists(&path).await? {
+                return Ok(path);
+            }
+        }
+        let dst = self.workdir.join(format!("input-{name}"));
+        self.storage.fetch_to(&key, &dst).await?;
+        Ok(dst)
+    }
+
+    /// Reports progress (0–99; 100 is reported by completion). Never moves
+    /// backwards.
+    pub fn set_progress(&self, pct: u8) {
+        let pct = pct.min(99);
+        self.progress.send_if_modified(|current| {
+            let rises = pct > *current;
+            if rises {
+                *current = pct;
+            }
+            rises
+        });
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// How many jobs run at once in this process.
+    pub slots: usize,
+    pub lease: Duration,
+    /// Fallback poll for jobs enqueued by other processes and expired leases;
+    /// jobs enqueued in this process wake a worker at once.
+    pub poll_interval: Duration,
+    pub max_retries: u32,
+    pub shutdown_grace: Duration,
+    pub scratch_dir: PathBuf,
+    /// Names this process in leases (for operators reading the database).
+    pub owner: String,
+}
+
+pub struct WorkerPool {
+    stop: CancellationToken,
+    dispatcher: tokio::task::JoinHandle<()>,
+}
+
+impl WorkerPool {
+    pub fn start(engine: Engine, handlers: Vec<Arc<dyn JobHandler>>, config: WorkerConfig) -> Self {
+        let stop = CancellationToken::new();
+        let handlers = handlers
+            .into_iter()
+            .map(|h| (h.kind().to_owned(), h))
+            .collect();
+        let dispatcher = tokio::spawn(dispatch(engine, handlers, Arc::new(config), stop.clone()));
+        Self { stop, dispatcher }
+    }
+
+    /// Stops claiming, lets running jobs finish within the grace period, and
+    /// releases the rest back to the queue.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        if let Err(e) = self.dispatcher.await {
+            tracing::error!(error = %e, "worker dispatcher ended abnormally");
+        }
+    }
+}
+
+async fn dispatch(
+    engine: Engine,
+    handlers: HashMap<String, Arc<dyn JobHandler>>,
+    config: Arc<WorkerConfig>,
+    stop: CancellationToken,
+) {
+    let kinds: Vec<String> = handlers.keys().cloned().collect();
+    let slots = Arc::new(Semaphore::new(config.slots.max(1)));
+    let abort = CancellationToken::new();
+    let mut running = JoinSet::new();
+    let lease_ms = config.lease.as_millis() as i64;
+
+    loop {
+        let permit = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closes"),
+            _ = stop.cancelled() => break,
+        };
+        while running.try_join_next().is_some() {}
+
+        let now = now_ms();
+        let request = ClaimRequest {
+            owner: &config.owner,
+            kinds: &kinds,
+            now,
+            lease_until: now + lease_ms,
+            max_retries: config.max_retries,
+        };
+        match engine.store().claim(&request).await {
+            Ok(outcome) => {
+                for id in outcome.gave_up {
+                    tracing::warn!(job = %id, "job failed: its worker was lost too many times");
+                }
+                if let Some((job, lease)) = outcome.claimed {
+                    let handler = handlers[&job.kind].clone();
+                    let run = run_job(
+                        engine.clone(),
+                        handler,
+                        job,
+                        lease,
+                        config.clone(),
+                        abort.clone(),
+                        permit,
+                    );
+                    running.spawn(run);
+                    continue;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "claiming a job failed"),
+        }
+        drop(permit);
+        tokio::select! {
+            _ = engine.job_enqueued().notified() => {}
+            _ = tokio::time::sleep(config.poll_interval) => {}
+            _ = stop.cancelled() => break,
+        }
+    }
+
+    if !running.is_empty() {
+        tracing::info!(jobs = running.len(), grace = ?config.shutdown_grace, "waiting for running jobs");
+    }
+    let drained = tokio::time::timeout(config.shutdown_grace, async {
+        while running.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            jobs = running.len(),
+            "grace period over; releasing unfinished jobs"
+        );
+        abort.cancel();
+        while running.join_next().await.is_some() {}
+    }
+}
+
+async fn run_job(
+    engine: Engine,
+    handler: Arc<dyn JobHandler>,
+    job: Job,
+    lease: Lease,
+    config: Arc<WorkerConfig>,
+    abort: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) {
+    let job_id = job.id;
+    let started = std::time::Instant::now();
+    tracing::info!(job = %job_id, kind = %job.kind, attempt = lease.attempt, "job started");
+    let workdir = config
+        .scratch_dir
+        .join(format!("{}-{}", job.id, lease.attempt));
+    let store = engine.store().clone();
+
+    let outcome = async {
+        tokio::fs::create_dir_all(&workdir).await.map_err(|e| {
+            JobFailure::new(
+                "IO_ERROR",
+                format!("could not create a work directory: {e}"),
+            )
+        })?;
+        let cancel = abort.child_token();
+        let (progress_tx, progress_rx) = watch::channel(0u8);
+        let lease_lost = Arc::new(AtomicBool::new(false));
+        let keeper_stop = CancellationToken::new();
+        let _stop_keeper = keeper_stop.clone().drop_guard();
+        tokio::spawn(keep_lease(
+            store.clone(),
+            lease.clone(),
+            config.lease,
+            progress_rx,
+            keeper_stop,
+            cancel.clone(),
+            lease_lost.clone(),
+        ));
+
+        let ctx = JobContext {
+            job,
+            workdir: workdir.clone(),
+            cancel,
+            storage: engine.storage().clone(),
+            progress: progress_tx,
+        };
+        // A panicking handler must fail its job, not leave it PROCESSING.
+        let produced = match tokio::spawn(async move { handler.run(&ctx).await }).await {
+            Ok(result) => result,
+            Err(e) => Err(JobFailure::new(
+                "INTERNAL_ERROR",
+                format!("the renderer crashed: {e}"),
+            )),
+        };
+        if lease_lost.load(Ordering::SeqCst) {
+            return Err(Stop::LeaseLost);
+        }
+        if abort.is_cancelled() {
+            return Err(Stop::Shutdown);
+        }
+        let mut outputs = Vec::new();
+        for output in produced.map_err(Stop::Failed)? {
+            let size = engine
+                .storage()
+                .put_file(&crate::job::output_key(job_id, &output.name), &output.path)
+                .await
+                .map_err(|e| {
+                    Stop::Failed(JobFailure::new(
+                        "STORAGE_ERROR",
+                        format!("could not store output {}: {e}", output.name),
+                    ))
+                })?;
+            outputs.push(JobOutput {
+                name: output.name,
+                role: output.role,
+                kind: output.kind,
+                content_type: output.content_type,
+                size,
+            });
+        }
+        Ok(outputs)
+    }
+    .await;
+
+    let now = now_ms();
+    let recorded = match &outcome {
+        Ok(outputs) => store.complete(&lease, outputs, now).await,
+        Err(Stop::Failed(failure)) => store.fail(&lease, failure, now).await,
+        Err(Stop::Shutdown) => store.release(&lease, now).await,
+        Err(Stop::LeaseLost) => Ok(false),
+    };
+    match (&outcome, recorded) {
+        (Ok(_), Ok(true)) => {
+            tracing::info!(job = %job_id, elapsed = ?started.elapsed(), "job completed")
+        }
+        (Err(Stop::Failed(f)), Ok(true)) => {
+            tracing::info!(job = %job_id, code = %f.code, message = %f.message, "job failed")
+        }
+        (Err(Stop::Shutdown), Ok(true)) => {
+            tracing::info!(job = %job_id, "job released for another worker")
+        }
+        (_, Ok(_)) => tracing::warn!(job = %job_id, "lease lost; another worker owns the job now"),
+        (_, Err(e)) => {
+            tracing::error!(job = %job_id, error = %e, "recording the job's outcome failed; its lease will expire and it will run again")
+        }
+    }
+    if let Err(e) = tokio::fs::remove_dir_all(&workdir).await {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(job = %job_id, error = %e, "could not remove work directory");
+        }
+    }
+}
+
+enum Stop {
+    Failed(JobFailure),
+    Shutdown,
+    LeaseLost,
+}
+
+impl From<JobFailure> for Stop {
+    fn from(f: JobFailure) -> Self {
+        Stop::Failed(f)
+    }
+}
+
+const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Heartbeats the lease and writes progress (at most every 250 ms) while the
+/// job runs. If the lease is lost, cancels the job.
+async fn keep_lease(
+    store: Arc<dyn Store>,
+    lease: Lease,
+    lease_for: Duration,
+    progress: watch::Receiver<u8>,
+    stop: CancellationToken,
+    cancel_job: CancellationToken,
+    lost: Arc<AtomicBool>,
+) {
+    let mut heartbeat = tokio::time::interval(lease_for / 3);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    let mut progress_tick = tokio::time::interval(PROGRESS_WRITE_INTERVAL);
+    let mut written = 0u8;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = heartbeat.tick() => {
+                let until = now_ms() + lease_for.as_millis() as i64;
+                match store.heartbeat(&lease, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        lost.store(true, Ordering::SeqCst);
+                        cancel_job.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(job = %lease.job_id, error = %e, "heartbeat failed"),
+                }
+            }
+            _ = progress_tick.tick() => {
+                let current = *progress.borrow();
+                if current != written {
+                    match store.record_progress(&lease, current, now_ms()).await {
+                        Ok(_) => written = current,
+                        Err(e) => tracing::warn!(job = %lease.job_id, error = %e, "recording progress failed"),
+                    }
+                }
+            }
+        }
+    }
+}

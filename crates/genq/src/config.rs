@@ -1,0 +1,202 @@
+//! Settings, layered: built-in defaults, then a TOML file (`--config` /
+//! `GENQ_CONFIG`), then environment variables, then flags.
+
+use anyhow::Context;
+use clap::Args;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct DatabaseArgs {
+    /// Directory for the SQLite database, uploads and outputs [default: ./data]
+    #[arg(long, env = "GENQ_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL [default: sqlite://DATA_DIR/genq.db]
+    #[arg(long, env = "GENQ_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// A TOML file of settings; flags and environment variables override it.
+    #[arg(long, env = "GENQ_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "GENQ_LISTEN")]
+    pub listen: Option<String>,
+    /// Jobs run at once by this process; 0 runs the API only [default: number of cores]
+    #[arg(long, env = "GENQ_WORKERS")]
+    pub workers: Option<usize>,
+    /// Base of the links genq hands out [default: http://LISTEN_ADDRESS]
+    #[arg(long, env = "GENQ_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// How long a worker's claim on a job lasts without a heartbeat [default: 30]
+    #[arg(long, env = "GENQ_LEASE_SECONDS")]
+    pub lease_seconds: Option<u64>,
+    /// Times a job is claimed again after its worker was lost before it fails [default: 3]
+    #[arg(long, env = "GENQ_MAX_RETRIES")]
+    pub max_retries: Option<u32>,
+    /// On SIGTERM/SIGINT, how long running jobs may take to finish [default: 30]
+    #[arg(long, env = "GENQ_SHUTDOWN_GRACE_SECONDS")]
+    pub shutdown_grace_seconds: Option<u64>,
+    /// Largest accepted upload per file, in MB [default: 50]
+    #[arg(long, env = "GENQ_MAX_UPLOAD_MB")]
+    pub max_upload_mb: Option<u64>,
+    /// Longest side of rendered videos, in pixels [default: 1920]
+    #[arg(long, env = "GENQ_MAX_LONG_SIDE")]
+    pub max_long_side: Option<u32>,
+    /// Base time limit of one render; 4 × the audio's length is added [default: 120]
+    #[arg(long, env = "GENQ_RENDER_TIMEOUT_SECONDS")]
+    pub render_timeout_seconds: Option<u64>,
+}
+
+/// The TOML file's keys are the flags' names with underscores.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    listen: Option<String>,
+    workers: Option<usize>,
+    public_url: Option<String>,
+    lease_seconds: Option<u64>,
+    max_retries: Option<u32>,
+    shutdown_grace_seconds: Option<u64>,
+    max_upload_mb: Option<u64>,
+    max_long_side: Option<u32>,
+    render_timeout_seconds: Option<u64>,
+}
+
+fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
+    let Some(path) = path else {
+        return Ok(FileSettings::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub struct DataSettings {
+    pub data_dir: PathBuf,
+    pub database_url: String,
+}
+
+impl DataSettings {
+    fn resolve(args: &DatabaseArgs, file: &FileSettings) -> Self {
+        let data_dir = args
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = args
+            .database_url
+            .clone()
+            .or_else(|| file.database_url.clone())
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("genq.db").display()));
+        Self {
+            data_dir,
+            database_url,
+        }
+    }
+
+    pub fn load(args: &DatabaseArgs) -> anyhow::Result<Self> {
+        let file = read_file(args.config.as_deref())?;
+        Ok(Self::resolve(args, &file))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub data: DataSettings,
+    pub listen: String,
+    pub workers: usize,
+    pub public_url: Option<String>,
+    pub lease: Duration,
+    pub max_retries: u32,
+    pub shutdown_grace: Duration,
+    pub max_upload_bytes: u64,
+    pub max_long_side: u32,
+    pub render_timeout: Duration,
+}
+
+impl ServeSettings {
+    pub fn load(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = read_file(args.db.config.as_deref())?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let lease_seconds = args.lease_seconds.or(file.lease_seconds).unwrap_or(30);
+        anyhow::ensure!(lease_seconds >= 1, "lease_seconds must be at least 1");
+        Ok(Self {
+            data: DataSettings::resolve(&args.db, &file),
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:8080".into()),
+            workers: args.workers.or(file.workers).unwrap_or(cores),
+            public_url: args.public_url.or(file.public_url),
+            lease: Duration::from_secs(lease_seconds),
+            max_retries: args.max_retries.or(file.max_retries).unwrap_or(3),
+            shutdown_grace: Duration::from_secs(
+                args.shutdown_grace_seconds
+                    .or(file.shutdown_grace_seconds)
+                    .unwrap_or(30),
+            ),
+            max_upload_bytes: args.max_upload_mb.or(file.max_upload_mb).unwrap_or(50) * 1_000_000,
+            max_long_side: args.max_long_side.or(file.max_long_side).unwrap_or(1920),
+            render_timeout: Duration::from_secs(
+                args.render_timeout_seconds
+                    .or(file.render_timeout_seconds)
+                    .unwrap_or(120),
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("genq.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\nworkers = 7\nmax_upload_mb = 10\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            db: DatabaseArgs {
+                config: Some(path),
+                ..Default::default()
+            },
+            workers: Some(2),
+            ..Default::default()
+        };
+        let settings = ServeSettings::load(args).unwrap();
+        assert_eq!(settings.listen, "0.0.0.0:9000");
+        assert_eq!(settings.workers, 2);
+        assert_eq!(settings.max_upload_bytes, 10_000_000);
+        assert_eq!(settings.lease, Duration::from_secs(30));
+        assert_eq!(settings.data.database_url, "sqlite://./data/genq.db");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("genq.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let args = ServeArgs {
+            db: DatabaseArgs {
+                config: Some(path),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(ServeSettings::load(args).is_err());
+    }
+}

@@ -1,0 +1,62 @@
+//! The `genq` command: `serve` runs everything; `accounts` and `keys` manage
+//! who may call it.
+
+mod admin;
+mod config;
+mod open;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+use config::ServeArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "genq",
+    version,
+    about = "A self-hosted media-generation job server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API and in-process workers.
+    Serve(ServeArgs),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Accounts(admin::AccountsCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(admin::KeysCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GENQ_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=info".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Accounts(cmd) => admin::accounts(cmd).await,
+            Command::Keys(cmd) => admin::keys(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("genq: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! `genq serve`: the HTTP API and, unless `--workers 0`, in-process workers.
+
+use anyhow::Context;
+use genq_dialects::AppState;
+use genq_engine::{JobHandler, WorkerConfig, WorkerPool};
+use genq_media::{ImageAudioVideo, RenderSettings, Tool};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ServeArgs, ServeSettings};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = ServeSettings::load(args)?;
+    let engine = crate::open::engine(&settings.data).await?;
+    if engine.account_count().await? == 0 {
+        tracing::info!(
+            "no accounts yet. Create one (it prints an API key) with:\n    genq accounts create --name NAME --data-dir {}\n\
+             then send the key in the X-API-Key header",
+            settings.data.data_dir.display()
+        );
+    }
+
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| derived_public_url(addr));
+
+    let pool = if settings.workers > 0 {
+        check_tool("ffmpeg").await?;
+        check_tool("ffprobe").await?;
+        let render = RenderSettings {
+            max_long_side: settings.max_long_side,
+            timeout: settings.render_timeout,
+            ..RenderSettings::default()
+        };
+        let handlers: Vec<Arc<dyn JobHandler>> = vec![Arc::new(ImageAudioVideo::new(render))];
+        let config = WorkerConfig {
+            slots: settings.workers,
+            lease: settings.lease,
+            poll_interval: Duration::from_secs(1).min(settings.lease / 2),
+            max_retries: settings.max_retries,
+            shutdown_grace: settings.shutdown_grace,
+            scratch_dir: settings.data.data_dir.join("tmp/work"),
+            owner: worker_owner(),
+        };
+        tracing::info!(workers = settings.workers, "starting workers");
+        Some(WorkerPool::start(engine.clone(), handlers, config))
+    } else {
+        tracing::info!("workers disabled (--workers 0): jobs stay PENDING until a worker runs");
+        None
+    };
+
+    let app = genq_dialects::router(AppState::new(
+        engine,
+        &public_url,
+        settings.max_upload_bytes,
+    ));
+    tracing::info!(public_url = %public_url, "listening on http://{addr}");
+    let stop = CancellationToken::new();
+    tokio::spawn(wait_for_signal(stop.clone()));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("no longer accepting requests");
+    if let Some(pool) = pool {
+        pool.shutdown().await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn derived_public_url(addr: SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        format!("http://localhost:{}", addr.port())
+    } else {
+        format!("http://{addr}")
+    }
+}
+
+fn worker_owner() -> String {
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "genq".into());
+    format!("{}:{}", host.trim(), std::process::id())
+}
+
+async fn check_tool(program: &str) -> anyhow::Result<()> {
+    Tool::new(program)
+        .arg("-version")
+        .timeout(Duration::from_secs(10))
+        .run_capture(&CancellationToken::new())
+        .await
+        .map(|_| ())
+        .with_context(|| format!("{program} is needed to render; install it (e.g. apt-get install ffmpeg) or run with --workers 0"))
+}
+
+async fn wait_for_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    stop.cancel();
+}

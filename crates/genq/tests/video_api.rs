@@ -1,0 +1,604 @@
+//! The Image+Audio Video dialect (seed 004) end to end: a real `genq serve`
+//! over TCP, real uploads, real renders checked with ffprobe.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::time::Duration;
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    fixtures: std::path::PathBuf,
+    server: Server,
+    account: Account,
+    client: Client,
+}
+
+fn setup(args: &[&str]) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fixtures = dir.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    let server = Server::start(&data, args, &[]);
+    // Accounts are created while the server runs, as an operator would.
+    let account = create_account(&data, "test");
+    let client = Client::new(&account.api_key);
+    Setup {
+        _dir: dir,
+        fixtures,
+        server,
+        account,
+        client,
+    }
+}
+
+#[tokio::test]
+async fn quick_start_renders_a_playable_video_as_long_as_the_audio() {
+    let s = setup(&[]);
+    let image = image(&s.fixtures, "portrait.jpg", 321, 241);
+    let audio = audio(&s.fixtures, "voiceover.mp3", 2.0);
+    let (code, created) = s
+        .client
+        .submit(
+            &s.server,
+            &image,
+            &audio,
+            Some("https://your.app/hooks/vidgen"),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(created["message"], "Job created");
+    let job_id = created["jobId"].as_str().unwrap();
+
+    let done = s.client.wait_terminal(&s.server, job_id).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["progress"], 100);
+    assert_eq!(done["errorMessage"], Value::Null);
+    let keys: HashSet<&str> = done
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let expected: HashSet<&str> = [
+        "jobId",
+        "status",
+        "progress",
+        "outputVideo",
+        "outputShareLink",
+        "errorMessage",
+        "createdAt",
+        "updatedAt",
+    ]
+    .into();
+    assert_eq!(keys, expected);
+    let created_at = done["createdAt"].as_str().unwrap();
+    assert!(
+        created_at.ends_with('Z') && created_at.len() == 24,
+        "ISO 8601 with ms: {created_at}"
+    );
+
+    // The video downloads, and is what the seed promises.
+    let video_url = done["outputVideo"].as_str().unwrap();
+    assert!(video_url.starts_with(&s.server.base), "{video_url}");
+    let response = reqwest::get(video_url).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "video/mp4");
+    let bytes = response.bytes().await.unwrap();
+    let path = s.fixtures.join("out.mp4");
+    std::fs::write(&path, &bytes).unwrap();
+    let probe = ffprobe(&path);
+    let video = stream(&probe, "video");
+    assert_eq!(video["codec_name"], "h264");
+    assert_eq!(video["pix_fmt"], "yuv420p");
+    assert_eq!(video["r_frame_rate"], "25/1");
+    assert_eq!(
+        (
+            video["width"].as_u64().unwrap(),
+            video["height"].as_u64().unwrap()
+        ),
+        (320, 240)
+    );
+    assert_eq!(stream(&probe, "audio")["codec_name"], "aac");
+    let audio_len = seconds(&ffprobe(&audio)["format"]["duration"]);
+    let video_len = seconds(&video["duration"]);
+    assert!(
+        (video_len - audio_len).abs() <= 0.04,
+        "video {video_len}s vs audio {audio_len}s"
+    );
+
+    // Browsers seek with Range requests.
+    let partial = reqwest::Client::new()
+        .get(video_url)
+        .header("Range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(partial.status(), 206);
+    assert_eq!(partial.bytes().await.unwrap().len(), 100);
+
+    // The share page plays it and previews well.
+    let share = reqwest::get(done["outputShareLink"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(share.status(), 200);
+    let html = share.text().await.unwrap();
+    assert!(
+        html.contains("<video") && html.contains(video_url),
+        "{html}"
+    );
+    assert!(
+        html.contains("og:video") && html.contains("og:image"),
+        "{html}"
+    );
+
+    // The listing shows the job with the seed's fields, webhookUrl included.
+    let (code, list) = json_of(
+        s.client
+            .get(s.server.url("/api/jobs"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let item = &list["jobs"][0];
+    assert_eq!(item["id"], job_id);
+    assert_eq!(item["webhookUrl"], "https://your.app/hooks/vidgen");
+    assert_eq!(item["retries"], 0);
+    assert_eq!(item["outputVideo"], video_url);
+}
+
+#[tokio::test]
+async fn progress_rises_while_processing_and_updated_at_moves() {
+    let s = setup(&[]);
+    let image = image(&s.fixtures, "big.png", 1280, 720);
+    let audio = audio(&s.fixtures, "long.wav", 40.0);
+    let (code, created) = s.client.submit(&s.server, &image, &audio, None).await;
+    assert_eq!(code, 201, "{created}");
+    let job_id = created["jobId"].as_str().unwrap();
+    let seen = s
+        .client
+        .poll_until(&s.server, job_id, Duration::from_secs(120), |st| {
+            st["status"] != "PENDING" && st["status"] != "PROCESSING"
+        })
+        .await;
+    assert_eq!(seen.last().unwrap()["status"], "COMPLETED");
+    let processing: Vec<&Value> = seen
+        .iter()
+        .filter(|st| st["status"] == "PROCESSING")
+        .collect();
+    let progress: Vec<u64> = processing
+        .iter()
+        .map(|st| st["progress"].as_u64().unwrap())
+        .collect();
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]),
+        "progress went backwards: {progress:?}"
+    );
+    let intermediate: HashSet<u64> = progress
+        .iter()
+        .copied()
+        .filter(|p| *p > 5 && *p < 100)
+        .collect();
+    assert!(
+        intermediate.len() >= 2,
+        "expected real progress values, saw {progress:?}"
+    );
+    let updated: HashSet<&str> = processing
+        .iter()
+        .map(|st| st["updatedAt"].as_str().unwrap())
+        .collect();
+    assert!(updated.len() >= 2, "updatedAt should move with progress");
+}
+
+#[tokio::test]
+async fn list_paginates_newest_first_with_cursors_and_filters() {
+    let s = setup(&["--workers", "0"]);
+    let image = image(&s.fixtures, "a.jpg", 64, 48);
+    let audio = audio(&s.fixtures, "a.mp3", 1.0);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (code, created) = s.client.submit(&s.server, &image, &audio, None).await;
+        assert_eq!(code, 201, "{created}");
+        let id = created["jobId"].as_str().unwrap().to_owned();
+        // One active job per key: cancel it to submit the next.
+        let (code, _) = json_of(
+            s.client
+                .post(s.server.url(&format!("/api/jobs/{id}/cancel")))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(code, 200);
+        ids.push(id);
+    }
+    let (code, last) = s.client.submit(&s.server, &image, &audio, None).await;
+    assert_eq!(code, 201);
+    ids.push(last["jobId"].as_str().unwrap().to_owned());
+    ids.reverse(); // newest first
+
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut url = s.server.url("/api/jobs?limit=4");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let (code, page) = json_of(s.client.get(url).send().await.unwrap()).await;
+        assert_eq!(code, 200, "{page}");
+        pages += 1;
+        assert_eq!(page["pagination"]["limit"], 4);
+        for job in page["jobs"].as_array().unwrap() {
+            let fields: HashSet<&str> = job
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let expected: HashSet<&str> = [
+                "id",
+                "status",
+                "outputVideo",
+                "outputShareLink",
+                "errorMessage",
+                "retries",
+                "createdAt",
+                "updatedAt",
+                "webhookUrl",
+            ]
+            .into();
+            assert_eq!(fields, expected);
+            listed.push(job["id"].as_str().unwrap().to_owned());
+        }
+        if page["pagination"]["hasNextPage"] == true {
+            cursor = Some(
+                page["pagination"]["nextCursor"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        } else {
+            assert_eq!(page["pagination"]["nextCursor"], Value::Null);
+            break;
+        }
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(listed, ids);
+
+    let (_, pending) = json_of(
+        s.client
+            .get(s.server.url("/api/jobs?status=PENDING"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(pending["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(pending["jobs"][0]["id"], ids[0]);
+    let (_, cancelled) = json_of(
+        s.client
+            .get(s.server.url("/api/jobs?status=CANCELLED&limit=100"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(cancelled["jobs"].as_array().unwrap().len(), 5);
+
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "limit=ten",
+        "status=DONE",
+        "status=pending",
+        "cursor=nonsense",
+    ] {
+        let (code, body) = json_of(
+            s.client
+                .get(s.server.url(&format!("/api/jobs?{bad}")))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(code, 400, "{bad}: {body}");
+        assert!(body["error"].is_string(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn cancel_rules_and_one_active_job_per_key() {
+    let s = setup(&["--workers", "0"]);
+    let image = image(&s.fixtures, "a.jpg", 64, 48);
+    let audio = audio(&s.fixtures, "a.mp3", 1.0);
+    let (_, first) = s.client.submit(&s.server, &image, &audio, None).await;
+    let id = first["jobId"].as_str().unwrap();
+
+    let (code, body) = s.client.submit(&s.server, &image, &audio, None).await;
+    assert_eq!(code, 409, "second active job: {body}");
+    assert!(body["error"].as_str().unwrap().contains("active job"));
+
+    let (code, body) = json_of(
+        s.client
+            .post(s.server.url(&format!("/api/jobs/{id}/cancel")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({"success": true, "message": "Job cancelled successfully"})
+    );
+    assert_eq!(s.client.status(&s.server, id).await["status"], "CANCELLED");
+    let (code, _) = json_of(
+        s.client
+            .http
+            .delete(s.server.url(&format!("/api/jobs/{id}")))
+            .header("X-API-Key", &s.account.api_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 409, "cancelling twice");
+
+    // The slot is free again; DELETE cancels too.
+    let (code, second) = s.client.submit(&s.server, &image, &audio, None).await;
+    assert_eq!(code, 201);
+    let id2 = second["jobId"].as_str().unwrap();
+    let (code, body) = json_of(
+        s.client
+            .http
+            .delete(s.server.url(&format!("/api/jobs/{id2}")))
+            .header("X-API-Key", &s.account.api_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test]
+async fn cancelling_a_completed_job_is_a_conflict() {
+    let s = setup(&[]);
+    let image = image(&s.fixtures, "a.jpg", 64, 48);
+    let audio = audio(&s.fixtures, "a.mp3", 1.0);
+    let (_, created) = s.client.submit(&s.server, &image, &audio, None).await;
+    let id = created["jobId"].as_str().unwrap();
+    assert_eq!(
+        s.client.wait_terminal(&s.server, id).await["status"],
+        "COMPLETED"
+    );
+    let (code, body) = json_of(
+        s.client
+            .post(s.server.url(&format!("/api/jobs/{id}/cancel")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 409, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("COMPLETED"));
+}
+
+#[tokio::test]
+async fn keys_are_checked_and_jobs_are_private_to_their_account() {
+    let s = setup(&["--workers", "0"]);
+    let image = image(&s.fixtures, "a.jpg", 64, 48);
+    let audio = audio(&s.fixtures, "a.mp3", 1.0);
+    let (_, created) = s.client.submit(&s.server, &image, &audio, None).await;
+    let id = created["jobId"].as_str().unwrap();
+    let status_url = s.server.url(&format!("/api/status/{id}"));
+
+    let (code, missing) = json_of(reqwest::get(&status_url).await.unwrap()).await;
+    assert_eq!(code, 401);
+    let (code, unknown) = json_of(
+        Client::new("genq_not-a-real-key")
+            .get(status_url.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 401);
+    assert_ne!(
+        missing["error"], unknown["error"],
+        "the two 401s say different things"
+    );
+
+    // Bearer works as well as X-API-Key.
+    let response = reqwest::Client::new()
+        .get(&status_url)
+        .bearer_auth(&s.account.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    // Another account sees nothing of this one's jobs.
+    let other = create_account(&s.server.data_dir, "other");
+    let intruder = Client::new(&other.api_key);
+    let (code, body) = json_of(intruder.get(status_url.clone()).send().await.unwrap()).await;
+    assert_eq!(code, 404, "{body}");
+    let (code, _) = json_of(
+        intruder
+            .post(s.server.url(&format!("/api/jobs/{id}/cancel")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 404);
+    let (_, list) = json_of(
+        intruder
+            .get(s.server.url("/api/jobs"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
+
+    // A second key of the same account works; once revoked it is refused.
+    let key = cli_json(&[
+        "keys",
+        "create",
+        "--account",
+        &s.account.id,
+        "--data-dir",
+        s.server.data_dir.to_str().unwrap(),
+    ]);
+    let second = Client::new(key["apiKey"].as_str().unwrap());
+    assert_eq!(
+        second
+            .get(status_url.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    cli_json(&[
+        "keys",
+        "revoke",
+        key["keyId"].as_str().unwrap(),
+        "--data-dir",
+        s.server.data_dir.to_str().unwrap(),
+    ]);
+    let (code, body) = json_of(second.get(status_url).send().await.unwrap()).await;
+    assert_eq!(code, 401);
+    assert_eq!(body["error"], unknown["error"]);
+}
+
+#[tokio::test]
+async fn bad_submissions_get_the_seed_status_codes() {
+    let s = setup(&["--workers", "0"]);
+    let image = image(&s.fixtures, "a.jpg", 64, 48);
+    let audio = audio(&s.fixtures, "a.mp3", 1.0);
+
+    let (code, body) = s
+        .client
+        .submit(&s.server, &image, &audio, Some("http://your.app/hook"))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("https://"));
+
+    let text = s.fixtures.join("notes.jpg");
+    std::fs::write(&text, "these are my notes, not a picture\n".repeat(10)).unwrap();
+    let (code, body) = s.client.submit(&s.server, &text, &audio, None).await;
+    assert_eq!(code, 415, "{body}");
+    let (code, body) = s.client.submit(&s.server, &image, &text, None).await;
+    assert_eq!(code, 415, "{body}");
+
+    let form = reqwest::multipart::Form::new().part(
+        "image",
+        reqwest::multipart::Part::bytes(std::fs::read(&image).unwrap()).file_name("a.jpg"),
+    );
+    let (code, body) = json_of(
+        s.client
+            .post(s.server.url("/api/jobs"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(body["error"].as_str().unwrap().contains("audio"), "{body}");
+
+    let (code, _) = json_of(
+        s.client
+            .post(s.server.url("/api/jobs"))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 400);
+
+    // 51 MB that sniffs as a JPEG: refused once 50 MB have arrived.
+    let mut big = std::fs::read(&image).unwrap();
+    big.resize(51_000_000, 0);
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "image",
+            reqwest::multipart::Part::bytes(big).file_name("huge.jpg"),
+        )
+        .part(
+            "audio",
+            reqwest::multipart::Part::bytes(std::fs::read(&audio).unwrap()).file_name("a.mp3"),
+        );
+    let (code, body) = json_of(
+        s.client
+            .post(s.server.url("/api/jobs"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(code, 413, "{body}");
+
+    // Nothing of the refused uploads stays behind, and no job was created.
+    let staged = std::fs::read_dir(s.server.data_dir.join("tmp/uploads"))
+        .unwrap()
+        .count();
+    assert_eq!(staged, 0);
+    let (_, list) = json_of(
+        s.client
+            .get(s.server.url("/api/jobs"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn an_image_that_sniffs_right_but_does_not_decode_fails_the_job_clearly() {
+    let s = setup(&[]);
+    let audio = audio(&s.fixtures, "a.mp3", 1.0);
+    let corrupt = s.fixtures.join("corrupt.png");
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend((0..4000u32).map(|i| (i * 7919 % 251) as u8));
+    std::fs::write(&corrupt, bytes).unwrap();
+    let (code, created) = s.client.submit(&s.server, &corrupt, &audio, None).await;
+    assert_eq!(code, 201, "{created}");
+    let done = s
+        .client
+        .wait_terminal(&s.server, created["jobId"].as_str().unwrap())
+        .await;
+    assert_eq!(done["status"], "FAILED");
+    let message = done["errorMessage"].as_str().unwrap();
+    assert!(message.contains("image could not be decoded"), "{message}");
+    assert_eq!(done["outputVideo"], Value::Null);
+}
+
+#[tokio::test]
+async fn health_and_openapi_need_no_key() {
+    let s = setup(&["--workers", "0"]);
+    let (code, body) = json_of(reqwest::get(s.server.url("/health")).await.unwrap()).await;
+    assert_eq!((code, body), (200, serde_json::json!({"status": "ok"})));
+    let (code, spec) = json_of(reqwest::get(s.server.url("/openapi.json")).await.unwrap()).await;
+    assert_eq!(code, 200);
+    for path in [
+        "/api/jobs",
+        "/api/status/{jobId}",
+        "/api/jobs/{jobId}/cancel",
+    ] {
+        assert!(
+            spec["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+}
