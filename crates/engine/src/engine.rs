@@ -77,6 +77,20 @@ impl Engine {
         &self.inner.staging_dir
     }
 
+    /// Removes staged uploads older than `max_age`: leftovers of requests
+    /// that a crash cut short (a finished request never leaves one behind).
+    pub fn sweep_staging(&self, max_age: std::time::Duration) -> std::io::Result<usize> {
+        let mut removed = 0;
+        for entry in std::fs::read_dir(&self.inner.staging_dir)? {
+            let entry = entry?;
+            let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+            if age > max_age && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     pub(crate) fn job_enqueued(&self) -> &Notify {
         &self.inner.job_enqueued
     }

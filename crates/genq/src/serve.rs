@@ -22,6 +22,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
+    match engine.sweep_staging(Duration::from_secs(3600)) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(files = n, "removed stale staged uploads"),
+        Err(e) => tracing::warn!(error = %e, "could not sweep staged uploads"),
+    }
+
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
