@@ -8,7 +8,10 @@ pub mod video;
 
 use axum::routing::get;
 use axum::{Json, Router};
+use genq_engine::webhook::WebhookPayload;
 use genq_engine::Engine;
+use shared::rate_limit::{rate_limit, RateLimitConfig, RateLimits};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// What every handler can reach.
@@ -31,14 +34,33 @@ impl AppState {
     }
 }
 
-/// The whole HTTP application: every dialect plus the shared routes.
-pub fn router(state: AppState) -> Router {
+/// Each dialect's webhook body, by the dialect name jobs carry.
+pub fn webhook_payloads(public_url: &str) -> HashMap<String, Arc<dyn WebhookPayload>> {
+    let public_url: Arc<str> = public_url.trim_end_matches('/').into();
+    let mut payloads: HashMap<String, Arc<dyn WebhookPayload>> = HashMap::new();
+    payloads.insert(
+        video::DIALECT.into(),
+        Arc::new(video::StatusWebhook { public_url }),
+    );
+    payloads
+}
+
+/// The whole HTTP application: every dialect plus the shared routes, with
+/// per-client rate limits on the API paths. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so limits see the
+/// client's address.
+pub fn router(state: AppState, rate_limits: RateLimitConfig) -> Router {
     Router::new()
         .route("/health", get(health))
         .merge(video::routes(&state))
         .merge(shared::media::routes())
         .route("/openapi.json", get(openapi))
         .with_state(state)
+        // Outermost, since it decides by path.
+        .layer(axum::middleware::from_fn_with_state(
+            RateLimits::new(rate_limits),
+            rate_limit,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 

@@ -71,6 +71,9 @@ pub struct Account {
     pub name: String,
     /// Standard Webhooks form (`whsec_<base64>`); needed in clear to sign.
     pub webhook_secret: String,
+    /// After a rotation, the old secret still signs until this time.
+    pub previous_webhook_secret: Option<String>,
+    pub previous_secret_valid_until: Option<Millis>,
     pub created_at: Millis,
 }
 

@@ -44,6 +44,8 @@ struct Inner {
     staging_dir: PathBuf,
     /// Wakes idle workers of this process the moment a job is enqueued.
     job_enqueued: Notify,
+    /// Wakes this process's webhook dispatcher when a delivery is recorded.
+    webhook_enqueued: Notify,
 }
 
 impl Engine {
@@ -60,6 +62,7 @@ impl Engine {
                 storage,
                 staging_dir,
                 job_enqueued: Notify::new(),
+                webhook_enqueued: Notify::new(),
             }),
         })
     }
@@ -95,6 +98,10 @@ impl Engine {
         &self.inner.job_enqueued
     }
 
+    pub(crate) fn webhook_enqueued(&self) -> &Notify {
+        &self.inner.webhook_enqueued
+    }
+
     // ---- accounts and keys ----
 
     /// A new account with one key holding every scope. Returns the raw key:
@@ -107,6 +114,8 @@ impl Engine {
             id: AccountId::new(),
             name: name.to_owned(),
             webhook_secret: generate_webhook_secret(),
+            previous_webhook_secret: None,
+            previous_secret_valid_until: None,
             created_at: now_ms(),
         };
         self.inner.store.insert_account(&account).await?;
@@ -133,6 +142,26 @@ impl Engine {
         };
         self.inner.store.insert_api_key(&record).await?;
         Ok((record.id, raw))
+    }
+
+    /// A new webhook secret; the old one keeps signing for `overlap`.
+    /// Returns the new secret and when the old one stops.
+    pub async fn rotate_webhook_secret(
+        &self,
+        account: AccountId,
+        overlap: std::time::Duration,
+    ) -> Result<(String, crate::time::Millis), EngineError> {
+        let secret = generate_webhook_secret();
+        let until = now_ms() + overlap.as_millis() as i64;
+        if !self
+            .inner
+            .store
+            .rotate_webhook_secret(account, &secret, until)
+            .await?
+        {
+            return Err(EngineError::AccountNotFound);
+        }
+        Ok((secret, until))
     }
 
     pub async fn revoke_key(&self, key_id: KeyId) -> Result<bool, EngineError> {
@@ -252,11 +281,26 @@ impl Engine {
         {
             CancelOutcome::Cancelled(job) => {
                 tracing::info!(job = %id, "job cancelled");
+                self.inner.webhook_enqueued.notify_one();
                 Ok(*job)
             }
             CancelOutcome::NotFound => Err(EngineError::NotFound),
             CancelOutcome::NotCancellable(state) => Err(EngineError::NotCancellable(state)),
         }
+    }
+
+    /// The webhook deliveries of one of the caller's jobs.
+    pub async fn webhook_deliveries(
+        &self,
+        principal: &Principal,
+        id: JobId,
+    ) -> Result<Vec<crate::webhook::DeliveryRecord>, EngineError> {
+        let job = self.job(principal, id).await?;
+        Ok(self
+            .inner
+            .store
+            .deliveries_for_job(job.account_id, job.id)
+            .await?)
     }
 
     pub async fn job_by_media_token(&self, token: &str) -> Result<Option<Job>, EngineError> {

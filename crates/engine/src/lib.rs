@@ -12,6 +12,7 @@ pub mod job;
 pub mod storage;
 pub mod store;
 pub mod time;
+pub mod webhook;
 pub mod worker;
 
 pub use account::{Account, AccountId, KeyId, Principal, ALL_SCOPES};

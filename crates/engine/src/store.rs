@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::account::{Account, AccountId, ApiKeyRecord, KeyId, Principal};
 use crate::job::{Job, JobFailure, JobId, JobOutput, JobQuery, JobState, Lease, SubmitLimits};
 use crate::time::Millis;
+use crate::webhook::{Attempt, Delivery, DeliveryRecord, NextStep};
 
 #[derive(Debug, thiserror::Error)]
 #[error("store: {message}")]
@@ -77,6 +78,14 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_account(&self, account: &Account) -> StoreResult<()>;
     async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>>;
     async fn account_count(&self) -> StoreResult<u64>;
+    /// Makes `secret` the account's webhook secret; the old one keeps signing
+    /// until `previous_valid_until`. False when there is no such account.
+    async fn rotate_webhook_secret(
+        &self,
+        id: AccountId,
+        secret: &str,
+        previous_valid_until: Millis,
+    ) -> StoreResult<bool>;
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
     /// True when a live key was revoked.
@@ -90,7 +99,7 @@ pub trait Store: Send + Sync + 'static {
     async fn job_by_media_token(&self, token: &str) -> StoreResult<Option<Job>>;
     async fn job_by_share_token(&self, token: &str) -> StoreResult<Option<Job>>;
     async fn list_jobs(&self, account: AccountId, query: &JobQuery) -> StoreResult<Vec<Job>>;
-    /// PENDING → CANCELLED.
+    /// PENDING → CANCELLED (recording a webhook delivery if the job has a URL).
     async fn cancel_pending(
         &self,
         account: AccountId,
@@ -104,16 +113,37 @@ pub trait Store: Send + Sync + 'static {
     /// Extends the lease; false when the lease was lost.
     async fn heartbeat(&self, lease: &Lease, lease_until: Millis) -> StoreResult<bool>;
     async fn record_progress(&self, lease: &Lease, progress: u8, now: Millis) -> StoreResult<bool>;
-    /// PROCESSING → COMPLETED.
+    /// PROCESSING → COMPLETED (recording a webhook delivery if the job has a URL).
     async fn complete(
         &self,
         lease: &Lease,
         outputs: &[JobOutput],
         now: Millis,
     ) -> StoreResult<bool>;
-    /// PROCESSING → FAILED.
+    /// PROCESSING → FAILED (recording a webhook delivery if the job has a URL).
     async fn fail(&self, lease: &Lease, failure: &JobFailure, now: Millis) -> StoreResult<bool>;
     /// PROCESSING → PENDING without counting a retry: this process is
     /// stopping and another should pick the job up.
     async fn release(&self, lease: &Lease, now: Millis) -> StoreResult<bool>;
+
+    /// Claims up to `limit` due webhook deliveries until `lease_until`.
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>>;
+    /// Records an attempt and what follows it.
+    async fn finish_attempt(
+        &self,
+        delivery_id: &str,
+        attempt: &Attempt,
+        next: NextStep,
+    ) -> StoreResult<()>;
+    /// A job's deliveries with their attempts, oldest first.
+    async fn deliveries_for_job(
+        &self,
+        account: AccountId,
+        job: JobId,
+    ) -> StoreResult<Vec<DeliveryRecord>>;
 }

@@ -147,8 +147,11 @@ async fn dispatch(
         };
         match engine.store().claim(&request).await {
             Ok(outcome) => {
-                for id in outcome.gave_up {
+                for id in &outcome.gave_up {
                     tracing::warn!(job = %id, "job failed: its worker was lost too many times");
+                }
+                if !outcome.gave_up.is_empty() {
+                    engine.webhook_enqueued().notify_one();
                 }
                 if let Some((job, lease)) = outcome.claimed {
                     let handler = handlers[&job.kind].clone();
@@ -283,6 +286,9 @@ async fn run_job(
         Err(Stop::Shutdown) => store.release(&lease, now).await,
         Err(Stop::LeaseLost) => Ok(false),
     };
+    if matches!(recorded, Ok(true)) && !matches!(outcome, Err(Stop::Shutdown)) {
+        engine.webhook_enqueued().notify_one();
+    }
     match (&outcome, recorded) {
         (Ok(_), Ok(true)) => {
             tracing::info!(job = %job_id, elapsed = ?started.elapsed(), "job completed")

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use genq_engine::time::iso8601_ms;
 use genq_engine::{AccountId, KeyId, ALL_SCOPES};
 use serde_json::json;
 
@@ -14,6 +15,15 @@ pub enum AccountsCommand {
     Create {
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Replace an account's webhook secret; the old one keeps signing during the overlap.
+    RotateWebhookSecret {
+        account_id: String,
+        /// Hours the previous secret still signs deliveries [default: 24]
+        #[arg(long, env = "GENQ_WEBHOOK_SECRET_OVERLAP_HOURS")]
+        overlap_hours: Option<u64>,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -52,6 +62,23 @@ pub async fn accounts(command: AccountsCommand) -> anyhow::Result<()> {
                 "accountId": account.id.to_string(),
                 "apiKey": api_key,
                 "webhookSecret": account.webhook_secret,
+            }));
+        }
+        AccountsCommand::RotateWebhookSecret {
+            account_id,
+            overlap_hours,
+            db,
+        } => {
+            let account: AccountId = account_id.parse().context("not an account id")?;
+            let hours = DataSettings::secret_overlap_hours(&db, overlap_hours)?;
+            let engine = crate::open::engine(&DataSettings::load(&db)?).await?;
+            let (secret, until) = engine
+                .rotate_webhook_secret(account, std::time::Duration::from_secs(hours * 3600))
+                .await?;
+            print(json!({
+                "accountId": account.to_string(),
+                "webhookSecret": secret,
+                "previousSecretValidUntil": iso8601_ms(until),
             }));
         }
     }

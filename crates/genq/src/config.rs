@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Args;
+use genq_dialects::shared::rate_limit::RateLimitConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,6 +52,28 @@ pub struct ServeArgs {
     /// Base time limit of one render; 4 × the audio's length is added [default: 120]
     #[arg(long, env = "GENQ_RENDER_TIMEOUT_SECONDS")]
     pub render_timeout_seconds: Option<u64>,
+    /// Seconds to wait before each webhook attempt, comma-separated
+    /// [default: 0,5,300,1800,7200,18000,36000,50400,72000,86400]
+    #[arg(long, env = "GENQ_WEBHOOK_RETRY_SCHEDULE")]
+    pub webhook_retry_schedule: Option<String>,
+    /// Time limit of one webhook attempt [default: 15]
+    #[arg(long, env = "GENQ_WEBHOOK_TIMEOUT_SECONDS")]
+    pub webhook_timeout_seconds: Option<u64>,
+    /// Allow webhooks to loopback/private/link-local addresses [default: false]
+    #[arg(long, env = "GENQ_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: Option<bool>,
+    /// A PEM file of extra root certificates trusted for webhook receivers
+    #[arg(long, env = "GENQ_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+    /// Requests per minute per client IP to /api/* (0: unlimited) [default: 600]
+    #[arg(long, env = "GENQ_RATE_LIMIT_PER_MINUTE")]
+    pub rate_limit_per_minute: Option<u32>,
+    /// Job submissions per minute per client IP (0: unlimited) [default: 30]
+    #[arg(long, env = "GENQ_SUBMIT_RATE_LIMIT_PER_MINUTE")]
+    pub submit_rate_limit_per_minute: Option<u32>,
+    /// Proxies (CIDRs, comma-separated) whose X-Forwarded-For is believed [default: none]
+    #[arg(long, env = "GENQ_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
 }
 
 /// The TOML file's keys are the flags' names with underscores.
@@ -68,6 +91,14 @@ struct FileSettings {
     max_upload_mb: Option<u64>,
     max_long_side: Option<u32>,
     render_timeout_seconds: Option<u64>,
+    webhook_retry_schedule: Option<String>,
+    webhook_timeout_seconds: Option<u64>,
+    webhook_allow_private: Option<bool>,
+    webhook_ca_file: Option<PathBuf>,
+    webhook_secret_overlap_hours: Option<u64>,
+    rate_limit_per_minute: Option<u32>,
+    submit_rate_limit_per_minute: Option<u32>,
+    trusted_proxies: Option<Vec<ipnet::IpNet>>,
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -108,6 +139,12 @@ impl DataSettings {
         let file = read_file(args.config.as_deref())?;
         Ok(Self::resolve(args, &file))
     }
+
+    /// How long a rotated-out webhook secret keeps signing (hours).
+    pub fn secret_overlap_hours(args: &DatabaseArgs, flag: Option<u64>) -> anyhow::Result<u64> {
+        let file = read_file(args.config.as_deref())?;
+        Ok(flag.or(file.webhook_secret_overlap_hours).unwrap_or(24))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -122,36 +159,69 @@ pub struct ServeSettings {
     pub max_upload_bytes: u64,
     pub max_long_side: u32,
     pub render_timeout: Duration,
+    pub webhooks: WebhookSettings,
+    pub rate_limits: RateLimitConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub schedule: Vec<Duration>,
+    pub timeout: Duration,
+    pub allow_private: bool,
+    pub ca_file: Option<PathBuf>,
+}
+
+fn parse_schedule(text: &str) -> anyhow::Result<Vec<Duration>> {
+    let schedule = text
+        .split(',')
+        .map(|part| part.trim().parse::<u64>().map(Duration::from_secs))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| {
+            format!("webhook retry schedule {text:?}: expected comma-separated seconds")
+        })?;
+    anyhow::ensure!(!schedule.is_empty(), "the webhook retry schedule is empty");
+    Ok(schedule)
 }
 
 impl ServeSettings {
     pub fn load(args: ServeArgs) -> anyhow::Result<Self> {
         let file = read_file(args.db.config.as_deref())?;
+        // A flag or environment variable wins over the file.
+        macro_rules! layered {
+            ($field:ident) => {
+                args.$field.clone().or(file.$field.clone())
+            };
+        }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let lease_seconds = args.lease_seconds.or(file.lease_seconds).unwrap_or(30);
-        anyhow::ensure!(lease_seconds >= 1, "lease_seconds must be at least 1");
+        let seconds = |value: Option<u64>, default| Duration::from_secs(value.unwrap_or(default));
+        let lease = seconds(layered!(lease_seconds), 30);
+        anyhow::ensure!(!lease.is_zero(), "lease_seconds must be at least 1");
+        let schedule = match layered!(webhook_retry_schedule) {
+            Some(text) => parse_schedule(&text)?,
+            None => genq_engine::webhook::default_schedule(),
+        };
         Ok(Self {
             data: DataSettings::resolve(&args.db, &file),
-            listen: args
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:8080".into()),
-            workers: args.workers.or(file.workers).unwrap_or(cores),
-            public_url: args.public_url.or(file.public_url),
-            lease: Duration::from_secs(lease_seconds),
-            max_retries: args.max_retries.or(file.max_retries).unwrap_or(3),
-            shutdown_grace: Duration::from_secs(
-                args.shutdown_grace_seconds
-                    .or(file.shutdown_grace_seconds)
-                    .unwrap_or(30),
-            ),
-            max_upload_bytes: args.max_upload_mb.or(file.max_upload_mb).unwrap_or(50) * 1_000_000,
-            max_long_side: args.max_long_side.or(file.max_long_side).unwrap_or(1920),
-            render_timeout: Duration::from_secs(
-                args.render_timeout_seconds
-                    .or(file.render_timeout_seconds)
-                    .unwrap_or(120),
-            ),
+            listen: layered!(listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
+            workers: layered!(workers).unwrap_or(cores),
+            public_url: layered!(public_url),
+            lease,
+            max_retries: layered!(max_retries).unwrap_or(3),
+            shutdown_grace: seconds(layered!(shutdown_grace_seconds), 30),
+            max_upload_bytes: layered!(max_upload_mb).unwrap_or(50) * 1_000_000,
+            max_long_side: layered!(max_long_side).unwrap_or(1920),
+            render_timeout: seconds(layered!(render_timeout_seconds), 120),
+            webhooks: WebhookSettings {
+                schedule,
+                timeout: seconds(layered!(webhook_timeout_seconds), 15),
+                allow_private: layered!(webhook_allow_private).unwrap_or(false),
+                ca_file: layered!(webhook_ca_file),
+            },
+            rate_limits: RateLimitConfig {
+                api_per_minute: layered!(rate_limit_per_minute).unwrap_or(600),
+                submit_per_minute: layered!(submit_rate_limit_per_minute).unwrap_or(30),
+                trusted_proxies: layered!(trusted_proxies).unwrap_or_default(),
+            },
         })
     }
 }
@@ -183,6 +253,22 @@ mod tests {
         assert_eq!(settings.max_upload_bytes, 10_000_000);
         assert_eq!(settings.lease, Duration::from_secs(30));
         assert_eq!(settings.data.database_url, "sqlite://./data/genq.db");
+    }
+
+    #[test]
+    fn webhook_schedule_parses_and_rejects_garbage() {
+        assert_eq!(
+            parse_schedule("0, 1,2").unwrap(),
+            vec![
+                Duration::ZERO,
+                Duration::from_secs(1),
+                Duration::from_secs(2)
+            ]
+        );
+        assert!(parse_schedule("0,soon").is_err());
+        let defaults = ServeSettings::load(ServeArgs::default()).unwrap().webhooks;
+        assert_eq!(defaults.schedule.len(), 10);
+        assert!(!defaults.allow_private);
     }
 
     #[test]

@@ -2,8 +2,10 @@
 
 use anyhow::Context;
 use genq_dialects::AppState;
+use genq_engine::webhook::{WebhookConfig, WebhookDispatcher};
 use genq_engine::{JobHandler, WorkerConfig, WorkerPool};
 use genq_media::{ImageAudioVideo, RenderSettings, Tool};
+use genq_outbound::OutboundPolicy;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,22 +64,41 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         None
     };
 
-    let app = genq_dialects::router(AppState::new(
-        engine,
-        &public_url,
-        settings.max_upload_bytes,
-    ));
+    let webhooks = WebhookDispatcher::start(
+        engine.clone(),
+        genq_dialects::webhook_payloads(&public_url),
+        WebhookConfig {
+            schedule: settings.webhooks.schedule.clone(),
+            timeout: settings.webhooks.timeout,
+            policy: OutboundPolicy {
+                allow_private: settings.webhooks.allow_private,
+                ca_file: settings.webhooks.ca_file.clone(),
+            },
+            poll_interval: Duration::from_secs(1),
+            concurrency: 16,
+        },
+    )
+    .context("starting the webhook dispatcher")?;
+
+    let app = genq_dialects::router(
+        AppState::new(engine, &public_url, settings.max_upload_bytes),
+        settings.rate_limits.clone(),
+    );
     tracing::info!(public_url = %public_url, "listening on http://{addr}");
     let stop = CancellationToken::new();
     tokio::spawn(wait_for_signal(stop.clone()));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop.cancelled_owned())
+    .await
+    .context("serving HTTP")?;
     tracing::info!("no longer accepting requests");
     if let Some(pool) = pool {
         pool.shutdown().await;
     }
+    webhooks.shutdown().await;
     tracing::info!("stopped");
     Ok(())
 }

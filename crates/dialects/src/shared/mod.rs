@@ -3,4 +3,5 @@
 
 pub mod auth;
 pub mod media;
+pub mod rate_limit;
 pub mod upload;

@@ -17,6 +17,7 @@ use utoipa::OpenApi;
 pub use error::ApiError;
 use wire::{
     Cancelled, CreateJobForm, ErrorBody, JobCreated, JobItem, JobList, JobStatus, Pagination,
+    WebhookAttempt, WebhookDeliveries, WebhookDelivery,
 };
 
 use crate::shared::auth::authenticate;
@@ -42,13 +43,17 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/status/{job_id}", get(job_status))
         .route("/api/jobs/{job_id}/cancel", post(cancel_job))
         .route("/api/jobs/{job_id}", axum::routing::delete(cancel_job))
+        .route("/api/jobs/{job_id}/webhooks", get(job_webhooks))
 }
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "genq — Image+Audio Video API", description = "Generate videos from a single image and an audio file."),
-    paths(create_job, list_jobs, job_status, cancel_job),
-    components(schemas(JobCreated, JobItem, JobList, Pagination, JobStatus, Cancelled, ErrorBody, CreateJobForm)),
+    paths(create_job, list_jobs, job_status, cancel_job, job_webhooks),
+    components(schemas(
+        JobCreated, JobItem, JobList, Pagination, JobStatus, Cancelled, ErrorBody, CreateJobForm,
+        WebhookDeliveries, WebhookDelivery, WebhookAttempt,
+    )),
     modifiers(&ApiKeyAuth),
 )]
 struct VideoApi;
@@ -329,4 +334,38 @@ async fn cancel_job(
         success: true,
         message: "Job cancelled successfully",
     }))
+}
+
+/// The webhook deliveries of a job, with every attempt (time, status code,
+/// latency, error).
+#[utoipa::path(
+    get, path = "/api/jobs/{jobId}/webhooks",
+    params(("jobId" = String, Path)),
+    responses((status = 200, body = WebhookDeliveries), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])),
+)]
+async fn job_webhooks(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(job_id): Path<String>,
+) -> Result<Json<WebhookDeliveries>, ApiError> {
+    let principal = authenticate(&state.engine, &headers).await?;
+    let deliveries = state
+        .engine
+        .webhook_deliveries(&principal, parse_job_id(&job_id)?)
+        .await?;
+    Ok(Json(WebhookDeliveries {
+        webhooks: deliveries.iter().map(WebhookDelivery::from).collect(),
+    }))
+}
+
+/// This dialect's webhook body: the `GET /api/status/{jobId}` object.
+pub struct StatusWebhook {
+    pub public_url: std::sync::Arc<str>,
+}
+
+impl genq_engine::webhook::WebhookPayload for StatusWebhook {
+    fn body(&self, job: &genq_engine::Job) -> serde_json::Value {
+        serde_json::to_value(JobStatus::from_job(job, &self.public_url)).expect("status serializes")
+    }
 }

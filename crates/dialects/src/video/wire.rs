@@ -1,6 +1,7 @@
 //! The seed-004 wire shapes, field for field.
 
 use genq_engine::time::iso8601_ms;
+use genq_engine::webhook::DeliveryRecord;
 use genq_engine::{Job, JobState, OutputRole};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -129,4 +130,61 @@ pub struct CreateJobForm {
     pub audio: Vec<u8>,
     /// HTTPS URL that receives a signed callback when the job finishes.
     pub webhook_url: Option<String>,
+}
+
+/// One try at delivering a webhook.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookAttempt {
+    pub attempted_at: String,
+    /// The receiver's status code; null when it could not be reached.
+    pub status_code: Option<u16>,
+    pub latency_ms: i64,
+    pub error: Option<String>,
+}
+
+/// A webhook a job owes (genq extension: the seed does not list deliveries).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookDelivery {
+    /// The `webhook-id` header, the same on every attempt.
+    pub id: String,
+    pub url: String,
+    #[schema(example = "job.completed")]
+    pub event: String,
+    #[schema(value_type = String, example = "DELIVERED")]
+    pub status: &'static str,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub attempts: Vec<WebhookAttempt>,
+}
+
+impl From<&DeliveryRecord> for WebhookDelivery {
+    fn from(d: &DeliveryRecord) -> Self {
+        Self {
+            id: d.id.clone(),
+            url: d.url.clone(),
+            event: d.event.clone(),
+            status: d.state.as_str(),
+            next_attempt_at: d.next_attempt_at.map(iso8601_ms),
+            created_at: iso8601_ms(d.created_at),
+            delivered_at: d.delivered_at.map(iso8601_ms),
+            attempts: d
+                .attempts
+                .iter()
+                .map(|a| WebhookAttempt {
+                    attempted_at: iso8601_ms(a.attempted_at),
+                    status_code: a.status_code,
+                    latency_ms: a.latency_ms,
+                    error: a.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct WebhookDeliveries {
+    pub webhooks: Vec<WebhookDelivery>,
 }

@@ -19,10 +19,13 @@ use genq_engine::account::ApiKeyRecord;
 use genq_engine::job::Lease;
 use genq_engine::store::{CancelOutcome, ClaimOutcome, ClaimRequest, InsertOutcome, StoreResult};
 use genq_engine::time::Millis;
+use genq_engine::webhook::{event_for, Attempt, Delivery, DeliveryRecord, NextStep};
 use genq_engine::{
     Account, AccountId, Job, JobFailure, JobId, JobOutput, JobQuery, JobState, KeyId, Principal,
     Store, StoreError, SubmitLimits,
 };
+
+mod webhooks;
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -136,22 +139,25 @@ impl Store for SqliteStore {
     }
 
     async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>> {
-        let row =
-            sqlx::query("SELECT id, name, webhook_secret, created_at FROM accounts WHERE id = ?")
-                .bind(id.to_string())
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(db_err("reading an account"))?;
+        let row = sqlx::query(
+            "SELECT name, webhook_secret, previous_webhook_secret, previous_secret_valid_until, created_at \
+             FROM accounts WHERE id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err("reading an account"))?;
         row.map(|row| {
+            let err = || db_err("reading an account");
             Ok(Account {
                 id,
-                name: row.try_get("name").map_err(db_err("reading an account"))?,
-                webhook_secret: row
-                    .try_get("webhook_secret")
-                    .map_err(db_err("reading an account"))?,
-                created_at: row
-                    .try_get("created_at")
-                    .map_err(db_err("reading an account"))?,
+                name: row.try_get("name").map_err(err())?,
+                webhook_secret: row.try_get("webhook_secret").map_err(err())?,
+                previous_webhook_secret: row.try_get("previous_webhook_secret").map_err(err())?,
+                previous_secret_valid_until: row
+                    .try_get("previous_secret_valid_until")
+                    .map_err(err())?,
+                created_at: row.try_get("created_at").map_err(err())?,
             })
         })
         .transpose()
@@ -163,6 +169,25 @@ impl Store for SqliteStore {
             .await
             .map_err(db_err("counting accounts"))?;
         Ok(count as u64)
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        id: AccountId,
+        secret: &str,
+        previous_valid_until: Millis,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE accounts SET previous_webhook_secret = webhook_secret, previous_secret_valid_until = ?, \
+             webhook_secret = ? WHERE id = ?",
+        )
+        .bind(previous_valid_until)
+        .bind(secret)
+        .bind(id.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(db_err("rotating a webhook secret"))?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
@@ -323,14 +348,31 @@ impl Store for SqliteStore {
             "UPDATE jobs SET state = 'CANCELLED', updated_at = ?, completed_at = ? \
              WHERE id = ? AND account_id = ? AND state = 'PENDING' RETURNING {JOB_COLUMNS}"
         );
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db_err("starting a transaction"))?;
         let row = sqlx::query(&sql)
             .bind(now)
             .bind(now)
             .bind(id.to_string())
             .bind(account.to_string())
-            .fetch_optional(&self.writer)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_err("cancelling a job"))?;
+        if row.is_some() {
+            webhooks::enqueue(
+                &mut tx,
+                &id.to_string(),
+                event_for(JobState::Cancelled),
+                now,
+            )
+            .await?;
+        }
+        tx.commit()
+            .await
+            .map_err(db_err("committing a cancellation"))?;
         if let Some(row) = row {
             return Ok(CancelOutcome::Cancelled(Box::new(job_from_row(&row)?)));
         }
@@ -367,6 +409,9 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err("failing abandoned jobs"))?;
+        for id in &gave_up {
+            webhooks::enqueue(&mut tx, id, event_for(JobState::Failed), request.now).await?;
+        }
         outcome.gave_up = gave_up
             .iter()
             .map(|id| parse(id, "job id"))
@@ -464,6 +509,11 @@ impl Store for SqliteStore {
         outputs: &[JobOutput],
         now: Millis,
     ) -> StoreResult<bool> {
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db_err("starting a transaction"))?;
         let done = sqlx::query(
             "UPDATE jobs SET state = 'COMPLETED', progress = 100, outputs = ?, completed_at = ?, \
              updated_at = ?, lease_owner = NULL, lease_until = NULL \
@@ -474,13 +524,25 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(lease.job_id.to_string())
         .bind(lease.attempt)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db_err("completing a job"))?;
-        Ok(done.rows_affected() == 1)
+        self.finish_terminal(
+            tx,
+            lease,
+            done.rows_affected() == 1,
+            JobState::Completed,
+            now,
+        )
+        .await
     }
 
     async fn fail(&self, lease: &Lease, failure: &JobFailure, now: Millis) -> StoreResult<bool> {
+        let mut tx = self
+            .writer
+            .begin()
+            .await
+            .map_err(db_err("starting a transaction"))?;
         let done = sqlx::query(
             "UPDATE jobs SET state = 'FAILED', error_code = ?, error_message = ?, completed_at = ?, \
              updated_at = ?, lease_owner = NULL, lease_until = NULL \
@@ -492,10 +554,11 @@ impl Store for SqliteStore {
         .bind(now)
         .bind(lease.job_id.to_string())
         .bind(lease.attempt)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
         .map_err(db_err("failing a job"))?;
-        Ok(done.rows_affected() == 1)
+        self.finish_terminal(tx, lease, done.rows_affected() == 1, JobState::Failed, now)
+            .await
     }
 
     async fn release(&self, lease: &Lease, now: Millis) -> StoreResult<bool> {
@@ -510,5 +573,52 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err("releasing a job"))?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<Delivery>> {
+        self.claim_due_deliveries(now, lease_until, limit).await
+    }
+
+    async fn finish_attempt(
+        &self,
+        delivery_id: &str,
+        attempt: &Attempt,
+        next: NextStep,
+    ) -> StoreResult<()> {
+        self.record_attempt(delivery_id, attempt, next).await
+    }
+
+    async fn deliveries_for_job(
+        &self,
+        account: AccountId,
+        job: JobId,
+    ) -> StoreResult<Vec<DeliveryRecord>> {
+        self.job_deliveries(account, job).await
+    }
+}
+
+impl SqliteStore {
+    /// Ends a transaction that may have moved a job to a terminal state: the
+    /// webhook it owes is recorded in the same commit.
+    async fn finish_terminal(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+        lease: &Lease,
+        moved: bool,
+        state: JobState,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        if moved {
+            webhooks::enqueue(&mut tx, &lease.job_id.to_string(), event_for(state), now).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(db_err("committing a job's outcome"))?;
+        Ok(moved)
     }
 }

@@ -1,0 +1,724 @@
+//! Per-client-IP rate limits, reported over the IETF `RateLimit-*` header
+//! fields (draft-ietf-httpapi-ratelimit-headers, the version with separate
+//! `RateLimit-Limit` / `-Remaining` / `-Reset` / `-Policy` fields).
+//!
+//! Two limits, each a GCRA bucket per client IP ([`governor`]) that holds
+//! `N` requests and refills continuously at `N` per minute:
+//!
+//! - the general limit: every request whose path is under `/api/` or `/v1/`
+//!   ([`is_limited_path`]); 600 a minute by default;
+//! - the submission limit: requests that create jobs ([`is_submission`]:
+//!   `POST /api/jobs`, `POST /v1/jobs/submit`); 30 a minute by default.
+//!
+//! A submission is checked against the general limit first, then against the
+//! submission limit; a refusal by either is a `429` with `Retry-After`. A
+//! submission refused by the submission limit has already used one request of
+//! its general quota (GCRA cannot give a cell back; keeping it simple).
+//!
+//! Every response to a limited path carries the `RateLimit-*` fields of the
+//! limit closest to exhaustion (least remaining). Other paths (`/health`,
+//! `/media/…`, `/share/…`, `/openapi.json`) are neither limited nor annotated.
+//!
+//! The middleware classifies requests by `request.uri().path()`, so apply it
+//! to the outermost router, not inside a `Router::nest` (which strips the
+//! prefix):
+//!
+//! ```no_run
+//! # use genq_dialects::shared::rate_limit::{rate_limit, RateLimitConfig, RateLimits};
+//! # use std::net::SocketAddr;
+//! # async fn run(router: axum::Router, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+//! let app = router.layer(axum::middleware::from_fn_with_state(
+//!     RateLimits::new(RateLimitConfig::default()),
+//!     rate_limit,
+//! ));
+//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
+//! # }
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::connect_info::{ConnectInfo, MockConnectInfo};
+use axum::extract::{Request, State};
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use ipnet::IpNet;
+
+pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
+/// How often stale per-IP entries are dropped (see [`RateLimits::sweep`]).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Rate limit settings. A limit of `0` means "unlimited": no limiter is built
+/// for it and its figures never appear in the response headers (with both at
+/// `0` the middleware passes everything through untouched).
+#[derive(Clone, Debug)]
+pub struct RateLimitConfig {
+    /// Requests per minute per client IP on every `/api/*` (and `/v1/*`) path.
+    pub api_per_minute: u32,
+    /// Job submissions per minute per client IP ([`is_submission`]).
+    pub submit_per_minute: u32,
+    /// Peers whose `X-Forwarded-For` is believed (reverse proxies, load
+    /// balancers). Empty: the TCP peer is always the client.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            api_per_minute: 600,
+            submit_per_minute: 30,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Whether a request counts against the general limit: the API paths of every
+/// dialect. `/health`, `/media/…`, `/share/…` and `/openapi.json` do not.
+pub fn is_limited_path(path: &str) -> bool {
+    ["/api", "/v1"].iter().any(|prefix| {
+        path.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+/// Whether a request is a job submission (counts against the submission
+/// limit too). Exact method and path; add new dialects' submit routes here.
+pub fn is_submission(method: &Method, path: &str) -> bool {
+    *method == Method::POST && matches!(path, "/api/jobs" | "/v1/jobs/submit")
+}
+
+type KeyedLimiter =
+    RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock, StateInformationMiddleware>;
+
+/// The rate limiters, shared by every request (cheap to clone).
+#[derive(Clone)]
+pub struct RateLimits {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    api: Option<Limit>,
+    submit: Option<Limit>,
+    trusted_proxies: Vec<IpNet>,
+    /// `RateLimit-Policy` for a non-submission request (`None`: unlimited).
+    general_policy: Option<HeaderValue>,
+    /// `RateLimit-Policy` for a submission: the submission and general quotas.
+    submission_policy: Option<HeaderValue>,
+    /// Base of `last_sweep_ms`.
+    created: Instant,
+    last_sweep_ms: AtomicU64,
+    warned_missing_peer: AtomicBool,
+}
+
+impl std::fmt::Debug for RateLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let quota = |limit: &Option<Limit>| limit.as_ref().map(|l| l.quota);
+        f.debug_struct("RateLimits")
+            .field("api", &quota(&self.inner.api))
+            .field("submit", &quota(&self.inner.submit))
+            .field("trusted_proxies", &self.inner.trusted_proxies)
+            .finish()
+    }
+}
+
+impl RateLimits {
+    pub fn new(config: RateLimitConfig) -> Self {
+        let per_minute = |n: u32| NonZeroU32::new(n).map(Quota::per_minute);
+        Self::with_quotas(
+            per_minute(config.api_per_minute),
+            per_minute(config.submit_per_minute),
+            config.trusted_proxies,
+        )
+    }
+
+    fn with_quotas(api: Option<Quota>, submit: Option<Quota>, trusted_proxies: Vec<IpNet>) -> Self {
+        let policies = |quotas: &[Option<Quota>]| {
+            let items: Vec<String> = quotas.iter().flatten().map(|q| policy_item(*q)).collect();
+            (!items.is_empty()).then(|| {
+                HeaderValue::from_str(&items.join(", ")).expect("policy is ASCII digits and ;w=")
+            })
+        };
+        Self {
+            inner: Arc::new(Inner {
+                general_policy: policies(&[api]),
+                submission_policy: policies(&[submit, api]),
+                api: api.map(Limit::new),
+                submit: submit.map(Limit::new),
+                trusted_proxies: trusted_proxies.into_iter().map(canonical_net).collect(),
+                created: Instant::now(),
+                last_sweep_ms: AtomicU64::new(0),
+                warned_missing_peer: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The client a request is counted against: the TCP peer, or, when the
+    /// peer is a trusted proxy, the right-most `X-Forwarded-For` entry that is
+    /// not itself a trusted proxy.
+    pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        client_ip(peer, headers, &self.inner.trusted_proxies)
+    }
+
+    fn check(&self, client: IpAddr, submission: bool) -> Verdict {
+        let inner = &*self.inner;
+        let mut shown: Option<Figures> = None;
+        if let Some(api) = &inner.api {
+            match api.check(client) {
+                Ok(figures) => shown = Some(figures),
+                Err(figures) => return Verdict::Refused(self.headers(figures, submission)),
+            }
+        }
+        if submission {
+            if let Some(submit) = &inner.submit {
+                match submit.check(client) {
+                    Ok(figures) => {
+                        if shown.is_none_or(|general| figures.remaining <= general.remaining) {
+                            shown = Some(figures);
+                        }
+                    }
+                    Err(figures) => return Verdict::Refused(self.headers(figures, submission)),
+                }
+            }
+        }
+        match shown {
+            Some(figures) => Verdict::Allowed(self.headers(figures, submission)),
+            None => Verdict::Unlimited,
+        }
+    }
+
+    fn headers(&self, figures: Figures, submission: bool) -> RateLimitHeaders {
+        let policy = if submission {
+            &self.inner.submission_policy
+        } else {
+            &self.inner.general_policy
+        };
+        RateLimitHeaders {
+            figures,
+            policy: policy.clone(),
+        }
+    }
+
+    /// Drops the per-IP entries that are indistinguishable from a fresh
+    /// bucket (fully replenished) and gives the memory back.
+    ///
+    /// Memory: an entry exists only for a client seen on a limited path, and
+    /// governor's `retain_recent` removes it once its bucket has refilled
+    /// (at most a minute after its last request). So with a sweep every
+    /// [`SWEEP_INTERVAL`], the map holds about the distinct clients of the
+    /// last 70 seconds: bounded by the request rate, not by how many IPs were
+    /// ever seen.
+    pub fn sweep(&self) {
+        for limit in [&self.inner.api, &self.inner.submit].into_iter().flatten() {
+            limit.limiter.retain_recent();
+            limit.limiter.shrink_to_fit();
+        }
+    }
+
+    /// Starts a [`sweep`](Self::sweep) if the last one is [`SWEEP_INTERVAL`]
+    /// old; returns whether it did.
+    ///
+    /// Why request-driven rather than a tokio interval task spawned by
+    /// [`new`](Self::new): the map only grows when limited requests arrive,
+    /// so those same requests can pay for its upkeep; `new` then needs no
+    /// runtime, there is no background task to own, stop or leak when the
+    /// limiter is dropped (tests build many), and an idle server does no work.
+    /// The check is one atomic load per request; the winner of the
+    /// compare-exchange runs the sweep on the blocking pool, so no request
+    /// waits for the scan.
+    fn sweep_if_due(&self) -> bool {
+        let elapsed = self.inner.created.elapsed().as_millis();
+        self.sweep_if_due_at(u64::try_from(elapsed).unwrap_or(u64::MAX))
+    }
+
+    /// [`sweep_if_due`](Self::sweep_if_due) at `now` ms after creation.
+    fn sweep_if_due_at(&self, now: u64) -> bool {
+        let inner = &*self.inner;
+        let last = inner.last_sweep_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < SWEEP_INTERVAL.as_millis() as u64 {
+            return false;
+        }
+        if inner
+            .last_sweep_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return false; // another request is starting it
+        }
+        let limits = self.clone();
+        tokio::task::spawn_blocking(move || limits.sweep());
+        true
+    }
+
+    /// Number of per-IP entries currently held, over both limiters.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        [&self.inner.api, &self.inner.submit]
+            .into_iter()
+            .flatten()
+            .map(|limit| limit.limiter.len())
+            .sum()
+    }
+}
+
+/// The middleware: `router.layer(axum::middleware::from_fn_with_state(limits, rate_limit))`.
+///
+/// The client's address comes from `ConnectInfo<SocketAddr>` (serve with
+/// `into_make_service_with_connect_info::<SocketAddr>()`; `MockConnectInfo`
+/// works too). Without it every request shares the bucket of `0.0.0.0`, and a
+/// warning is logged once.
+pub async fn rate_limit(
+    State(limits): State<RateLimits>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path();
+    if !is_limited_path(path) {
+        return next.run(request).await;
+    }
+    let submission = is_submission(request.method(), path);
+    let peer = peer_ip(&request).unwrap_or_else(|| {
+        if !limits
+            .inner
+            .warned_missing_peer
+            .swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                "rate limiting without the peer address (no ConnectInfo<SocketAddr>): \
+                 every client shares one bucket; serve with into_make_service_with_connect_info"
+            );
+        }
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    });
+    let client = limits.client_ip(peer, request.headers());
+    limits.sweep_if_due();
+    match limits.check(client, submission) {
+        Verdict::Unlimited => next.run(request).await,
+        Verdict::Allowed(headers) => {
+            let mut response = next.run(request).await;
+            headers.write(response.headers_mut());
+            response
+        }
+        Verdict::Refused(headers) => {
+            tracing::debug!(%client, path = %request.uri().path(), "rate limited");
+            too_many_requests(headers)
+        }
+    }
+}
+
+fn peer_ip(request: &Request) -> Option<IpAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .or_else(|| {
+            extensions
+                .get::<MockConnectInfo<SocketAddr>>()
+                .map(|MockConnectInfo(addr)| addr.ip())
+        })
+}
+
+/// The 429: this module's own `{"error": …}` body (the Image+Audio Video
+/// dialect's shape) with `Retry-After` and the refusing limit's figures.
+fn too_many_requests(headers: RateLimitHeaders) -> Response {
+    let retry_after = headers.figures.reset.max(1);
+    let body = Json(serde_json::json!({
+        "error": format!("Rate limit exceeded — slow down. Retry in {retry_after} s."),
+    }));
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+    headers.write(response.headers_mut());
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
+enum Verdict {
+    /// No limit applies to this request.
+    Unlimited,
+    Allowed(RateLimitHeaders),
+    Refused(RateLimitHeaders),
+}
+
+/// What one limit says about one request, as the headers report it.
+#[derive(Clone, Copy, Debug)]
+struct Figures {
+    /// The quota: requests per window (the bucket's burst size).
+    limit: u32,
+    /// Requests left right now.
+    remaining: u32,
+    /// Whole seconds until the bucket is full again, or, when `remaining` is
+    /// 0, until the next request is allowed. At least 1.
+    reset: u64,
+}
+
+struct RateLimitHeaders {
+    figures: Figures,
+    policy: Option<HeaderValue>,
+}
+
+impl RateLimitHeaders {
+    /// Where the `RateLimit-*` fields are written (allowed and refused alike).
+    fn write(&self, headers: &mut HeaderMap) {
+        let Figures {
+            limit,
+            remaining,
+            reset,
+        } = self.figures;
+        headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
+        headers.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
+        headers.insert(RATELIMIT_RESET, HeaderValue::from(reset));
+        if let Some(policy) = &self.policy {
+            headers.insert(RATELIMIT_POLICY, policy.clone());
+        }
+    }
+}
+
+struct Limit {
+    quota: Quota,
+    limiter: KeyedLimiter,
+}
+
+impl Limit {
+    fn new(quota: Quota) -> Self {
+        Self {
+            quota,
+            limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+        }
+    }
+
+    /// Takes one request from `client`'s bucket: `Ok` with the figures after
+    /// it, or `Err` (nothing taken) with `reset` = the wait before a retry.
+    fn check(&self, client: IpAddr) -> Result<Figures, Figures> {
+        let limit = self.quota.burst_size().get();
+        let interval = self.quota.replenish_interval();
+        match self.limiter.check_key(&client) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity().min(limit);
+                // governor exposes the remaining cells, not the bucket's exact
+                // "full again" instant; `used` cells refill one per interval,
+                // so `used × interval` is that time rounded up to a whole cell
+                // (an upper bound, off by less than one interval). With none
+                // left, the next cell arrives within one interval.
+                let used = limit - remaining;
+                let wait = if remaining == 0 {
+                    interval
+                } else {
+                    interval.saturating_mul(used)
+                };
+                Ok(Figures {
+                    limit,
+                    remaining,
+                    reset: ceil_secs(wait).max(1),
+                })
+            }
+            Err(not_until) => Err(Figures {
+                limit,
+                remaining: 0,
+                reset: ceil_secs(not_until.wait_time_from(self.limiter.clock().now())).max(1),
+            }),
+        }
+    }
+}
+
+/// `N;w=SECONDS`, one quota policy item of `RateLimit-Policy`.
+fn policy_item(quota: Quota) -> String {
+    let window = ceil_secs(quota.burst_size_replenished_in()).max(1);
+    format!("{};w={window}", quota.burst_size())
+}
+
+fn ceil_secs(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// The standard right-most-untrusted algorithm. `X-Forwarded-For` is read
+/// only when the peer is trusted; entries (over all the header's lines, in
+/// order) are walked from the right, skipping trusted proxies; the first
+/// untrusted one is the client. If every entry is trusted, the left-most is
+/// the client. An entry that is not an address (e.g. `unknown`) stops the walk
+/// and the last address verified so far (the trusted hop that reported it) is
+/// used: nothing to its left can be believed.
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer = peer.to_canonical();
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    for line in headers.get_all("x-forwarded-for").iter().rev() {
+        let Ok(line) = line.to_str() else {
+            return client;
+        };
+        for entry in line.rsplit(',') {
+            let entry = entry.trim();
+            if entry.is_empty() {
+                continue; // "a,,b" or a trailing comma: no hop there
+            }
+            let Some(ip) = parse_forwarded_entry(entry) else {
+                return client;
+            };
+            client = ip;
+            if !is_trusted(&ip) {
+                return ip;
+            }
+        }
+    }
+    client
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port
+/// (`1.2.3.4:5678`, `[2001:db8::1]:443`) or in brackets.
+fn parse_forwarded_entry(entry: &str) -> Option<IpAddr> {
+    let ip = entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inner| inner.parse::<IpAddr>().ok())
+        })?;
+    Some(ip.to_canonical())
+}
+
+/// `::ffff:a.b.c.d/(96+n)` → `a.b.c.d/n`, so a trusted proxy written either
+/// way matches the canonical (IPv4) form of a peer on a dual-stack socket.
+fn canonical_net(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net {
+        if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
+            if let Ok(v4net) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96) {
+                return IpNet::V4(v4net);
+            }
+        }
+    }
+    net
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn xff(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter()
+            .map(|n| canonical_net(n.parse().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn limited_paths_are_the_api_prefixes() {
+        for path in [
+            "/api/jobs",
+            "/api/status/x",
+            "/api",
+            "/v1/jobs/submit",
+            "/v1",
+        ] {
+            assert!(is_limited_path(path), "{path}");
+        }
+        for path in [
+            "/health",
+            "/media/t/video.mp4",
+            "/share/t",
+            "/openapi.json",
+            "/apis",
+            "/v10/x",
+            "/",
+        ] {
+            assert!(!is_limited_path(path), "{path}");
+        }
+    }
+
+    #[test]
+    fn submissions_are_exact_method_and_path() {
+        assert!(is_submission(&Method::POST, "/api/jobs"));
+        assert!(is_submission(&Method::POST, "/v1/jobs/submit"));
+        assert!(!is_submission(&Method::GET, "/api/jobs"));
+        assert!(!is_submission(&Method::POST, "/api/jobs/abc/cancel"));
+        assert!(!is_submission(&Method::POST, "/api/jobs/"));
+        assert!(!is_submission(&Method::GET, "/v1/jobs/submit"));
+    }
+
+    #[test]
+    fn forwarded_for_is_ignored_from_an_untrusted_peer() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &xff(&["1.2.3.4"]), &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_ip(ip("203.0.113.9"), &xff(&["1.2.3.4"]), &[]),
+            ip("203.0.113.9")
+        );
+    }
+
+    #[test]
+    fn forwarded_for_from_a_trusted_peer_gives_the_right_most_untrusted_entry() {
+        let trusted = nets(&["10.0.0.0/8", "192.168.0.0/16"]);
+        let peer = ip("10.0.0.1");
+        // A client-supplied (spoofed) entry on the left is never reached.
+        assert_eq!(
+            client_ip(peer, &xff(&["6.6.6.6, 1.2.3.4"]), &trusted),
+            ip("1.2.3.4")
+        );
+        // Trusted hops on the right are skipped, also across header lines.
+        assert_eq!(
+            client_ip(
+                peer,
+                &xff(&["6.6.6.6, 1.2.3.4", "192.168.1.1 ,10.9.9.9"]),
+                &trusted
+            ),
+            ip("1.2.3.4")
+        );
+        // Ports, brackets, IPv6, mapped IPv4.
+        assert_eq!(
+            client_ip(peer, &xff(&["1.2.3.4:5678"]), &trusted),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            client_ip(peer, &xff(&["[2001:db8::1]:443"]), &trusted),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client_ip(peer, &xff(&["[2001:db8::1]"]), &trusted),
+            ip("2001:db8::1")
+        );
+        assert_eq!(
+            client_ip(peer, &xff(&["::ffff:1.2.3.4"]), &trusted),
+            ip("1.2.3.4")
+        );
+        // No header: the proxy itself.
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
+        // Everything trusted: the left-most.
+        assert_eq!(
+            client_ip(peer, &xff(&["10.1.1.1, 192.168.0.5"]), &trusted),
+            ip("10.1.1.1")
+        );
+        // Garbage stops the walk at the last verified hop.
+        assert_eq!(client_ip(peer, &xff(&["1.2.3.4, unknown"]), &trusted), peer);
+        assert_eq!(
+            client_ip(peer, &xff(&["unknown, 192.168.0.5"]), &trusted),
+            ip("192.168.0.5")
+        );
+    }
+
+    #[test]
+    fn a_mapped_ipv4_peer_matches_an_ipv4_trusted_net_and_vice_versa() {
+        let peer = ip("::ffff:127.0.0.1");
+        assert_eq!(
+            client_ip(peer, &xff(&["1.2.3.4"]), &nets(&["127.0.0.1/32"])),
+            ip("1.2.3.4")
+        );
+        assert_eq!(
+            client_ip(
+                ip("127.0.0.1"),
+                &xff(&["1.2.3.4"]),
+                &nets(&["::ffff:127.0.0.1/128"])
+            ),
+            ip("1.2.3.4")
+        );
+    }
+
+    #[test]
+    fn reset_counts_whole_seconds_until_full_and_until_the_next_cell_when_empty() {
+        let limit = Limit::new(Quota::per_minute(NonZeroU32::new(5).unwrap()));
+        let client = ip("1.2.3.4");
+        let first = limit.check(client).unwrap();
+        assert_eq!((first.limit, first.remaining, first.reset), (5, 4, 12));
+        let second = limit.check(client).unwrap();
+        assert_eq!((second.remaining, second.reset), (3, 24));
+        for _ in 0..2 {
+            limit.check(client).unwrap();
+        }
+        let last = limit.check(client).unwrap();
+        assert_eq!((last.remaining, last.reset), (0, 12));
+        let refused = limit.check(client).unwrap_err();
+        assert_eq!(refused.remaining, 0);
+        assert!((11..=12).contains(&refused.reset), "{refused:?}");
+    }
+
+    #[test]
+    fn policy_lists_enabled_quotas_submission_first() {
+        let limits = RateLimits::new(RateLimitConfig::default());
+        assert_eq!(limits.inner.general_policy.as_ref().unwrap(), "600;w=60");
+        assert_eq!(
+            limits.inner.submission_policy.as_ref().unwrap(),
+            "30;w=60, 600;w=60"
+        );
+        let only_submit = RateLimits::new(RateLimitConfig {
+            api_per_minute: 0,
+            ..RateLimitConfig::default()
+        });
+        assert!(only_submit.inner.general_policy.is_none());
+        assert_eq!(
+            only_submit.inner.submission_policy.as_ref().unwrap(),
+            "30;w=60"
+        );
+    }
+
+    #[test]
+    fn sweep_drops_replenished_clients_and_keeps_active_ones() {
+        // Buckets that refill in 1 ms, so the test need not wait a minute.
+        let fast = Quota::with_period(Duration::from_millis(1))
+            .unwrap()
+            .allow_burst(NonZeroU32::new(1).unwrap());
+        let limits = RateLimits::with_quotas(Some(fast), None, Vec::new());
+        for i in 0..2000u32 {
+            let client = IpAddr::from(0x0a00_0000u32.wrapping_add(i).to_be_bytes());
+            assert!(matches!(limits.check(client, false), Verdict::Allowed(_)));
+        }
+        assert_eq!(limits.tracked(), 2000, "one entry per distinct IP");
+        std::thread::sleep(Duration::from_millis(20));
+        limits.sweep();
+        assert_eq!(limits.tracked(), 0, "replenished entries are dropped");
+
+        // A client still inside its window survives the sweep (its bucket is
+        // not reset by housekeeping).
+        let slow = RateLimits::new(RateLimitConfig {
+            api_per_minute: 1,
+            ..RateLimitConfig::default()
+        });
+        let client = ip("1.2.3.4");
+        assert!(matches!(slow.check(client, false), Verdict::Allowed(_)));
+        slow.sweep();
+        assert_eq!(slow.tracked(), 1);
+        assert!(matches!(slow.check(client, false), Verdict::Refused(_)));
+    }
+
+    #[tokio::test]
+    async fn a_sweep_starts_at_most_once_per_interval() {
+        let limits = RateLimits::new(RateLimitConfig::default());
+        let interval = SWEEP_INTERVAL.as_millis() as u64;
+        assert!(!limits.sweep_if_due_at(0));
+        assert!(!limits.sweep_if_due_at(interval - 1));
+        assert!(limits.sweep_if_due_at(interval));
+        assert!(!limits.sweep_if_due_at(interval + 1));
+        assert!(!limits.sweep_if_due_at(2 * interval - 1));
+        assert!(limits.sweep_if_due_at(2 * interval + 5));
+    }
+}

@@ -1,0 +1,272 @@
+//! Outbound HTTP under one policy. Webhooks and fetched input URLs both go
+//! through [`OutboundPolicy::client`], so what genq may connect to is decided
+//! in one place.
+//!
+//! By default genq refuses loopback, private, link-local (which includes the
+//! cloud metadata address 169.254.169.254), unique-local, shared (CGNAT),
+//! multicast and unspecified addresses. The check is made on the addresses the
+//! connection will actually use: names are resolved by [`GuardedResolver`],
+//! which hands the connector only allowed addresses, so a name that resolves
+//! to 127.0.0.1 — or re-resolves there later (DNS rebinding) — is refused.
+//! Literal IP hosts never reach a resolver, so [`OutboundPolicy::check_url`]
+//! checks them before a request is made.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Default)]
+pub struct OutboundPolicy {
+    /// Lifts the address restrictions (internal deployments, tests).
+    pub allow_private: bool,
+    /// Extra trusted root certificates (PEM), for receivers with a private CA.
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    #[error("could not build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Why an address may not be connected to, if it may not.
+pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => forbidden_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return forbidden_v4(v4);
+            }
+            let first = v6.segments()[0];
+            if v6.is_loopback() {
+                Some("a loopback address")
+            } else if v6.is_unspecified() {
+                Some("an unspecified address")
+            } else if v6.is_multicast() {
+                Some("a multicast address")
+            } else if first & 0xffc0 == 0xfe80 {
+                Some("a link-local address")
+            } else if first & 0xfe00 == 0xfc00 {
+                Some("a unique-local (private) address")
+            } else if first == 0x0064 && v6.segments()[1] == 0xff9b {
+                // NAT64 (64:ff9b::/96) embeds an IPv4 address.
+                let [.., a, b] = v6.segments();
+                forbidden_v4(Ipv4Addr::new(
+                    (a >> 8) as u8,
+                    a as u8,
+                    (b >> 8) as u8,
+                    b as u8,
+                ))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, ..] = ip.octets();
+    if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_private() {
+        Some("a private address")
+    } else if ip.is_link_local() {
+        Some("a link-local (or cloud metadata) address")
+    } else if ip.is_unspecified() || a == 0 {
+        Some("an unspecified address")
+    } else if ip.is_multicast() || ip.is_broadcast() || a >= 240 {
+        Some("a multicast, broadcast or reserved address")
+    } else if a == 100 && (64..128).contains(&b) {
+        Some("a shared (carrier-grade NAT) address")
+    } else {
+        None
+    }
+}
+
+impl OutboundPolicy {
+    /// Checks what can be checked before connecting: scheme and literal IPs.
+    pub fn check_url(&self, url: &url::Url, schemes: &[&str]) -> Result<(), OutboundError> {
+        if !schemes.contains(&url.scheme()) {
+            return Err(OutboundError::InvalidUrl(format!(
+                "scheme {} is not allowed (expected {})",
+                url.scheme(),
+                schemes.join(" or ")
+            )));
+        }
+        let ip = match url.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+            Some(url::Host::Domain(_)) => return Ok(()),
+            None => return Err(OutboundError::InvalidUrl("no host".into())),
+        };
+        match forbidden_reason(ip) {
+            Some(reason) if !self.allow_private => {
+                Err(OutboundError::Refused(format!("{ip} is {reason}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// An HTTP client that resolves names through the guard, follows no
+    /// redirects (a redirect could point anywhere) and gives up after
+    /// `timeout`.
+    pub fn client(&self, timeout: Duration) -> Result<reqwest::Client, OutboundError> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("genq/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(Arc::new(GuardedResolver {
+                allow_private: self.allow_private,
+            }));
+        if let Some(path) = &self.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| OutboundError::Client(format!("reading {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| OutboundError::Client(format!("parsing {}: {e}", path.display())))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        builder
+            .build()
+            .map_err(|e| OutboundError::Client(e.to_string()))
+    }
+}
+
+/// Resolves names and keeps only the addresses the policy allows.
+pub struct GuardedResolver {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if allow_private {
+                return Ok(Box::new(resolved.into_iter()) as reqwest::dns::Addrs);
+            }
+            let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
+                .into_iter()
+                .partition(|addr| forbidden_reason(addr.ip()).is_none());
+            if allowed.is_empty() {
+                let why = refused
+                    .first()
+                    .and_then(|addr| {
+                        forbidden_reason(addr.ip())
+                            .map(|r| format!("{host} resolves to {} ({r})", addr.ip()))
+                    })
+                    .unwrap_or_else(|| format!("{host} does not resolve"));
+                return Err(Box::new(OutboundError::Refused(why))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// An error and its causes on one line: reqwest hides the useful part
+/// (refused address, TLS problem) in its source chain.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_addresses() {
+        for bad in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00:ec2::254",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(
+                forbidden_reason(bad.parse().unwrap()).is_some(),
+                "{bad} should be refused"
+            );
+        }
+        for good in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "172.32.0.1",
+            "100.128.0.1",
+        ] {
+            assert!(
+                forbidden_reason(good.parse().unwrap()).is_none(),
+                "{good} should be allowed"
+            );
+        }
+    }
+
+    #[test]
+    fn literal_hosts_and_schemes_are_checked_before_connecting() {
+        let policy = OutboundPolicy::default();
+        let https = ["https"];
+        assert!(policy
+            .check_url(&"https://example.com/x".parse().unwrap(), &https)
+            .is_ok());
+        assert!(policy
+            .check_url(&"http://example.com/x".parse().unwrap(), &https)
+            .is_err());
+        assert!(matches!(
+            policy.check_url(&"https://127.0.0.1/x".parse().unwrap(), &https),
+            Err(OutboundError::Refused(_))
+        ));
+        assert!(policy
+            .check_url(&"https://[::1]/x".parse().unwrap(), &https)
+            .is_err());
+        let open = OutboundPolicy {
+            allow_private: true,
+            ..Default::default()
+        };
+        assert!(open
+            .check_url(&"https://127.0.0.1/x".parse().unwrap(), &https)
+            .is_ok());
+    }
+
+    #[tokio::test]
+    async fn names_resolving_to_loopback_are_refused_at_connect_time() {
+        let client = OutboundPolicy::default()
+            .client(Duration::from_secs(5))
+            .unwrap();
+        let error = client.get("https://localhost:9/").send().await.unwrap_err();
+        let text = error_chain(&error);
+        assert!(
+            text.contains("refused") && text.contains("loopback"),
+            "{text}"
+        );
+    }
+}
