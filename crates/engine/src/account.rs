@@ -74,7 +74,21 @@ pub struct Account {
     /// After a rotation, the old secret still signs until this time.
     pub previous_webhook_secret: Option<String>,
     pub previous_secret_valid_until: Option<Millis>,
+    pub balance_micro_cents: i64,
+    /// PENDING + PROCESSING jobs allowed at once; None: the server default.
+    pub max_concurrent_jobs: Option<u32>,
+    /// Slug patterns (`*` wildcard) of the models it may use; None: all.
+    pub model_patterns: Option<Vec<String>>,
     pub created_at: Millis,
+}
+
+/// Options for a new account.
+#[derive(Clone, Debug, Default)]
+pub struct NewAccount {
+    pub name: String,
+    pub credits_micro_cents: i64,
+    pub max_concurrent_jobs: Option<u32>,
+    pub model_patterns: Option<Vec<String>>,
 }
 
 /// An API key as stored: the hash, never the key.
@@ -84,6 +98,8 @@ pub struct ApiKeyRecord {
     pub account_id: AccountId,
     pub key_hash: Vec<u8>,
     pub scopes: Vec<String>,
+    /// Slug patterns of the models this key may use; None: all the account may.
+    pub model_patterns: Option<Vec<String>>,
     pub created_at: Millis,
 }
 
@@ -93,11 +109,26 @@ pub struct Principal {
     pub account_id: AccountId,
     pub key_id: KeyId,
     pub scopes: Vec<String>,
+    /// The account's model restriction, if any.
+    pub account_models: Option<Vec<String>>,
+    /// The key's own model restriction, if any.
+    pub key_models: Option<Vec<String>>,
 }
 
 impl Principal {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// Whether both the account and the key may use this model.
+    pub fn may_use_model(&self, slug: &str) -> bool {
+        let allows = |patterns: &Option<Vec<String>>| {
+            patterns.as_ref().is_none_or(|p| {
+                p.iter()
+                    .any(|pattern| crate::catalog::slug_matches(pattern, slug))
+            })
+        };
+        allows(&self.account_models) && allows(&self.key_models)
     }
 }
 

@@ -1,16 +1,19 @@
 //! The engine's front door: what dialects and the CLI call.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::account::{
     generate_api_key, generate_token, generate_webhook_secret, hash_api_key, Account, AccountId,
-    ApiKeyRecord, KeyId, Principal, ALL_SCOPES,
+    ApiKeyRecord, KeyId, NewAccount, Principal, ALL_SCOPES,
 };
 use crate::error::EngineError;
 use crate::job::{input_key, Job, JobId, JobQuery, JobState, SubmitLimits};
 use crate::storage::Storage;
+use crate::store::LedgerEntry;
 use crate::store::{CancelOutcome, InsertOutcome, Store};
 use crate::time::now_ms;
 
@@ -30,6 +33,10 @@ pub struct NewJob {
     pub input: serde_json::Value,
     pub files: Vec<StagedInput>,
     pub webhook_url: Option<String>,
+    /// The catalog model (slug, version), for model-gateway jobs.
+    pub model: Option<(String, String)>,
+    /// Reserved from the balance in the same transaction that records the job.
+    pub cost_micro_cents: i64,
     pub limits: SubmitLimits,
 }
 
@@ -46,6 +53,9 @@ struct Inner {
     job_enqueued: Notify,
     /// Wakes this process's webhook dispatcher when a delivery is recorded.
     webhook_enqueued: Notify,
+    /// Jobs this process's workers are running, so a cancel stops them at
+    /// once (workers elsewhere learn of it from their next heartbeat).
+    running: std::sync::Mutex<HashMap<JobId, CancellationToken>>,
 }
 
 impl Engine {
@@ -63,6 +73,7 @@ impl Engine {
                 staging_dir,
                 job_enqueued: Notify::new(),
                 webhook_enqueued: Notify::new(),
+                running: Default::default(),
             }),
         })
     }
@@ -102,32 +113,67 @@ impl Engine {
         &self.inner.webhook_enqueued
     }
 
+    /// Registers a job this process runs; `stop` fires if it is cancelled.
+    pub(crate) fn track_running(&self, id: JobId, stop: CancellationToken) {
+        self.inner
+            .running
+            .lock()
+            .expect("not poisoned")
+            .insert(id, stop);
+    }
+
+    pub(crate) fn untrack_running(&self, id: JobId) {
+        self.inner.running.lock().expect("not poisoned").remove(&id);
+    }
+
     // ---- accounts and keys ----
 
     /// A new account with one key holding every scope. Returns the raw key:
     /// it is shown once and never stored.
     pub async fn create_account(
         &self,
-        name: &str,
+        new: &NewAccount,
     ) -> Result<(Account, KeyId, String), EngineError> {
-        let account = Account {
-            id: AccountId::new(),
-            name: name.to_owned(),
-            webhook_secret: generate_webhook_secret(),
-            previous_webhook_secret: None,
-            previous_secret_valid_until: None,
-            created_at: now_ms(),
-        };
-        self.inner.store.insert_account(&account).await?;
+        let id = AccountId::new();
+        self.inner
+            .store
+            .insert_account(id, new, &generate_webhook_secret(), now_ms())
+            .await?;
         let scopes = ALL_SCOPES.iter().map(|s| s.to_string()).collect();
-        let (key_id, raw) = self.create_key(account.id, scopes).await?;
-        Ok((account, key_id, raw))
+        let (key_id, raw) = self.create_key(id, scopes, None).await?;
+        Ok((self.account(id).await?, key_id, raw))
+    }
+
+    pub async fn account(&self, id: AccountId) -> Result<Account, EngineError> {
+        self.inner
+            .store
+            .get_account(id)
+            .await?
+            .ok_or(EngineError::AccountNotFound)
+    }
+
+    /// Adds credits; returns the new balance.
+    pub async fn credit(&self, id: AccountId, micro_cents: i64) -> Result<i64, EngineError> {
+        self.inner
+            .store
+            .credit_account(id, micro_cents, now_ms())
+            .await?
+            .ok_or(EngineError::AccountNotFound)
+    }
+
+    pub async fn ledger(&self, id: AccountId) -> Result<Vec<LedgerEntry>, EngineError> {
+        Ok(self.inner.store.ledger(id).await?)
+    }
+
+    pub async fn active_jobs(&self, id: AccountId) -> Result<u64, EngineError> {
+        Ok(self.inner.store.active_jobs(id).await?)
     }
 
     pub async fn create_key(
         &self,
         account_id: AccountId,
         scopes: Vec<String>,
+        model_patterns: Option<Vec<String>>,
     ) -> Result<(KeyId, String), EngineError> {
         if self.inner.store.get_account(account_id).await?.is_none() {
             return Err(EngineError::AccountNotFound);
@@ -138,6 +184,7 @@ impl Engine {
             account_id,
             key_hash,
             scopes,
+            model_patterns,
             created_at: now_ms(),
         };
         self.inner.store.insert_api_key(&record).await?;
@@ -215,6 +262,8 @@ impl Engine {
             failure: None,
             retries: 0,
             webhook_url: new.webhook_url,
+            model: new.model,
+            cost_micro_cents: new.cost_micro_cents,
             media_token: generate_token(),
             share_token: generate_token(),
             created_at: now,
@@ -228,9 +277,18 @@ impl Engine {
                 tracing::info!(job = %job.id, kind = %job.kind, "job enqueued");
                 Ok(job)
             }
-            Ok(InsertOutcome::ActiveLimit) => {
+            Ok(refused) => {
                 self.discard_inputs(id).await;
-                Err(EngineError::ActiveLimit)
+                Err(match refused {
+                    InsertOutcome::ConcurrencyLimit => EngineError::ConcurrencyLimit,
+                    InsertOutcome::InsufficientBalance { balance } => {
+                        EngineError::InsufficientBalance {
+                            balance,
+                            cost: job.cost_micro_cents,
+                        }
+                    }
+                    _ => EngineError::ActiveLimit,
+                })
             }
             Err(e) => {
                 self.discard_inputs(id).await;
@@ -273,10 +331,30 @@ impl Engine {
 
     /// Cancels a PENDING job.
     pub async fn cancel(&self, principal: &Principal, id: JobId) -> Result<Job, EngineError> {
+        self.cancel_job(principal, id, false).await
+    }
+
+    /// Cancels a PENDING job, or asks a PROCESSING one to stop (its renderer
+    /// is killed; it becomes CANCELLED and is refunded once its worker stops).
+    /// Returns the job as it is after the request.
+    pub async fn cancel_even_if_running(
+        &self,
+        principal: &Principal,
+        id: JobId,
+    ) -> Result<Job, EngineError> {
+        self.cancel_job(principal, id, true).await
+    }
+
+    async fn cancel_job(
+        &self,
+        principal: &Principal,
+        id: JobId,
+        processing: bool,
+    ) -> Result<Job, EngineError> {
         match self
             .inner
             .store
-            .cancel_pending(principal.account_id, id, now_ms())
+            .cancel(principal.account_id, id, processing, now_ms())
             .await?
         {
             CancelOutcome::Cancelled(job) => {
@@ -284,9 +362,35 @@ impl Engine {
                 self.inner.webhook_enqueued.notify_one();
                 Ok(*job)
             }
+            CancelOutcome::CancelRequested(job) => {
+                tracing::info!(job = %id, "cancel requested for a running job");
+                if let Some(stop) = self.inner.running.lock().expect("not poisoned").get(&id) {
+                    stop.cancel();
+                }
+                Ok(*job)
+            }
             CancelOutcome::NotFound => Err(EngineError::NotFound),
             CancelOutcome::NotCancellable(state) => Err(EngineError::NotCancellable(state)),
         }
+    }
+
+    /// When a just-submitted job should be done: the jobs ahead of it spread
+    /// over `slots` workers, each taking the model's observed average run time
+    /// (or `typical_seconds` before it has run).
+    pub async fn estimate_completion(
+        &self,
+        job: &Job,
+        typical_seconds: f64,
+        slots: usize,
+    ) -> Result<crate::time::Millis, EngineError> {
+        let ahead = self.inner.store.jobs_ahead(job.id).await?;
+        let run_ms = match &job.model {
+            Some((slug, _)) => self.inner.store.model_run_ms(slug).await?,
+            None => None,
+        }
+        .unwrap_or(typical_seconds * 1000.0);
+        let rounds = (ahead / slots.max(1) as u64) as f64 + 1.0;
+        Ok(job.created_at + (rounds * run_ms) as i64)
     }
 
     /// The webhook deliveries of one of the caller's jobs.

@@ -12,6 +12,10 @@ pub enum EngineError {
     AccountNotFound,
     #[error("an active job limit was reached")]
     ActiveLimit,
+    #[error("the account's concurrent job limit was reached")]
+    ConcurrencyLimit,
+    #[error("the balance ({balance} micro-cents) does not cover the cost ({cost} micro-cents)")]
+    InsufficientBalance { balance: i64, cost: i64 },
     #[error("job is {0} and can no longer be cancelled")]
     NotCancellable(JobState),
     #[error("storage error: {0}")]
@@ -27,6 +31,8 @@ impl EngineError {
             EngineError::NotFound => "JOB_NOT_FOUND",
             EngineError::AccountNotFound => "ACCOUNT_NOT_FOUND",
             EngineError::ActiveLimit => "ACTIVE_LIMIT",
+            EngineError::ConcurrencyLimit => "CONCURRENCY_LIMIT",
+            EngineError::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
             EngineError::NotCancellable(_) => "NOT_CANCELLABLE",
             EngineError::Storage(_) => "STORAGE_ERROR",
             EngineError::Store(_) => "STORE_ERROR",

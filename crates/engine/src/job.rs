@@ -134,6 +134,10 @@ pub struct Job {
     /// How many times the job was claimed again after a worker lost it.
     pub retries: u32,
     pub webhook_url: Option<String>,
+    /// The catalog model (slug, version) a model-gateway job runs.
+    pub model: Option<(String, String)>,
+    /// Reserved at submission; refunded if the job fails or is cancelled.
+    pub cost_micro_cents: i64,
     /// Unguessable; output downloads live under it.
     pub media_token: String,
     /// Unguessable; the share page lives under it.
@@ -172,6 +176,9 @@ pub fn output_key(job: JobId, name: &str) -> String {
 pub struct SubmitLimits {
     /// Most PENDING + PROCESSING jobs one API key may have.
     pub max_active_per_key: Option<u32>,
+    /// Most PENDING + PROCESSING jobs one account may have, unless the account
+    /// sets its own limit.
+    pub max_active_per_account: Option<u32>,
 }
 
 /// A page of an account's jobs, newest first.
@@ -180,6 +187,8 @@ pub struct JobQuery {
     /// Only jobs older than this one (the previous page's last id).
     pub before: Option<JobId>,
     pub state: Option<JobState>,
+    /// Only jobs of this model slug.
+    pub model: Option<String>,
     pub limit: u32,
 }
 
@@ -219,4 +228,8 @@ mod tests {
 pub mod kinds {
     /// A still image and an audio track rendered to an MP4.
     pub const IMAGE_AUDIO_VIDEO: &str = "image_audio_video";
+    pub const TEXT_TO_SPEECH: &str = "text_to_speech";
+    pub const TITLE_CARD: &str = "title_card";
+    /// A model served by a Cog prediction server.
+    pub const COG: &str = "cog";
 }

@@ -6,6 +6,7 @@
 //! [`Storage`].
 
 pub mod account;
+pub mod catalog;
 mod engine;
 mod error;
 pub mod job;

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use crate::account::{Account, AccountId, ApiKeyRecord, KeyId, Principal};
+use crate::account::{Account, AccountId, ApiKeyRecord, KeyId, NewAccount, Principal};
 use crate::job::{Job, JobFailure, JobId, JobOutput, JobQuery, JobState, Lease, SubmitLimits};
 use crate::time::Millis;
 use crate::webhook::{Attempt, Delivery, DeliveryRecord, NextStep};
@@ -42,15 +42,43 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug, PartialEq)]
 pub enum InsertOutcome {
     Inserted,
-    /// A [`SubmitLimits`] bound would be exceeded; nothing was written.
+    /// The per-key bound of [`SubmitLimits`] would be exceeded; nothing was written.
     ActiveLimit,
+    /// The per-account bound would be exceeded; nothing was written.
+    ConcurrencyLimit,
+    /// The balance does not cover the job's cost; nothing was written.
+    InsufficientBalance {
+        balance: i64,
+    },
 }
 
 #[derive(Debug, PartialEq)]
 pub enum CancelOutcome {
     Cancelled(Box<Job>),
+    /// The job is PROCESSING; its worker has been asked to stop.
+    CancelRequested(Box<Job>),
     NotFound,
     NotCancellable(JobState),
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStatus {
+    Held,
+    /// Someone asked for the job to be cancelled: stop, then `cancel_processing`.
+    CancelRequested,
+    /// The lease expired and the job moved on without this worker.
+    Lost,
+}
+
+/// One change to a balance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    pub job_id: Option<JobId>,
+    pub amount_micro_cents: i64,
+    /// `credit`, `reserve` or `refund`.
+    pub reason: String,
+    pub created_at: Millis,
 }
 
 /// What one claim found.
@@ -75,7 +103,25 @@ pub struct ClaimRequest<'a> {
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    async fn insert_account(&self, account: &Account) -> StoreResult<()>;
+    /// Creates an account, recording its opening credits in the ledger.
+    async fn insert_account(
+        &self,
+        id: AccountId,
+        account: &NewAccount,
+        webhook_secret: &str,
+        now: Millis,
+    ) -> StoreResult<()>;
+    /// Adds credits (recorded in the ledger); the new balance, or None when
+    /// there is no such account.
+    async fn credit_account(
+        &self,
+        id: AccountId,
+        micro_cents: i64,
+        now: Millis,
+    ) -> StoreResult<Option<i64>>;
+    async fn ledger(&self, id: AccountId) -> StoreResult<Vec<LedgerEntry>>;
+    /// PENDING + PROCESSING jobs of the account.
+    async fn active_jobs(&self, id: AccountId) -> StoreResult<u64>;
     async fn get_account(&self, id: AccountId) -> StoreResult<Option<Account>>;
     async fn account_count(&self) -> StoreResult<u64>;
     /// Makes `secret` the account's webhook secret; the old one keeps signing
@@ -93,25 +139,35 @@ pub trait Store: Send + Sync + 'static {
     /// The principal of a live (not revoked) key with this hash.
     async fn principal_for_key(&self, key_hash: &[u8]) -> StoreResult<Option<Principal>>;
 
-    /// Records a new PENDING job (and so enqueues it), unless `limits` forbid.
+    /// Records a new PENDING job (and so enqueues it) and reserves its cost,
+    /// unless `limits` or the balance forbid.
     async fn insert_job(&self, job: &Job, limits: &SubmitLimits) -> StoreResult<InsertOutcome>;
     async fn get_job(&self, account: AccountId, id: JobId) -> StoreResult<Option<Job>>;
     async fn job_by_media_token(&self, token: &str) -> StoreResult<Option<Job>>;
     async fn job_by_share_token(&self, token: &str) -> StoreResult<Option<Job>>;
     async fn list_jobs(&self, account: AccountId, query: &JobQuery) -> StoreResult<Vec<Job>>;
-    /// PENDING → CANCELLED (recording a webhook delivery if the job has a URL).
-    async fn cancel_pending(
+    /// PENDING → CANCELLED (refunding its cost and recording a webhook
+    /// delivery if the job has a URL). With `processing` set, a PROCESSING job
+    /// is marked for its worker to stop.
+    async fn cancel(
         &self,
         account: AccountId,
         id: JobId,
+        processing: bool,
         now: Millis,
     ) -> StoreResult<CancelOutcome>;
+    /// PROCESSING → CANCELLED once the worker stopped (refund and webhook as above).
+    async fn cancel_processing(&self, lease: &Lease, now: Millis) -> StoreResult<bool>;
+    /// PENDING jobs created before this one (its place in the queue).
+    async fn jobs_ahead(&self, id: JobId) -> StoreResult<u64>;
+    /// The moving average of a model's run time, once it has run.
+    async fn model_run_ms(&self, model: &str) -> StoreResult<Option<f64>>;
 
     /// PENDING (or PROCESSING with an expired lease) → PROCESSING under a new
     /// lease; oldest job first.
     async fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<ClaimOutcome>;
-    /// Extends the lease; false when the lease was lost.
-    async fn heartbeat(&self, lease: &Lease, lease_until: Millis) -> StoreResult<bool>;
+    /// Extends the lease.
+    async fn heartbeat(&self, lease: &Lease, lease_until: Millis) -> StoreResult<LeaseStatus>;
     async fn record_progress(&self, lease: &Lease, progress: u8, now: Millis) -> StoreResult<bool>;
     /// PROCESSING → COMPLETED (recording a webhook delivery if the job has a URL).
     async fn complete(
@@ -120,7 +176,8 @@ pub trait Store: Send + Sync + 'static {
         outputs: &[JobOutput],
         now: Millis,
     ) -> StoreResult<bool>;
-    /// PROCESSING → FAILED (recording a webhook delivery if the job has a URL).
+    /// PROCESSING → FAILED (refunding its cost and recording a webhook delivery
+    /// if the job has a URL).
     async fn fail(&self, lease: &Lease, failure: &JobFailure, now: Millis) -> StoreResult<bool>;
     /// PROCESSING → PENDING without counting a retry: this process is
     /// stopping and another should pick the job up.

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::Engine;
 use crate::job::{Job, JobFailure, JobOutput, Lease, OutputKind, OutputRole};
 use crate::storage::Storage;
-use crate::store::{ClaimRequest, Store};
+use crate::store::{ClaimRequest, LeaseStatus, Store};
 use crate::time::now_ms;
 
 /// Runs one kind of job. Renderers implement this.
@@ -211,6 +211,8 @@ async fn run_job(
         .scratch_dir
         .join(format!("{}-{}", job.id, lease.attempt));
     let store = engine.store().clone();
+    let user_cancel = CancellationToken::new();
+    engine.track_running(job_id, user_cancel.clone());
 
     let outcome = async {
         tokio::fs::create_dir_all(&workdir).await.map_err(|e| {
@@ -221,7 +223,7 @@ async fn run_job(
         })?;
         let cancel = abort.child_token();
         let (progress_tx, progress_rx) = watch::channel(0u8);
-        let lease_lost = Arc::new(AtomicBool::new(false));
+        let flags = Arc::new(RunFlags::default());
         let keeper_stop = CancellationToken::new();
         let _stop_keeper = keeper_stop.clone().drop_guard();
         tokio::spawn(keep_lease(
@@ -231,7 +233,8 @@ async fn run_job(
             progress_rx,
             keeper_stop,
             cancel.clone(),
-            lease_lost.clone(),
+            user_cancel.clone(),
+            flags.clone(),
         ));
 
         let ctx = JobContext {
@@ -249,8 +252,11 @@ async fn run_job(
                 format!("the renderer crashed: {e}"),
             )),
         };
-        if lease_lost.load(Ordering::SeqCst) {
+        if flags.lease_lost.load(Ordering::SeqCst) {
             return Err(Stop::LeaseLost);
+        }
+        if flags.cancel_requested.load(Ordering::SeqCst) {
+            return Err(Stop::Cancelled);
         }
         if abort.is_cancelled() {
             return Err(Stop::Shutdown);
@@ -284,6 +290,7 @@ async fn run_job(
         Ok(outputs) => store.complete(&lease, outputs, now).await,
         Err(Stop::Failed(failure)) => store.fail(&lease, failure, now).await,
         Err(Stop::Shutdown) => store.release(&lease, now).await,
+        Err(Stop::Cancelled) => store.cancel_processing(&lease, now).await,
         Err(Stop::LeaseLost) => Ok(false),
     };
     if matches!(recorded, Ok(true)) && !matches!(outcome, Err(Stop::Shutdown)) {
@@ -304,6 +311,7 @@ async fn run_job(
             tracing::error!(job = %job_id, error = %e, "recording the job's outcome failed; its lease will expire and it will run again")
         }
     }
+    engine.untrack_running(job_id);
     if let Err(e) = tokio::fs::remove_dir_all(&workdir).await {
         if e.kind() != io::ErrorKind::NotFound {
             tracing::warn!(job = %job_id, error = %e, "could not remove work directory");
@@ -314,7 +322,15 @@ async fn run_job(
 enum Stop {
     Failed(JobFailure),
     Shutdown,
+    Cancelled,
     LeaseLost,
+}
+
+/// Why a running job was stopped, as learnt by its lease keeper.
+#[derive(Default)]
+struct RunFlags {
+    lease_lost: AtomicBool,
+    cancel_requested: AtomicBool,
 }
 
 impl From<JobFailure> for Stop {
@@ -326,31 +342,40 @@ impl From<JobFailure> for Stop {
 const PROGRESS_WRITE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Heartbeats the lease and writes progress (at most every 250 ms) while the
-/// job runs. If the lease is lost, cancels the job.
+/// job runs. Stops the job when its lease is lost or it is cancelled (in this
+/// process through `user_cancel`, elsewhere through the heartbeat).
+#[allow(clippy::too_many_arguments)]
 async fn keep_lease(
     store: Arc<dyn Store>,
     lease: Lease,
     lease_for: Duration,
     progress: watch::Receiver<u8>,
     stop: CancellationToken,
-    cancel_job: CancellationToken,
-    lost: Arc<AtomicBool>,
+    stop_job: CancellationToken,
+    user_cancel: CancellationToken,
+    flags: Arc<RunFlags>,
 ) {
     let mut heartbeat = tokio::time::interval(lease_for / 3);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
     let mut progress_tick = tokio::time::interval(PROGRESS_WRITE_INTERVAL);
     let mut written = 0u8;
+    let cancel = |flags: &RunFlags| {
+        flags.cancel_requested.store(true, Ordering::SeqCst);
+        stop_job.cancel();
+    };
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
+            _ = user_cancel.cancelled(), if !stop_job.is_cancelled() => cancel(&flags),
             _ = heartbeat.tick() => {
                 let until = now_ms() + lease_for.as_millis() as i64;
                 match store.heartbeat(&lease, until).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        lost.store(true, Ordering::SeqCst);
-                        cancel_job.cancel();
+                    Ok(LeaseStatus::Held) => {}
+                    Ok(LeaseStatus::CancelRequested) => cancel(&flags),
+                    Ok(LeaseStatus::Lost) => {
+                        flags.lease_lost.store(true, Ordering::SeqCst);
+                        stop_job.cancel();
                         return;
                     }
                     Err(e) => tracing::warn!(job = %lease.job_id, error = %e, "heartbeat failed"),

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
+use genq_engine::account::NewAccount;
 use genq_engine::time::iso8601_ms;
 use genq_engine::{AccountId, KeyId, ALL_SCOPES};
 use serde_json::json;
@@ -15,6 +16,24 @@ pub enum AccountsCommand {
     Create {
         #[arg(long)]
         name: String,
+        /// Opening balance, in micro-cents (1/1,000,000 of a dollar)
+        #[arg(long, default_value_t = 0)]
+        credits: i64,
+        /// PENDING + PROCESSING model-gateway jobs allowed at once [default: the server's]
+        #[arg(long)]
+        max_concurrent_jobs: Option<u32>,
+        /// Comma-separated model slug patterns the account may use (`*` wildcard) [default: all]
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Add credits to an account (a negative amount removes them).
+    Credit {
+        account_id: String,
+        /// Micro-cents (1/1,000,000 of a dollar)
+        #[arg(allow_hyphen_values = true)]
+        micro_cents: i64,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -38,6 +57,9 @@ pub enum KeysCommand {
         /// Comma-separated scopes [default: all: submit_job,check_status]
         #[arg(long, value_delimiter = ',')]
         scopes: Option<Vec<String>>,
+        /// Comma-separated model slug patterns this key may use [default: all the account may]
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -53,23 +75,51 @@ fn print(value: serde_json::Value) {
     println!("{value}");
 }
 
+fn account_id(raw: &str) -> anyhow::Result<AccountId> {
+    raw.parse()
+        .with_context(|| format!("{raw:?} is not an account id"))
+}
+
 pub async fn accounts(command: AccountsCommand) -> anyhow::Result<()> {
     match command {
-        AccountsCommand::Create { name, db } => {
+        AccountsCommand::Create {
+            name,
+            credits,
+            max_concurrent_jobs,
+            models,
+            db,
+        } => {
+            anyhow::ensure!(credits >= 0, "--credits cannot be negative");
             let engine = crate::open::engine(&DataSettings::load(&db)?).await?;
-            let (account, _key_id, api_key) = engine.create_account(&name).await?;
+            let new = NewAccount {
+                name,
+                credits_micro_cents: credits,
+                max_concurrent_jobs,
+                model_patterns: models,
+            };
+            let (account, _key_id, api_key) = engine.create_account(&new).await?;
             print(json!({
                 "accountId": account.id.to_string(),
                 "apiKey": api_key,
                 "webhookSecret": account.webhook_secret,
             }));
         }
+        AccountsCommand::Credit {
+            account_id: raw,
+            micro_cents,
+            db,
+        } => {
+            let account = account_id(&raw)?;
+            let engine = crate::open::engine(&DataSettings::load(&db)?).await?;
+            let balance = engine.credit(account, micro_cents).await?;
+            print(json!({ "accountId": account.to_string(), "balanceMicroCents": balance }));
+        }
         AccountsCommand::RotateWebhookSecret {
-            account_id,
+            account_id: raw,
             overlap_hours,
             db,
         } => {
-            let account: AccountId = account_id.parse().context("not an account id")?;
+            let account = account_id(&raw)?;
             let hours = DataSettings::secret_overlap_hours(&db, overlap_hours)?;
             let engine = crate::open::engine(&DataSettings::load(&db)?).await?;
             let (secret, until) = engine
@@ -90,9 +140,10 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Create {
             account,
             scopes,
+            models,
             db,
         } => {
-            let account: AccountId = account.parse().context("--account is not an account id")?;
+            let account = account_id(&account)?;
             let scopes =
                 scopes.unwrap_or_else(|| ALL_SCOPES.iter().map(|s| s.to_string()).collect());
             if let Some(unknown) = scopes.iter().find(|s| !ALL_SCOPES.contains(&s.as_str())) {
@@ -102,7 +153,7 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
                 );
             }
             let engine = crate::open::engine(&DataSettings::load(&db)?).await?;
-            let (key_id, api_key) = engine.create_key(account, scopes).await?;
+            let (key_id, api_key) = engine.create_key(account, scopes, models).await?;
             print(json!({ "keyId": key_id.to_string(), "apiKey": api_key }));
         }
         KeysCommand::Revoke { key_id, db } => {

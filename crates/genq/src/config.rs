@@ -71,6 +71,21 @@ pub struct ServeArgs {
     /// Job submissions per minute per client IP (0: unlimited) [default: 30]
     #[arg(long, env = "GENQ_SUBMIT_RATE_LIMIT_PER_MINUTE")]
     pub submit_rate_limit_per_minute: Option<u32>,
+    /// The model catalog file (TOML) [default: DATA_DIR/models.toml, if present]
+    #[arg(long, env = "GENQ_MODELS")]
+    pub models: Option<PathBuf>,
+    /// Model-gateway jobs (PENDING + PROCESSING) per account, unless the account sets its own [default: 10]
+    #[arg(long, env = "GENQ_MAX_CONCURRENT_JOBS")]
+    pub max_concurrent_jobs: Option<u32>,
+    /// Largest input file fetched from a URL, in MB [default: 50]
+    #[arg(long, env = "GENQ_MAX_INPUT_MB")]
+    pub max_input_mb: Option<u64>,
+    /// Allow input URLs and Cog outputs on loopback/private addresses [default: false]
+    #[arg(long, env = "GENQ_INPUT_ALLOW_PRIVATE")]
+    pub input_allow_private: Option<bool>,
+    /// Time limit of one Cog prediction, output downloads included [default: 600]
+    #[arg(long, env = "GENQ_COG_TIMEOUT_SECONDS")]
+    pub cog_timeout_seconds: Option<u64>,
     /// Proxies (CIDRs, comma-separated) whose X-Forwarded-For is believed [default: none]
     #[arg(long, env = "GENQ_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
@@ -99,6 +114,11 @@ struct FileSettings {
     rate_limit_per_minute: Option<u32>,
     submit_rate_limit_per_minute: Option<u32>,
     trusted_proxies: Option<Vec<ipnet::IpNet>>,
+    models: Option<PathBuf>,
+    max_concurrent_jobs: Option<u32>,
+    max_input_mb: Option<u64>,
+    input_allow_private: Option<bool>,
+    cog_timeout_seconds: Option<u64>,
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -161,6 +181,11 @@ pub struct ServeSettings {
     pub render_timeout: Duration,
     pub webhooks: WebhookSettings,
     pub rate_limits: RateLimitConfig,
+    pub models_file: PathBuf,
+    pub max_concurrent_jobs: u32,
+    pub max_input_bytes: u64,
+    pub input_allow_private: bool,
+    pub cog_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -200,8 +225,9 @@ impl ServeSettings {
             Some(text) => parse_schedule(&text)?,
             None => genq_engine::webhook::default_schedule(),
         };
+        let data = DataSettings::resolve(&args.db, &file);
+        let models_file = layered!(models).unwrap_or_else(|| data.data_dir.join("models.toml"));
         Ok(Self {
-            data: DataSettings::resolve(&args.db, &file),
             listen: layered!(listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
             workers: layered!(workers).unwrap_or(cores),
             public_url: layered!(public_url),
@@ -211,12 +237,18 @@ impl ServeSettings {
             max_upload_bytes: layered!(max_upload_mb).unwrap_or(50) * 1_000_000,
             max_long_side: layered!(max_long_side).unwrap_or(1920),
             render_timeout: seconds(layered!(render_timeout_seconds), 120),
+            data,
             webhooks: WebhookSettings {
                 schedule,
                 timeout: seconds(layered!(webhook_timeout_seconds), 15),
                 allow_private: layered!(webhook_allow_private).unwrap_or(false),
                 ca_file: layered!(webhook_ca_file),
             },
+            models_file,
+            max_concurrent_jobs: layered!(max_concurrent_jobs).unwrap_or(10),
+            max_input_bytes: layered!(max_input_mb).unwrap_or(50) * 1_000_000,
+            input_allow_private: layered!(input_allow_private).unwrap_or(false),
+            cog_timeout: seconds(layered!(cog_timeout_seconds), 600),
             rate_limits: RateLimitConfig {
                 api_per_minute: layered!(rate_limit_per_minute).unwrap_or(600),
                 submit_per_minute: layered!(submit_rate_limit_per_minute).unwrap_or(30),

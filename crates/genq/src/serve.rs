@@ -1,10 +1,15 @@
 //! `genq serve`: the HTTP API and, unless `--workers 0`, in-process workers.
 
 use anyhow::Context;
-use genq_dialects::AppState;
+use genq_cog::{CogBackend, CogClient};
+use genq_dialects::{AppState, GatewaySettings};
+use genq_engine::catalog::Catalog;
 use genq_engine::webhook::{WebhookConfig, WebhookDispatcher};
 use genq_engine::{JobHandler, WorkerConfig, WorkerPool};
-use genq_media::{ImageAudioVideo, RenderSettings, Tool};
+use genq_media::{
+    ImageAudioVideo, RenderSettings, SpeechSettings, TextToSpeech, TitleCardVideo, Tool,
+};
+use genq_outbound::fetch::Fetcher;
 use genq_outbound::OutboundPolicy;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +35,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "could not sweep staged uploads"),
     }
 
+    let catalog = Arc::new(Catalog::load(&settings.models_file)?);
+    tracing::info!(models = catalog.models().count(), file = %settings.models_file.display(), "model catalog loaded");
+
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("listening on {}", settings.listen))?;
@@ -40,14 +48,43 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| derived_public_url(addr));
 
     let pool = if settings.workers > 0 {
-        check_tool("ffmpeg").await?;
-        check_tool("ffprobe").await?;
+        check_tool("ffmpeg", "-version").await?;
+        check_tool("ffprobe", "-version").await?;
         let render = RenderSettings {
             max_long_side: settings.max_long_side,
             timeout: settings.render_timeout,
             ..RenderSettings::default()
         };
-        let handlers: Vec<Arc<dyn JobHandler>> = vec![Arc::new(ImageAudioVideo::new(render))];
+        if check_tool("espeak-ng", "--version").await.is_err() {
+            tracing::warn!("espeak-ng is not installed: text-to-speech jobs will fail until it is");
+        }
+        let input_policy = OutboundPolicy {
+            allow_private: settings.input_allow_private,
+            ca_file: None,
+        };
+        let fetcher = Arc::new(
+            Fetcher::new(
+                &input_policy,
+                settings.max_input_bytes,
+                Duration::from_secs(120),
+            )
+            .context("creating the input fetcher")?,
+        );
+        // Cog servers are named by the operator in the catalog and usually
+        // live on private addresses; what they return is fetched under the
+        // input policy.
+        let cog_policy = OutboundPolicy {
+            allow_private: true,
+            ca_file: None,
+        };
+        let cog = CogClient::new(&cog_policy, (*fetcher).clone(), settings.cog_timeout)
+            .context("creating the Cog client")?;
+        let handlers: Vec<Arc<dyn JobHandler>> = vec![
+            Arc::new(CogBackend::new(cog, catalog.clone())),
+            Arc::new(ImageAudioVideo::new(render.clone(), fetcher.clone())),
+            Arc::new(TitleCardVideo::new(render)),
+            Arc::new(TextToSpeech::new(SpeechSettings::default())),
+        ];
         let config = WorkerConfig {
             slots: settings.workers,
             lease: settings.lease,
@@ -80,8 +117,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .context("starting the webhook dispatcher")?;
 
+    let gateway = GatewaySettings {
+        catalog: catalog.clone(),
+        max_concurrent_jobs: settings.max_concurrent_jobs,
+        worker_slots: settings.workers.max(1),
+    };
     let app = genq_dialects::router(
-        AppState::new(engine, &public_url, settings.max_upload_bytes),
+        AppState::new(engine, &public_url, settings.max_upload_bytes, gateway),
         settings.rate_limits.clone(),
     );
     tracing::info!(public_url = %public_url, "listening on http://{addr}");
@@ -117,9 +159,9 @@ fn worker_owner() -> String {
     format!("{}:{}", host.trim(), std::process::id())
 }
 
-async fn check_tool(program: &str) -> anyhow::Result<()> {
+async fn check_tool(program: &str, version_flag: &str) -> anyhow::Result<()> {
     Tool::new(program)
-        .arg("-version")
+        .arg(version_flag)
         .timeout(Duration::from_secs(10))
         .run_capture(&CancellationToken::new())
         .await

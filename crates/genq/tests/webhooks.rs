@@ -544,3 +544,37 @@ async fn the_31st_submission_in_a_minute_is_rate_limited() {
     let health = reqwest::get(server.url("/health")).await.unwrap();
     assert!(!health.headers().contains_key("ratelimit-limit"));
 }
+
+#[tokio::test]
+async fn a_model_gateway_job_posts_its_v1_body() {
+    let w = world();
+    let server = start(&w, &[], &trusting_env(&w.ca));
+    let account = create_account_with(&w.data, "gateway", &["--credits", "1000000"]);
+    let receiver = Receiver::start(w.dir.path(), &[&account.webhook_secret], 0, 0);
+    let response = reqwest::Client::new()
+        .post(server.url("/v1/jobs/submit"))
+        .bearer_auth(&account.api_key)
+        .json(&serde_json::json!({
+            "model": "genq/title-card/text-to-video",
+            "input": { "prompt": "Welcome", "duration": 1 },
+            "webhookUrl": receiver.url("localhost"),
+        }))
+        .send()
+        .await
+        .unwrap();
+    let (code, submitted) = json_of(response).await;
+    assert_eq!(code, 200, "{submitted}");
+    let got = receiver.wait_for(1, Duration::from_secs(60));
+    assert_eq!(got[0]["standard_ok"][&account.webhook_secret], true);
+    let body: Value = serde_json::from_str(got[0]["body"].as_str().unwrap()).unwrap();
+    let job = submitted["jobId"].as_str().unwrap();
+    let status = reqwest::Client::new()
+        .get(server.url(&format!("/v1/jobs/{job}")))
+        .bearer_auth(&account.api_key)
+        .send()
+        .await
+        .unwrap();
+    let (_, status) = json_of(status).await;
+    assert_eq!(body, status);
+    assert_eq!(body["status"], "completed");
+}

@@ -9,7 +9,8 @@ pub enum MediaError {
     InvalidImage(String),
     #[error("audio could not be decoded: {0}")]
     InvalidAudio(String),
-    #[error("video rendering failed: {0}")]
+    /// Also used for speech synthesis, so the message doesn't say "video".
+    #[error("rendering failed: {0}")]
     Render(String),
     #[error("the job was cancelled")]
     Cancelled,
@@ -17,9 +18,26 @@ pub enum MediaError {
     Timeout(Duration),
     #[error("file error: {0}")]
     Io(#[from] std::io::Error),
-    /// Names the program (ffmpeg/ffprobe) that isn't installed.
-    #[error("{0} is not installed on the server (or not at the configured path); install ffmpeg")]
+    /// Names the program (ffmpeg, ffprobe, espeak-ng) or resource (the
+    /// DejaVu Sans font) that isn't installed.
+    #[error(
+        "{0} is not installed on the server (or not at the configured path); install {pkg}",
+        pkg = package_for(.0)
+    )]
     ToolMissing(String),
+    /// The job's own input is unusable; the message names the field and why.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+}
+
+/// The Debian package an operator installs to fix a `ToolMissing`.
+fn package_for(missing: &str) -> &str {
+    match missing {
+        "ffmpeg" | "ffprobe" => "ffmpeg",
+        "espeak-ng" | "espeak" => "espeak-ng",
+        m if m.contains("DejaVu") => "fonts-dejavu-core",
+        m => m,
+    }
 }
 
 impl MediaError {
@@ -32,6 +50,7 @@ impl MediaError {
             MediaError::Timeout(_) => "TIMEOUT",
             MediaError::Io(_) => "IO_ERROR",
             MediaError::ToolMissing(_) => "TOOL_MISSING",
+            MediaError::InvalidInput(_) => "INVALID_INPUT",
         }
     }
 }
@@ -50,6 +69,7 @@ mod tests {
             (MediaError::Timeout(Duration::from_secs(3)), "TIMEOUT"),
             (MediaError::Io(std::io::Error::other("x")), "IO_ERROR"),
             (MediaError::ToolMissing("ffmpeg".into()), "TOOL_MISSING"),
+            (MediaError::InvalidInput("x".into()), "INVALID_INPUT"),
         ];
         for (err, code) in cases {
             assert_eq!(err.code(), code);
@@ -68,5 +88,18 @@ mod tests {
             e.to_string(),
             "rendering took longer than 11s and was stopped"
         );
+    }
+
+    #[test]
+    fn missing_tools_name_the_package_to_install() {
+        for (missing, package) in [
+            ("ffprobe", "install ffmpeg"),
+            ("espeak-ng", "install espeak-ng"),
+            ("the DejaVu Sans font", "install fonts-dejavu-core"),
+        ] {
+            let msg = MediaError::ToolMissing(missing.into()).to_string();
+            assert!(msg.starts_with(missing), "{msg}");
+            assert!(msg.ends_with(package), "{msg}");
+        }
     }
 }

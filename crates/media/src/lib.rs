@@ -1,15 +1,20 @@
 //! genq's media renderers and the single wrapper through which every
-//! external tool (ffmpeg, ffprobe, …) is run.
+//! external tool (ffmpeg, ffprobe, espeak-ng, …) is run.
 
 mod error;
 mod frame;
 mod handler;
 mod probe;
 mod process;
+pub mod sniff;
+mod speech;
 mod still;
+mod title_card;
 
 pub use error::MediaError;
-pub use handler::ImageAudioVideo;
+pub use handler::{ImageAudioVideo, TextToSpeech, TitleCardVideo};
 pub use probe::{probe, MediaInfo, StreamInfo};
 pub use process::{Tool, ToolError, ToolOutput};
+pub use speech::{synthesize_speech, Speech, SpeechRequest, SpeechSettings, DEFAULT_VOICE};
 pub use still::{render_still_video, RenderSettings, StillVideo};
+pub use title_card::{render_title_card, TitleCard, COLOUR_NAMES, MAX_PROMPT_CHARS, RESOLUTIONS};

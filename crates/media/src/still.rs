@@ -18,14 +18,14 @@ pub(crate) const POSTER_FILE: &str = "poster.jpg";
 /// crash skips the cleanup.
 const FRAME_SCRATCH: &str = ".still-frame.ppm";
 
-const POSTER_QUALITY: u8 = 85;
-const THUMBNAIL_QUALITY: u8 = 80;
+pub(crate) const POSTER_QUALITY: u8 = 85;
+pub(crate) const THUMBNAIL_QUALITY: u8 = 80;
 
 /// Progress reported once the frame is ready; ffmpeg's share is the rest.
-const PREPARED_PCT: u8 = 5;
+pub(crate) const PREPARED_PCT: u8 = 5;
 /// 100 means "done" and is the caller's to report, after it has stored the
 /// outputs.
-const MAX_PCT: u8 = 99;
+pub(crate) const MAX_PCT: u8 = 99;
 
 #[derive(Debug, Clone)]
 pub struct RenderSettings {
@@ -152,7 +152,7 @@ async fn render(
     let ffmpeg = Tool::new(&settings.ffmpeg)
         .args(ffmpeg_args(
             scratch,
-            audio,
+            AudioInput::File(audio),
             &video,
             duration_secs,
             fps,
@@ -239,9 +239,18 @@ async fn audio_duration(
     Ok(duration)
 }
 
-fn ffmpeg_args(
+/// Where the video's sound comes from.
+pub(crate) enum AudioInput<'a> {
+    File(&'a Path),
+    /// A silent track, so players treat the video like those with sound.
+    Silence,
+}
+
+/// Encodes the PPM `frame`, held for `duration_secs`, with `audio`: shared by
+/// every renderer of still pictures so they all produce the same kind of MP4.
+pub(crate) fn ffmpeg_args(
     frame: &Path,
-    audio: &Path,
+    audio: AudioInput<'_>,
     video: &Path,
     duration_secs: f64,
     fps: u32,
@@ -260,8 +269,16 @@ fn ffmpeg_args(
     // taken as an image-sequence pattern the way image2 would.
     push(&mut args, &["-f", "ppm_pipe", "-framerate", &fps, "-i"]);
     args.push(file_url(frame));
-    args.push("-i".into());
-    args.push(file_url(audio));
+    match audio {
+        AudioInput::File(audio) => {
+            args.push("-i".into());
+            args.push(file_url(audio));
+        }
+        AudioInput::Silence => push(
+            &mut args,
+            &["-f", "lavfi", "-i", "anullsrc=r=48000:cl=stereo"],
+        ),
+    }
     push(&mut args, &["-map", "0:v:0", "-map", "1:a:0"]);
     // Convert to yuv420p once and then repeat that single frame, rather than
     // `-loop 1` re-reading and re-converting the image for every frame
@@ -316,7 +333,7 @@ fn ffmpeg_args(
 
 /// ffmpeg 5.1 prints both `out_time_us` and (misnamed) `out_time_ms` in
 /// microseconds; either may be "N/A" before the first frame.
-fn parse_out_time_us(line: &str) -> Option<f64> {
+pub(crate) fn parse_out_time_us(line: &str) -> Option<f64> {
     let (key, value) = line.split_once('=')?;
     if key != "out_time_us" && key != "out_time_ms" {
         return None;
@@ -324,7 +341,7 @@ fn parse_out_time_us(line: &str) -> Option<f64> {
     value.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-fn tool_error(e: ToolError, program: &Path) -> MediaError {
+pub(crate) fn tool_error(e: ToolError, program: &Path) -> MediaError {
     if e.is_not_found() {
         return MediaError::ToolMissing(
             program
@@ -345,7 +362,7 @@ fn tool_error(e: ToolError, program: &Path) -> MediaError {
 
 /// The last few stderr lines, with server paths replaced by what they are,
 /// short enough for a job's error message.
-fn summarize_stderr(stderr: &str, paths: &[(&Path, &str)]) -> String {
+pub(crate) fn summarize_stderr(stderr: &str, paths: &[(&Path, &str)]) -> String {
     let mut text = stderr.to_owned();
     for (path, label) in paths {
         let p = path.to_string_lossy();
@@ -396,7 +413,7 @@ fn truncate_chars(s: &str, max: usize) -> String {
     }
 }
 
-async fn remove_quietly(path: &Path) {
+pub(crate) async fn remove_quietly(path: &Path) {
     match tokio::fs::remove_file(path).await {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -406,17 +423,17 @@ async fn remove_quietly(path: &Path) {
 
 /// Keeps reported values strictly rising whatever order ffmpeg's numbers
 /// arrive in.
-struct Progress<'a> {
+pub(crate) struct Progress<'a> {
     sink: &'a (dyn Fn(u8) + Send + Sync),
     last: Option<u8>,
 }
 
 impl<'a> Progress<'a> {
-    fn new(sink: &'a (dyn Fn(u8) + Send + Sync)) -> Self {
+    pub(crate) fn new(sink: &'a (dyn Fn(u8) + Send + Sync)) -> Self {
         Progress { sink, last: None }
     }
 
-    fn report(&mut self, pct: u8) {
+    pub(crate) fn report(&mut self, pct: u8) {
         let pct = pct.min(MAX_PCT);
         if self.last.is_none_or(|last| pct > last) {
             self.last = Some(pct);

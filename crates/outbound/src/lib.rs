@@ -11,6 +11,8 @@
 //! Literal IP hosts never reach a resolver, so [`OutboundPolicy::check_url`]
 //! checks them before a request is made.
 
+pub mod fetch;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;

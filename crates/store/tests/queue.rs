@@ -1,71 +1,13 @@
 //! The job store as a queue, against a real SQLite file: claim order, leases,
 //! retries, limits, cancellation, account scoping.
 
-use genq_engine::job::kinds::IMAGE_AUDIO_VIDEO;
-use genq_engine::store::{CancelOutcome, ClaimRequest};
+mod common;
+
+use common::*;
+use genq_engine::store::{CancelOutcome, LeaseStatus};
 use genq_engine::time::now_ms;
-use genq_engine::{
-    Engine, EngineError, JobFailure, JobId, JobState, LocalStorage, NewJob, Principal, Store,
-    SubmitLimits,
-};
+use genq_engine::{EngineError, JobFailure, JobId, JobState};
 use std::collections::HashSet;
-use std::sync::Arc;
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    engine: Engine,
-    principal: Principal,
-}
-
-async fn harness() -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("genq.db").display());
-    let store = genq_store::open(&url).await.unwrap();
-    let storage = Arc::new(LocalStorage::new(dir.path().join("files")).unwrap());
-    let engine = Engine::new(store, storage, dir.path().join("staging")).unwrap();
-    let principal = principal_of(&engine, "test").await;
-    Harness {
-        _dir: dir,
-        engine,
-        principal,
-    }
-}
-
-async fn principal_of(engine: &Engine, name: &str) -> Principal {
-    let (_, _, key) = engine.create_account(name).await.unwrap();
-    engine.authenticate(&key).await.unwrap().unwrap()
-}
-
-fn new_job(limit: Option<u32>) -> NewJob {
-    NewJob {
-        kind: IMAGE_AUDIO_VIDEO.into(),
-        dialect: "test".into(),
-        input: serde_json::json!({}),
-        files: vec![],
-        webhook_url: None,
-        limits: SubmitLimits {
-            max_active_per_key: limit,
-        },
-    }
-}
-
-fn kinds() -> Vec<String> {
-    vec![IMAGE_AUDIO_VIDEO.to_owned()]
-}
-
-fn claim_at<'a>(kinds: &'a [String], now: i64, max_retries: u32) -> ClaimRequest<'a> {
-    ClaimRequest {
-        owner: "test-worker",
-        kinds,
-        now,
-        lease_until: now + 1_000,
-        max_retries,
-    }
-}
-
-fn store(h: &Harness) -> &Arc<dyn Store> {
-    h.engine.store()
-}
 
 #[tokio::test]
 async fn claims_oldest_first_and_each_job_once() {
@@ -136,7 +78,10 @@ async fn an_expired_lease_is_claimed_again_and_the_old_worker_is_locked_out() {
     assert_ne!(old_lease.attempt, new_lease.attempt);
 
     let failure = JobFailure::new("X", "x");
-    assert!(!store(&h).heartbeat(&old_lease, t0 + 5_000).await.unwrap());
+    assert_eq!(
+        store(&h).heartbeat(&old_lease, t0 + 5_000).await.unwrap(),
+        LeaseStatus::Lost
+    );
     assert!(!store(&h).record_progress(&old_lease, 50, t0).await.unwrap());
     assert!(!store(&h).complete(&old_lease, &[], t0).await.unwrap());
     assert!(!store(&h).fail(&old_lease, &failure, t0).await.unwrap());
@@ -265,7 +210,7 @@ async fn concurrent_workers_never_claim_a_job_twice() {
 #[tokio::test]
 async fn cancel_and_lookups_are_scoped_to_the_account() {
     let h = harness().await;
-    let other = principal_of(&h.engine, "other").await;
+    let other = principal_named(&h.engine, "other").await;
     let job = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
     assert!(matches!(
         h.engine.job(&other, job.id).await,
@@ -276,6 +221,7 @@ async fn cancel_and_lookups_are_scoped_to_the_account() {
         Err(EngineError::NotFound)
     ));
     let query = genq_engine::JobQuery {
+        model: None,
         before: None,
         state: None,
         limit: 10,
@@ -288,7 +234,7 @@ async fn cancel_and_lookups_are_scoped_to_the_account() {
         .await
         .unwrap();
     let outcome = store(&h)
-        .cancel_pending(h.principal.account_id, job.id, now_ms())
+        .cancel(h.principal.account_id, job.id, false, now_ms())
         .await
         .unwrap();
     assert_eq!(outcome, CancelOutcome::NotCancellable(JobState::Processing));
@@ -299,7 +245,7 @@ async fn revoked_keys_authenticate_no_one() {
     let h = harness().await;
     let (key_id, raw) = h
         .engine
-        .create_key(h.principal.account_id, vec!["check_status".into()])
+        .create_key(h.principal.account_id, vec!["check_status".into()], None)
         .await
         .unwrap();
     let principal = h.engine.authenticate(&raw).await.unwrap().unwrap();

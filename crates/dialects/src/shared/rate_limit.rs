@@ -44,10 +44,9 @@ use std::time::{Duration, Instant};
 use axum::extract::connect_info::{ConnectInfo, MockConnectInfo};
 use axum::extract::{Request, State};
 use axum::http::header::RETRY_AFTER;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
@@ -314,7 +313,7 @@ pub async fn rate_limit(
         }
         Verdict::Refused(headers) => {
             tracing::debug!(%client, path = %request.uri().path(), "rate limited");
-            too_many_requests(headers)
+            too_many_requests(path, headers)
         }
     }
 }
@@ -333,12 +332,10 @@ fn peer_ip(request: &Request) -> Option<IpAddr> {
 
 /// The 429: this module's own `{"error": …}` body (the Image+Audio Video
 /// dialect's shape) with `Retry-After` and the refusing limit's figures.
-fn too_many_requests(headers: RateLimitHeaders) -> Response {
+/// A 429 in the shape of the dialect that owns `path`.
+fn too_many_requests(path: &str, headers: RateLimitHeaders) -> Response {
     let retry_after = headers.figures.reset.max(1);
-    let body = Json(serde_json::json!({
-        "error": format!("Rate limit exceeded — slow down. Retry in {retry_after} s."),
-    }));
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+    let mut response = crate::rate_limited_response(path, retry_after);
     headers.write(response.headers_mut());
     response
         .headers_mut()

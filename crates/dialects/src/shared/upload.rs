@@ -4,45 +4,11 @@
 
 use axum::extract::multipart::{Field, MultipartError};
 use axum::http::StatusCode;
+pub use genq_media::sniff::MediaClass;
+use genq_media::sniff::{sniffed_type, SNIFF_BYTES};
 use std::io;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
-
-/// What a file field is supposed to hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaClass {
-    Image,
-    Audio,
-}
-
-impl MediaClass {
-    /// Maps sniffed bytes to an accepted MIME type, or None.
-    fn accept(self, head: &[u8]) -> Option<&'static str> {
-        let sniffed = infer::get(head).map(|t| t.mime_type());
-        match self {
-            MediaClass::Image => match sniffed? {
-                mime @ ("image/jpeg" | "image/png" | "image/webp") => Some(mime),
-                _ => None,
-            },
-            MediaClass::Audio => match sniffed {
-                Some(mime @ ("audio/mpeg" | "audio/x-wav" | "audio/ogg" | "audio/opus")) => {
-                    Some(mime)
-                }
-                // M4A is an MP4 container; many recorders label it with a
-                // generic MP4 brand, which sniffs as video/mp4.
-                Some("audio/m4a" | "video/mp4" | "audio/mp4") => Some("audio/mp4"),
-                Some(_) => None,
-                None => is_mpeg_audio_frame(head).then_some("audio/mpeg"),
-            },
-        }
-    }
-}
-
-/// An MP3 without an ID3 tag starts straight with an MPEG audio frame header
-/// (11 sync bits, then a layer III marker), which `infer` only partly knows.
-fn is_mpeg_audio_frame(head: &[u8]) -> bool {
-    head.len() >= 4 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0 && head[1] & 0x06 == 0x02
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -86,8 +52,6 @@ impl Drop for Upload {
         let _ = std::fs::remove_file(&self.path);
     }
 }
-
-const SNIFF_BYTES: usize = 4096;
 
 pub async fn stream_file(
     field: &mut Field<'_>,
@@ -135,7 +99,7 @@ fn sniff(class: MediaClass, field: &str, head: &[u8]) -> Result<&'static str, Up
         .accept(head)
         .ok_or_else(|| UploadError::UnsupportedType {
             field: field.to_owned(),
-            found: infer::get(head).map(|t| t.mime_type()),
+            found: sniffed_type(head),
         })
 }
 
@@ -156,34 +120,4 @@ pub async fn read_text(
     }
     String::from_utf8(bytes)
         .map_err(|_| UploadError::Malformed(format!("{field_name} is not UTF-8 text")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sniffs_by_content_not_name() {
-        assert_eq!(
-            MediaClass::Image.accept(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
-            Some("image/png")
-        );
-        assert_eq!(MediaClass::Image.accept(b"hello, I am text"), None);
-        assert_eq!(
-            MediaClass::Audio.accept(b"ID3\x04\0\0\0\0\0\0"),
-            Some("audio/mpeg")
-        );
-        assert_eq!(
-            MediaClass::Audio.accept(&[0xFF, 0xF3, 0x64, 0xC4, 0, 0]),
-            Some("audio/mpeg")
-        );
-        assert_eq!(
-            MediaClass::Audio.accept(b"RIFF\x24\0\0\0WAVEfmt "),
-            Some("audio/x-wav")
-        );
-        assert_eq!(
-            MediaClass::Audio.accept(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
-            None
-        );
-    }
 }

@@ -35,6 +35,14 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "JOB_NOT_FOUND", "Job not found")
     }
 
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!("Rate limit exceeded — slow down. Retry in {retry_after_secs} s."),
+        )
+    }
+
     fn internal(error: &dyn std::error::Error) -> Self {
         tracing::error!(error = %error, "internal error");
         Self::new(
@@ -77,7 +85,7 @@ impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> Self {
         match error {
             EngineError::NotFound => Self::not_found(),
-            EngineError::ActiveLimit => Self::new(
+            EngineError::ActiveLimit | EngineError::ConcurrencyLimit => Self::new(
                 StatusCode::CONFLICT,
                 "ACTIVE_JOB_EXISTS",
                 "You already have an active job. Wait for it to finish or cancel it first.",

@@ -132,8 +132,13 @@ async fn create_job(
             },
         ],
         webhook_url,
+        // This dialect has no prices and no per-account limit: one active
+        // job per key is its rule.
+        model: None,
+        cost_micro_cents: 0,
         limits: SubmitLimits {
             max_active_per_key: Some(1),
+            max_active_per_account: None,
         },
     };
     let job = state.engine.submit(&principal, new).await?;
@@ -209,17 +214,8 @@ async fn drain(multipart: &mut Multipart) {
 }
 
 fn validate_webhook_url(raw: &str) -> Result<String, ApiError> {
-    let url = url::Url::parse(raw)
-        .map_err(|e| ApiError::bad_request(format!("Invalid webhookUrl: {e}")))?;
-    if url.scheme() != "https" {
-        return Err(ApiError::bad_request(
-            "Invalid webhookUrl: it must start with https://",
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(ApiError::bad_request("Invalid webhookUrl: it has no host"));
-    }
-    Ok(url.to_string())
+    crate::shared::validate_webhook_url(raw)
+        .map_err(|e| ApiError::bad_request(format!("Invalid webhookUrl: {e}")))
 }
 
 /// List your jobs, newest first.
@@ -269,6 +265,7 @@ async fn list_jobs(
             &JobQuery {
                 before,
                 state: state_filter,
+                model: None,
                 limit: limit + 1,
             },
         )

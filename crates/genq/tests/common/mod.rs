@@ -133,14 +133,20 @@ pub struct Account {
 }
 
 pub fn create_account(data_dir: &Path, name: &str) -> Account {
-    let v = cli_json(&[
+    create_account_with(data_dir, name, &[])
+}
+
+pub fn create_account_with(data_dir: &Path, name: &str, extra: &[&str]) -> Account {
+    let mut args = vec![
         "accounts",
         "create",
         "--name",
         name,
         "--data-dir",
         data_dir.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let v = cli_json(&args);
     Account {
         id: v["accountId"].as_str().unwrap().to_owned(),
         api_key: v["apiKey"].as_str().unwrap().to_owned(),

@@ -1,0 +1,559 @@
+//! The Jobs v1 model gateway (seeds 000–002) end to end over TCP.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+struct Gateway {
+    _dir: tempfile::TempDir,
+    server: Server,
+    account: Account,
+}
+
+impl Gateway {
+    fn start(args: &[&str], credits: i64) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let server = Server::start(&data, args, &[]);
+        let account = create_account_with(&data, "gateway", &["--credits", &credits.to_string()]);
+        Gateway {
+            _dir: dir,
+            server,
+            account,
+        }
+    }
+
+    fn data(&self) -> &str {
+        self.server.data_dir.to_str().unwrap()
+    }
+
+    async fn call(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value, String) {
+        let mut request = reqwest::Client::new()
+            .request(method, self.server.url(path))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let (code, body) = json_of(response).await;
+        (code, body, request_id)
+    }
+
+    async fn submit(&self, body: Value) -> (u16, Value) {
+        let (code, body, request_id) = self
+            .call(
+                &self.account.api_key,
+                reqwest::Method::POST,
+                "/v1/jobs/submit",
+                Some(body),
+            )
+            .await;
+        assert!(
+            request_id.starts_with("req_"),
+            "X-Request-Id on every response"
+        );
+        if code == 200 {
+            assert_eq!(body["requestId"], request_id);
+        } else {
+            assert_eq!(body["requestId"], request_id, "{body}");
+        }
+        (code, body)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let (code, body, _) = self
+            .call(&self.account.api_key, reqwest::Method::GET, path, None)
+            .await;
+        (code, body)
+    }
+
+    async fn wait(&self, job: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (code, body) = self.get(&format!("/v1/jobs/{job}")).await;
+            assert_eq!(code, 200, "{body}");
+            if ["completed", "failed", "cancelled"].contains(&body["status"].as_str().unwrap()) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "{body}\n{}", self.server.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn balance(&self) -> i64 {
+        self.get("/v1/account").await.1["balanceMicroCents"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error body: {body}"))
+}
+
+#[tokio::test]
+async fn title_card_job_as_the_seed_describes() {
+    let g = Gateway::start(&[], 1_000_000);
+    let (code, submitted) = g
+        .submit(json!({
+            "model": "genq/title-card/text-to-video",
+            "input": { "prompt": "A cinematic drone shot of a mountain landscape at sunset", "duration": 2 }
+        }))
+        .await;
+    assert_eq!(code, 200, "{submitted}");
+    assert_eq!(submitted["status"], "pending");
+    assert_eq!(submitted["costMicroCents"], 4_000);
+    let keys: HashSet<&str> = submitted
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "jobId",
+            "requestId",
+            "status",
+            "estimatedCompletionTime",
+            "costMicroCents"
+        ]
+        .into()
+    );
+    let eta = submitted["estimatedCompletionTime"].as_str().unwrap();
+    assert!(eta.ends_with('Z') && eta.len() == 20, "{eta}");
+
+    let job = submitted["jobId"].as_str().unwrap();
+    let done = g.wait(job).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["progress"], 100);
+    assert_eq!(done["error"], Value::Null);
+    let item = &done["outputs"][0];
+    assert_eq!(item["type"], "video");
+    assert_eq!(done["output"], item["url"]);
+    assert!(item["thumbnail"].as_str().unwrap().ends_with(".jpg"));
+    assert!(item["posterImage"].as_str().unwrap().ends_with(".jpg"));
+    assert!(done["completedAt"].is_string());
+
+    let bytes = reqwest::get(item["url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let path = g.server.data_dir.join("card.mp4");
+    std::fs::write(&path, bytes).unwrap();
+    let probe = ffprobe(&path);
+    assert_eq!(stream(&probe, "video")["codec_name"], "h264");
+    let length = seconds(&stream(&probe, "video")["duration"]);
+    assert!((length - 2.0).abs() <= 0.04, "{length}");
+    assert_eq!(g.balance().await, 1_000_000 - 4_000);
+}
+
+#[tokio::test]
+async fn text_to_speech_returns_audio() {
+    let g = Gateway::start(&[], 1_000_000);
+    let (code, submitted) = g
+        .submit(json!({ "model": "genq/text-to-speech", "input": { "text": "Hello from genq, the job server.", "voice": "en" } }))
+        .await;
+    assert_eq!(code, 200, "{submitted}");
+    let done = g.wait(submitted["jobId"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["outputs"][0]["type"], "audio");
+    let bytes = reqwest::get(done["output"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let path = g.server.data_dir.join("speech.mp3");
+    std::fs::write(&path, bytes).unwrap();
+    let probe = ffprobe(&path);
+    assert_eq!(stream(&probe, "audio")["codec_name"], "mp3");
+    assert!(seconds(&probe["format"]["duration"]) > 1.0);
+}
+
+#[tokio::test]
+async fn every_error_code_comes_from_its_situation() {
+    let g = Gateway::start(&["--workers", "0", "--max-concurrent-jobs", "2"], 10_000);
+    let card = |prompt: &str| json!({ "model": "genq/title-card/text-to-video", "input": { "prompt": prompt } });
+
+    let (code, body) = g
+        .submit(json!({ "model": "google/veo-3.1-fast/text-to-video", "input": { "prompt": "x" } }))
+        .await;
+    assert_eq!((code, error_code(&body)), (404, "MODEL_NOT_FOUND"));
+    let (code, body) = g
+        .submit(json!({ "model": "genq/text-to-speech", "version": "9", "input": { "text": "x" } }))
+        .await;
+    assert_eq!((code, error_code(&body)), (404, "MODEL_NOT_FOUND"));
+
+    let (code, body) = g
+        .submit(json!({ "model": "genq/text-to-speech", "input": { "text": "x", "speed": 7 } }))
+        .await;
+    assert_eq!((code, error_code(&body)), (400, "INVALID_INPUT"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("input.speed"),
+        "{body}"
+    );
+    let (code, body) = g.submit(json!({ "model": "genq/text-to-speech" })).await;
+    assert_eq!((code, error_code(&body)), (400, "INVALID_INPUT"));
+    let (code, body) = g.submit(json!({ "model": "genq/text-to-speech", "input": { "text": "x" }, "webhookUrl": "http://example.com/hook" })).await;
+    assert_eq!((code, error_code(&body)), (400, "INVALID_INPUT"));
+
+    // A 5-second title card costs 2,000/s × 5 s = 10,000 micro-cents: the balance buys one.
+    let (code, _) = g.submit(card("first")).await;
+    assert_eq!(code, 200);
+    let (code, body) = g.submit(card("second")).await;
+    assert_eq!((code, error_code(&body)), (402, "INSUFFICIENT_BALANCE"));
+    cli_json(&[
+        "accounts",
+        "credit",
+        &g.account.id,
+        "100000",
+        "--data-dir",
+        g.data(),
+    ]);
+    let (code, _) = g.submit(card("second")).await;
+    assert_eq!(code, 200);
+    let (code, body) = g.submit(card("third")).await;
+    assert_eq!((code, error_code(&body)), (429, "CONCURRENT_JOBS_EXCEEDED"));
+
+    let restricted = cli_json(&[
+        "keys",
+        "create",
+        "--account",
+        &g.account.id,
+        "--models",
+        "genq/text-*",
+        "--data-dir",
+        g.data(),
+    ]);
+    let (code, body, _) = g
+        .call(
+            restricted["apiKey"].as_str().unwrap(),
+            reqwest::Method::POST,
+            "/v1/jobs/submit",
+            Some(card("x")),
+        )
+        .await;
+    assert_eq!((code, error_code(&body)), (403, "MODEL_ACCESS_DENIED"));
+
+    let (code, body, _) = g
+        .call("genq_nope", reqwest::Method::GET, "/v1/jobs", None)
+        .await;
+    assert_eq!((code, error_code(&body)), (401, "INVALID_API_KEY"));
+    let response = reqwest::get(g.server.url("/v1/jobs")).await.unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn scopes_guard_each_endpoint() {
+    let g = Gateway::start(&["--workers", "0"], 1_000_000);
+    let submit_only = cli_json(&[
+        "keys",
+        "create",
+        "--account",
+        &g.account.id,
+        "--scopes",
+        "submit_job",
+        "--data-dir",
+        g.data(),
+    ]);
+    let status_only = cli_json(&[
+        "keys",
+        "create",
+        "--account",
+        &g.account.id,
+        "--scopes",
+        "check_status",
+        "--data-dir",
+        g.data(),
+    ]);
+    let (s, c) = (
+        submit_only["apiKey"].as_str().unwrap(),
+        status_only["apiKey"].as_str().unwrap(),
+    );
+    let body = json!({ "model": "genq/text-to-speech", "input": { "text": "hi" } });
+
+    let (code, submitted, _) = g
+        .call(
+            s,
+            reqwest::Method::POST,
+            "/v1/jobs/submit",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(code, 200, "{submitted}");
+    let job = submitted["jobId"].as_str().unwrap();
+    let (code, denied, _) = g
+        .call(s, reqwest::Method::GET, &format!("/v1/jobs/{job}"), None)
+        .await;
+    assert_eq!((code, error_code(&denied)), (403, "INSUFFICIENT_SCOPE"));
+    let (code, _, _) = g.call(s, reqwest::Method::GET, "/v1/jobs", None).await;
+    assert_eq!(code, 403);
+
+    let (code, _, _) = g
+        .call(c, reqwest::Method::GET, &format!("/v1/jobs/{job}"), None)
+        .await;
+    assert_eq!(code, 200);
+    let (code, denied, _) = g
+        .call(c, reqwest::Method::POST, "/v1/jobs/submit", Some(body))
+        .await;
+    assert_eq!((code, error_code(&denied)), (403, "INSUFFICIENT_SCOPE"));
+    let (code, _, _) = g
+        .call(
+            c,
+            reqwest::Method::POST,
+            &format!("/v1/jobs/{job}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 403);
+
+    // Another account's job does not exist for this one.
+    let other = create_account_with(&g.server.data_dir, "other", &[]);
+    let (code, body, _) = g
+        .call(
+            &other.api_key,
+            reqwest::Method::GET,
+            &format!("/v1/jobs/{job}"),
+            None,
+        )
+        .await;
+    assert_eq!((code, error_code(&body)), (404, "JOB_NOT_FOUND"));
+}
+
+#[tokio::test]
+async fn cancelling_refunds_once_and_failures_are_refunded() {
+    let g = Gateway::start(&[], 250_000);
+    // A data: URL that sniffs as PNG but does not decode: the job fails.
+    let corrupt = format!(
+        "data:image/png;base64,{}",
+        base64_of(b"\x89PNG\r\n\x1a\nthis is not really a png")
+    );
+    let silence = format!("data:audio/wav;base64,{}", base64_of(&wav_silence()));
+    let (code, submitted) = g
+        .submit(json!({ "model": "genq/image-audio-to-video", "input": { "image_url": corrupt, "audio_url": silence } }))
+        .await;
+    assert_eq!(code, 200, "{submitted}");
+    assert_eq!(submitted["costMicroCents"], 100_000);
+    let failed = g.wait(submitted["jobId"].as_str().unwrap()).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["progress"], 0);
+    assert_eq!(failed["error"]["code"], "INVALID_IMAGE");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refunded"),
+        "{failed}"
+    );
+    assert_eq!(g.balance().await, 250_000);
+    assert_ledger_matches(&g).await;
+}
+
+#[tokio::test]
+async fn cancelling_a_pending_job_refunds_it() {
+    let g = Gateway::start(&["--workers", "0"], 250_000);
+    let (_, submitted) = g
+        .submit(json!({ "model": "genq/image-audio-to-video", "input": { "image_url": "https://example.com/a.jpg", "audio_url": "https://example.com/a.mp3" } }))
+        .await;
+    let job = submitted["jobId"].as_str().unwrap();
+    assert_eq!(g.balance().await, 150_000);
+    let (code, cancelled, _) = g
+        .call(
+            &g.account.api_key,
+            reqwest::Method::POST,
+            &format!("/v1/jobs/{job}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["error"], Value::Null);
+    assert_eq!(g.balance().await, 250_000);
+    let (code, again, _) = g
+        .call(
+            &g.account.api_key,
+            reqwest::Method::POST,
+            &format!("/v1/jobs/{job}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!((code, error_code(&again)), (409, "JOB_NOT_CANCELLABLE"));
+    assert_eq!(g.balance().await, 250_000, "refunded once");
+    assert_ledger_matches(&g).await;
+}
+
+/// The ledger, read straight from the SQLite file, sums to the balance.
+async fn assert_ledger_matches(g: &Gateway) {
+    let db = g.server.data_dir.join("genq.db");
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg(format!(
+            "SELECT (SELECT balance_micro_cents FROM accounts WHERE id = '{0}') - \
+             (SELECT COALESCE(SUM(amount_micro_cents), 0) FROM ledger WHERE account_id = '{0}');",
+            g.account.id
+        ))
+        .output()
+        .expect("sqlite3 is installed");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap()
+}
+
+/// One second of 8 kHz mono silence as a WAV file.
+fn wav_silence() -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = audio(dir.path(), "s.wav", 1.0);
+    std::fs::read(path).unwrap()
+}
+
+#[tokio::test]
+async fn list_pages_never_miss_or_repeat_while_jobs_arrive() {
+    let g = Gateway::start(
+        &["--workers", "0", "--max-concurrent-jobs", "1000"],
+        100_000_000,
+    );
+    let card = json!({ "model": "genq/title-card/text-to-video", "input": { "prompt": "x" } });
+    let mut before = Vec::new();
+    for _ in 0..25 {
+        before.push(
+            g.submit(card.clone()).await.1["jobId"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    before.reverse();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        // New jobs arrive between pages; they are newer than the cursor.
+        g.submit(card.clone()).await;
+        let path = match &cursor {
+            Some(c) => format!("/v1/jobs?limit=10&cursor={c}"),
+            None => "/v1/jobs?limit=10".to_owned(),
+        };
+        let (code, page) = g.get(&path).await;
+        assert_eq!(code, 200, "{page}");
+        for item in page["jobs"].as_array().unwrap() {
+            let keys: HashSet<&str> = item
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(
+                keys,
+                [
+                    "jobId",
+                    "status",
+                    "progress",
+                    "model",
+                    "createdAt",
+                    "completedAt"
+                ]
+                .into()
+            );
+            assert_eq!(item["model"], "genq/title-card/text-to-video");
+            seen.push(item["jobId"].as_str().unwrap().to_owned());
+        }
+        if page["hasMore"] == false {
+            assert_eq!(page["nextCursor"], Value::Null);
+            break;
+        }
+        cursor = Some(page["nextCursor"].as_str().unwrap().to_owned());
+    }
+    // The first page saw one newcomer; every older job appears exactly once, in order.
+    let older: Vec<&String> = seen.iter().filter(|id| before.contains(id)).collect();
+    assert_eq!(older.len(), before.len());
+    assert!(older.iter().zip(&before).all(|(a, b)| *a == b));
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        seen.len(),
+        "no repeats"
+    );
+
+    let (_, filtered) = g
+        .get("/v1/jobs?status=pending&modelId=genq/text-to-speech")
+        .await;
+    assert_eq!(filtered["jobs"].as_array().unwrap().len(), 0);
+    let (_, filtered) = g
+        .get("/v1/jobs?status=pending&modelId=genq/title-card/text-to-video&limit=100")
+        .await;
+    assert!(filtered["jobs"].as_array().unwrap().len() >= 25);
+    for bad in ["limit=0", "limit=101", "status=PENDING", "cursor=%%%"] {
+        let (code, body) = g.get(&format!("/v1/jobs?{bad}")).await;
+        assert_eq!((code, error_code(&body)), (400, "INVALID_INPUT"), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn models_and_account_describe_themselves() {
+    let g = Gateway::start(&["--workers", "0"], 12_345);
+    let (code, models) = g.get("/v1/models").await;
+    assert_eq!(code, 200);
+    let slugs: Vec<&str> = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["slug"].as_str().unwrap())
+        .collect();
+    for slug in [
+        "genq/image-audio-to-video",
+        "genq/text-to-speech",
+        "genq/title-card/text-to-video",
+    ] {
+        assert!(slugs.contains(&slug), "{slugs:?}");
+    }
+    let tts = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["slug"] == "genq/text-to-speech")
+        .unwrap();
+    assert_eq!(tts["inputSchema"]["required"], json!(["text"]));
+    assert_eq!(tts["outputType"], "audio");
+    assert_eq!(tts["price"]["type"], "per_second");
+
+    let (code, account) = g.get("/v1/account").await;
+    assert_eq!(code, 200);
+    assert_eq!(account["balanceMicroCents"], 12_345);
+    assert_eq!(account["concurrencyLimit"], 10);
+    assert_eq!(account["activeJobs"], 0);
+}

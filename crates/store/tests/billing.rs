@@ -1,0 +1,233 @@
+//! Credits: reservations at submission, refunds exactly once, a ledger that
+//! always sums to the balance, limits that hold under concurrent submissions.
+
+mod common;
+
+use common::*;
+use genq_engine::account::NewAccount;
+use genq_engine::store::{CancelOutcome, LeaseStatus};
+use genq_engine::time::now_ms;
+use genq_engine::{AccountId, Engine, EngineError, JobFailure, JobState};
+
+async fn balance_and_ledger(engine: &Engine, account: AccountId) -> (i64, i64) {
+    let balance = engine.account(account).await.unwrap().balance_micro_cents;
+    let sum = engine
+        .ledger(account)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.amount_micro_cents)
+        .sum();
+    (balance, sum)
+}
+
+fn funded(credits: i64) -> NewAccount {
+    NewAccount {
+        name: "funded".into(),
+        credits_micro_cents: credits,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn submission_reserves_and_failure_refunds_exactly_once() {
+    let h = harness_with(funded(1_000)).await;
+    let account = h.principal.account_id;
+    let job = h
+        .engine
+        .submit(&h.principal, priced_job(300, None))
+        .await
+        .unwrap();
+    assert_eq!(balance_and_ledger(&h.engine, account).await, (700, 700));
+
+    let kinds = kinds();
+    let now = now_ms();
+    let (_, lease) = store(&h)
+        .claim(&claim_at(&kinds, now, 3))
+        .await
+        .unwrap()
+        .claimed
+        .unwrap();
+    let failure = JobFailure::new("GENERATION_FAILED", "boom");
+    assert!(store(&h).fail(&lease, &failure, now).await.unwrap());
+    assert!(!store(&h).fail(&lease, &failure, now).await.unwrap());
+    assert!(!store(&h).cancel_processing(&lease, now).await.unwrap());
+    assert_eq!(balance_and_ledger(&h.engine, account).await, (1_000, 1_000));
+    let reasons: Vec<String> = h
+        .engine
+        .ledger(account)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(reasons, ["credit", "reserve", "refund"]);
+    assert_eq!(
+        h.engine.job(&h.principal, job.id).await.unwrap().state,
+        JobState::Failed
+    );
+}
+
+#[tokio::test]
+async fn completed_jobs_keep_their_charge_and_cancelled_ones_are_refunded() {
+    let h = harness_with(funded(1_000)).await;
+    let account = h.principal.account_id;
+    h.engine
+        .submit(&h.principal, priced_job(100, None))
+        .await
+        .unwrap();
+    let kinds = kinds();
+    let now = now_ms();
+    let (_, lease) = store(&h)
+        .claim(&claim_at(&kinds, now, 3))
+        .await
+        .unwrap()
+        .claimed
+        .unwrap();
+    assert!(store(&h).complete(&lease, &[], now + 1_000).await.unwrap());
+    assert_eq!(
+        h.engine.store().model_run_ms("genq/test").await.unwrap(),
+        Some(1_000.0)
+    );
+
+    let pending = h
+        .engine
+        .submit(&h.principal, priced_job(200, None))
+        .await
+        .unwrap();
+    h.engine.cancel(&h.principal, pending.id).await.unwrap();
+    assert_eq!(balance_and_ledger(&h.engine, account).await, (900, 900));
+}
+
+#[tokio::test]
+async fn a_running_job_can_be_cancelled_through_its_heartbeat() {
+    let h = harness_with(funded(1_000)).await;
+    let job = h
+        .engine
+        .submit(&h.principal, priced_job(400, None))
+        .await
+        .unwrap();
+    let kinds = kinds();
+    let now = now_ms();
+    let (_, lease) = store(&h)
+        .claim(&claim_at(&kinds, now, 3))
+        .await
+        .unwrap()
+        .claimed
+        .unwrap();
+    assert_eq!(
+        store(&h).heartbeat(&lease, now + 1_000).await.unwrap(),
+        LeaseStatus::Held
+    );
+
+    // The seed-004 rule: only PENDING jobs cancel.
+    assert!(matches!(
+        h.engine.cancel(&h.principal, job.id).await,
+        Err(EngineError::NotCancellable(JobState::Processing))
+    ));
+    let outcome = store(&h)
+        .cancel(h.principal.account_id, job.id, true, now)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, CancelOutcome::CancelRequested(_)));
+    assert_eq!(
+        store(&h).heartbeat(&lease, now + 1_000).await.unwrap(),
+        LeaseStatus::CancelRequested
+    );
+    assert!(store(&h).cancel_processing(&lease, now).await.unwrap());
+    assert_eq!(
+        h.engine.job(&h.principal, job.id).await.unwrap().state,
+        JobState::Cancelled
+    );
+    assert_eq!(
+        balance_and_ledger(&h.engine, h.principal.account_id).await,
+        (1_000, 1_000)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_submissions_never_overspend() {
+    let h = harness_with(funded(1_000)).await;
+    let attempts = (0..40).map(|_| h.engine.submit(&h.principal, priced_job(100, None)));
+    let results = futures::future::join_all(attempts).await;
+    let accepted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(accepted, 10);
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| matches!(e, EngineError::InsufficientBalance { cost: 100, .. })));
+    assert_eq!(
+        balance_and_ledger(&h.engine, h.principal.account_id).await,
+        (0, 0)
+    );
+}
+
+#[tokio::test]
+async fn the_account_concurrency_limit_holds_and_the_account_can_override_it() {
+    let h = harness().await;
+    let attempts = (0..12).map(|_| h.engine.submit(&h.principal, priced_job(0, Some(3))));
+    let results = futures::future::join_all(attempts).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| matches!(e, EngineError::ConcurrencyLimit)));
+
+    let roomy = principal_of(
+        &h.engine,
+        &NewAccount {
+            name: "roomy".into(),
+            max_concurrent_jobs: Some(5),
+            ..Default::default()
+        },
+    )
+    .await;
+    for _ in 0..5 {
+        h.engine
+            .submit(&roomy, priced_job(0, Some(3)))
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        h.engine.submit(&roomy, priced_job(0, Some(3))).await,
+        Err(EngineError::ConcurrencyLimit)
+    ));
+    assert_eq!(h.engine.active_jobs(roomy.account_id).await.unwrap(), 5);
+}
+
+#[tokio::test]
+async fn credits_add_up() {
+    let h = harness().await;
+    let account = h.principal.account_id;
+    assert_eq!(h.engine.credit(account, 5_000).await.unwrap(), 5_000);
+    assert_eq!(h.engine.credit(account, -1_000).await.unwrap(), 4_000);
+    assert_eq!(balance_and_ledger(&h.engine, account).await, (4_000, 4_000));
+    assert!(matches!(
+        h.engine.credit(AccountId::new(), 1).await,
+        Err(EngineError::AccountNotFound)
+    ));
+}
+
+#[tokio::test]
+async fn model_restrictions_combine_account_and_key() {
+    let h = harness_with(NewAccount {
+        name: "restricted".into(),
+        model_patterns: Some(vec!["genq/*".into()]),
+        ..Default::default()
+    })
+    .await;
+    assert!(h.principal.may_use_model("genq/text-to-speech"));
+    assert!(!h.principal.may_use_model("google/veo/text-to-video"));
+    let (_, key) = h
+        .engine
+        .create_key(
+            h.principal.account_id,
+            vec!["submit_job".into()],
+            Some(vec!["genq/title-card/*".into()]),
+        )
+        .await
+        .unwrap();
+    let narrow = h.engine.authenticate(&key).await.unwrap().unwrap();
+    assert!(narrow.may_use_model("genq/title-card/text-to-video"));
+    assert!(!narrow.may_use_model("genq/text-to-speech"));
+}
