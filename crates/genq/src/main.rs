@@ -4,7 +4,9 @@
 mod admin;
 mod config;
 mod open;
+mod render;
 mod serve;
+mod worker;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -26,6 +28,10 @@ struct Cli {
 enum Command {
     /// Run the HTTP API and in-process workers.
     Serve(Box<ServeArgs>),
+    /// Run workers only (API nodes run `genq serve --workers 0`).
+    Worker(Box<worker::WorkerArgs>),
+    /// Render an image and an audio track to an MP4, without a server.
+    Render(render::RenderArgs),
     /// Manage accounts.
     #[command(subcommand)]
     Accounts(admin::AccountsCommand),
@@ -48,6 +54,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve::run(*args).await,
+            Command::Worker(args) => worker::run(*args).await,
+            Command::Render(args) => render::run(args).await,
             Command::Accounts(cmd) => admin::accounts(cmd).await,
             Command::Keys(cmd) => admin::keys(cmd).await,
         }

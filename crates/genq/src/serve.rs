@@ -5,7 +5,7 @@ use genq_cog::{CogBackend, CogClient};
 use genq_dialects::{AppState, GatewaySettings};
 use genq_engine::catalog::Catalog;
 use genq_engine::webhook::{WebhookConfig, WebhookDispatcher};
-use genq_engine::{JobHandler, WorkerConfig, WorkerPool};
+use genq_engine::{Engine, JobHandler, WorkerConfig, WorkerPool};
 use genq_media::{
     ImageAudioVideo, RenderSettings, SpeechSettings, TextToSpeech, TitleCardVideo, Tool,
 };
@@ -48,54 +48,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| derived_public_url(addr));
 
     let pool = if settings.workers > 0 {
-        check_tool("ffmpeg", "-version").await?;
-        check_tool("ffprobe", "-version").await?;
-        let render = RenderSettings {
-            max_long_side: settings.max_long_side,
-            timeout: settings.render_timeout,
-            ..RenderSettings::default()
-        };
-        if check_tool("espeak-ng", "--version").await.is_err() {
-            tracing::warn!("espeak-ng is not installed: text-to-speech jobs will fail until it is");
-        }
-        let input_policy = OutboundPolicy {
-            allow_private: settings.input_allow_private,
-            ca_file: None,
-        };
-        let fetcher = Arc::new(
-            Fetcher::new(
-                &input_policy,
-                settings.max_input_bytes,
-                Duration::from_secs(120),
-            )
-            .context("creating the input fetcher")?,
-        );
-        // Cog servers are named by the operator in the catalog and usually
-        // live on private addresses; what they return is fetched under the
-        // input policy.
-        let cog_policy = OutboundPolicy {
-            allow_private: true,
-            ca_file: None,
-        };
-        let cog = CogClient::new(&cog_policy, (*fetcher).clone(), settings.cog_timeout)
-            .context("creating the Cog client")?;
-        let handlers: Vec<Arc<dyn JobHandler>> = vec![
-            Arc::new(CogBackend::new(cog, catalog.clone())),
-            Arc::new(ImageAudioVideo::new(render.clone(), fetcher.clone())),
-            Arc::new(TitleCardVideo::new(render)),
-            Arc::new(TextToSpeech::new(SpeechSettings::default())),
-        ];
-        let config = WorkerConfig {
-            slots: settings.workers,
-            lease: settings.lease,
-            poll_interval: Duration::from_secs(1).min(settings.lease / 2),
-            max_retries: settings.max_retries,
-            shutdown_grace: settings.shutdown_grace,
-            scratch_dir: settings.data.data_dir.join("tmp/work"),
-            owner: worker_owner(),
-        };
-        tracing::info!(workers = settings.workers, "starting workers");
-        Some(WorkerPool::start(engine.clone(), handlers, config))
+        Some(start_workers(&settings, &engine, catalog.clone(), settings.workers).await?)
     } else {
         tracing::info!("workers disabled (--workers 0): jobs stay PENDING until a worker runs");
         None
@@ -145,6 +98,62 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts `slots` workers in this process with every job handler.
+pub async fn start_workers(
+    settings: &ServeSettings,
+    engine: &Engine,
+    catalog: Arc<Catalog>,
+    slots: usize,
+) -> anyhow::Result<WorkerPool> {
+    check_tool("ffmpeg", "-version").await?;
+    check_tool("ffprobe", "-version").await?;
+    if check_tool("espeak-ng", "--version").await.is_err() {
+        tracing::warn!("espeak-ng is not installed: text-to-speech jobs will fail until it is");
+    }
+    let render = RenderSettings {
+        max_long_side: settings.max_long_side,
+        timeout: settings.render_timeout,
+        ..RenderSettings::default()
+    };
+    let input_policy = OutboundPolicy {
+        allow_private: settings.input_allow_private,
+        ca_file: None,
+    };
+    let fetcher = Arc::new(
+        Fetcher::new(
+            &input_policy,
+            settings.max_input_bytes,
+            Duration::from_secs(120),
+        )
+        .context("creating the input fetcher")?,
+    );
+    // Cog servers are named by the operator in the catalog and usually live
+    // on private addresses; what they return is fetched under the input policy.
+    let cog_policy = OutboundPolicy {
+        allow_private: true,
+        ca_file: None,
+    };
+    let cog = CogClient::new(&cog_policy, (*fetcher).clone(), settings.cog_timeout)
+        .context("creating the Cog client")?;
+    let handlers: Vec<Arc<dyn JobHandler>> = vec![
+        Arc::new(CogBackend::new(cog, catalog)),
+        Arc::new(ImageAudioVideo::new(render.clone(), fetcher)),
+        Arc::new(TitleCardVideo::new(render)),
+        Arc::new(TextToSpeech::new(SpeechSettings::default())),
+    ];
+    let config = WorkerConfig {
+        slots,
+        lease: settings.lease,
+        poll_interval: Duration::from_secs(1).min(settings.lease / 2),
+        max_retries: settings.max_retries,
+        shutdown_grace: settings.shutdown_grace,
+        scratch_dir: settings.data.data_dir.join("tmp/work"),
+        owner: worker_owner(),
+    };
+    tracing::info!(workers = slots, "starting workers");
+    Ok(WorkerPool::start(engine.clone(), handlers, config))
+}
+
 fn derived_public_url(addr: SocketAddr) -> String {
     if addr.ip().is_unspecified() {
         format!("http://localhost:{}", addr.port())
@@ -169,7 +178,7 @@ async fn check_tool(program: &str, version_flag: &str) -> anyhow::Result<()> {
         .with_context(|| format!("{program} is needed to render; install it (e.g. apt-get install ffmpeg) or run with --workers 0"))
 }
 
-async fn wait_for_signal(stop: CancellationToken) {
+pub async fn wait_for_signal(stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
     tokio::select! {
