@@ -19,3 +19,30 @@ pub fn validate_webhook_url(raw: &str) -> Result<String, String> {
     }
     Ok(url.to_string())
 }
+
+/// The `limit` both list endpoints accept: 1–100, 20 when absent.
+pub fn page_limit(raw: Option<&String>) -> Result<u32, &'static str> {
+    match raw {
+        None => Ok(20),
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or("limit must be an integer from 1 to 100"),
+    }
+}
+
+/// One page of the caller's jobs, and whether more follow (the query asks
+/// for one more than the page holds).
+pub async fn page_of_jobs(
+    engine: &genq_engine::Engine,
+    principal: &genq_engine::Principal,
+    mut query: genq_engine::JobQuery,
+) -> Result<(Vec<genq_engine::Job>, bool), genq_engine::EngineError> {
+    let limit = query.limit as usize;
+    query.limit += 1;
+    let mut jobs = engine.jobs(principal, &query).await?;
+    let more = jobs.len() > limit;
+    jobs.truncate(limit);
+    Ok((jobs, more))
+}

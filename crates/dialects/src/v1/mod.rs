@@ -181,14 +181,7 @@ async fn list(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<JobList>, V1Error> {
     let principal = principal(&state, &headers, Some(STATUS_SCOPE)).await?;
-    let limit = match params.get("limit") {
-        None => 20,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| V1Error::invalid_input("limit must be an integer from 1 to 100"))?,
-    };
+    let limit = crate::shared::page_limit(params.get("limit")).map_err(V1Error::invalid_input)?;
     let state_filter = params
         .get("status")
         .map(|raw| {
@@ -208,11 +201,9 @@ async fn list(
         before,
         state: state_filter,
         model: params.get("modelId").cloned(),
-        limit: limit + 1,
+        limit,
     };
-    let mut jobs = state.engine.jobs(&principal, &query).await?;
-    let has_more = jobs.len() > limit as usize;
-    jobs.truncate(limit as usize);
+    let (jobs, has_more) = crate::shared::page_of_jobs(&state.engine, &principal, query).await?;
     Ok(Json(JobList {
         next_cursor: if has_more {
             jobs.last().map(|j| encode_cursor(j.id))

@@ -235,14 +235,7 @@ async fn list_jobs(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<JobList>, ApiError> {
     let principal = authenticate(&state.engine, &headers).await?;
-    let limit = match params.get("limit") {
-        None => 20,
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or_else(|| ApiError::bad_request("limit must be an integer from 1 to 100"))?,
-    };
+    let limit = crate::shared::page_limit(params.get("limit")).map_err(ApiError::bad_request)?;
     let state_filter = match params.get("status") {
         None => None,
         Some(raw) => Some(raw.parse::<JobState>().map_err(|_| {
@@ -258,20 +251,14 @@ async fn list_jobs(
                 .map_err(|_| ApiError::bad_request("Invalid cursor"))?,
         ),
     };
-    let mut jobs = state
-        .engine
-        .jobs(
-            &principal,
-            &JobQuery {
-                before,
-                state: state_filter,
-                model: None,
-                limit: limit + 1,
-            },
-        )
-        .await?;
-    let has_next_page = jobs.len() > limit as usize;
-    jobs.truncate(limit as usize);
+    let query = JobQuery {
+        before,
+        state: state_filter,
+        model: None,
+        limit,
+    };
+    let (jobs, has_next_page) =
+        crate::shared::page_of_jobs(&state.engine, &principal, query).await?;
     let next_cursor = if has_next_page {
         jobs.last().map(|j| j.id.to_string())
     } else {
