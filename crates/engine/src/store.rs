@@ -158,13 +158,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<CancelOutcome>;
     /// PROCESSING → CANCELLED once the worker stopped (refund and webhook as above).
     async fn cancel_processing(&self, lease: &Lease, now: Millis) -> StoreResult<bool>;
-    /// PENDING jobs created before this one (its place in the queue).
+    /// PENDING jobs that will be claimed before this one (its place in the queue).
     async fn jobs_ahead(&self, id: JobId) -> StoreResult<u64>;
     /// The moving average of a model's run time, once it has run.
     async fn model_run_ms(&self, model: &str) -> StoreResult<Option<f64>>;
 
     /// PENDING (or PROCESSING with an expired lease) → PROCESSING under a new
-    /// lease; oldest job first.
+    /// lease. Expired leases first; then pending jobs in fair rounds across
+    /// accounts (one job per account with queued work per round), oldest
+    /// first within a round.
     async fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<ClaimOutcome>;
     /// Extends the lease.
     async fn heartbeat(&self, lease: &Lease, lease_until: Millis) -> StoreResult<LeaseStatus>;
@@ -203,4 +205,11 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         job: JobId,
     ) -> StoreResult<Vec<DeliveryRecord>>;
+
+    /// Resolves when another process may have enqueued a job (a hint; callers
+    /// still poll as a fallback). Backends without cross-process notifications
+    /// never resolve.
+    async fn wait_for_jobs(&self) {
+        std::future::pending::<()>().await
+    }
 }

@@ -173,6 +173,8 @@ async fn dispatch(
         drop(permit);
         tokio::select! {
             _ = engine.job_enqueued().notified() => {}
+            // Jobs enqueued by other processes, where the backend can tell.
+            _ = engine.store().wait_for_jobs() => {}
             _ = tokio::time::sleep(config.poll_interval) => {}
             _ = stop.cancelled() => break,
         }

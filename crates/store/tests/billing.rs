@@ -1,6 +1,7 @@
 //! Credits: reservations at submission, refunds exactly once, a ledger that
 //! always sums to the balance, limits that hold under concurrent submissions.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -8,6 +9,16 @@ use genq_engine::account::NewAccount;
 use genq_engine::store::{CancelOutcome, LeaseStatus};
 use genq_engine::time::now_ms;
 use genq_engine::{AccountId, Engine, EngineError, JobFailure, JobState};
+
+backend_tests!(
+    submission_reserves_and_failure_refunds_exactly_once,
+    completed_jobs_keep_their_charge_and_cancelled_ones_are_refunded,
+    a_running_job_can_be_cancelled_through_its_heartbeat,
+    concurrent_submissions_never_overspend,
+    the_account_concurrency_limit_holds_and_the_account_can_override_it,
+    credits_add_up,
+    model_restrictions_combine_account_and_key,
+);
 
 async fn balance_and_ledger(engine: &Engine, account: AccountId) -> (i64, i64) {
     let balance = engine.account(account).await.unwrap().balance_micro_cents;
@@ -29,9 +40,8 @@ fn funded(credits: i64) -> NewAccount {
     }
 }
 
-#[tokio::test]
-async fn submission_reserves_and_failure_refunds_exactly_once() {
-    let h = harness_with(funded(1_000)).await;
+async fn submission_reserves_and_failure_refunds_exactly_once(backend: Backend) {
+    let h = harness_with(backend, funded(1_000)).await;
     let account = h.principal.account_id;
     let job = h
         .engine
@@ -68,9 +78,8 @@ async fn submission_reserves_and_failure_refunds_exactly_once() {
     );
 }
 
-#[tokio::test]
-async fn completed_jobs_keep_their_charge_and_cancelled_ones_are_refunded() {
-    let h = harness_with(funded(1_000)).await;
+async fn completed_jobs_keep_their_charge_and_cancelled_ones_are_refunded(backend: Backend) {
+    let h = harness_with(backend, funded(1_000)).await;
     let account = h.principal.account_id;
     h.engine
         .submit(&h.principal, priced_job(100, None))
@@ -99,9 +108,8 @@ async fn completed_jobs_keep_their_charge_and_cancelled_ones_are_refunded() {
     assert_eq!(balance_and_ledger(&h.engine, account).await, (900, 900));
 }
 
-#[tokio::test]
-async fn a_running_job_can_be_cancelled_through_its_heartbeat() {
-    let h = harness_with(funded(1_000)).await;
+async fn a_running_job_can_be_cancelled_through_its_heartbeat(backend: Backend) {
+    let h = harness_with(backend, funded(1_000)).await;
     let job = h
         .engine
         .submit(&h.principal, priced_job(400, None))
@@ -145,9 +153,8 @@ async fn a_running_job_can_be_cancelled_through_its_heartbeat() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_submissions_never_overspend() {
-    let h = harness_with(funded(1_000)).await;
+async fn concurrent_submissions_never_overspend(backend: Backend) {
+    let h = harness_with(backend, funded(1_000)).await;
     let attempts = (0..40).map(|_| h.engine.submit(&h.principal, priced_job(100, None)));
     let results = futures::future::join_all(attempts).await;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
@@ -162,9 +169,8 @@ async fn concurrent_submissions_never_overspend() {
     );
 }
 
-#[tokio::test]
-async fn the_account_concurrency_limit_holds_and_the_account_can_override_it() {
-    let h = harness().await;
+async fn the_account_concurrency_limit_holds_and_the_account_can_override_it(backend: Backend) {
+    let h = harness(backend).await;
     let attempts = (0..12).map(|_| h.engine.submit(&h.principal, priced_job(0, Some(3))));
     let results = futures::future::join_all(attempts).await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 3);
@@ -195,9 +201,8 @@ async fn the_account_concurrency_limit_holds_and_the_account_can_override_it() {
     assert_eq!(h.engine.active_jobs(roomy.account_id).await.unwrap(), 5);
 }
 
-#[tokio::test]
-async fn credits_add_up() {
-    let h = harness().await;
+async fn credits_add_up(backend: Backend) {
+    let h = harness(backend).await;
     let account = h.principal.account_id;
     assert_eq!(h.engine.credit(account, 5_000).await.unwrap(), 5_000);
     assert_eq!(h.engine.credit(account, -1_000).await.unwrap(), 4_000);
@@ -208,13 +213,15 @@ async fn credits_add_up() {
     ));
 }
 
-#[tokio::test]
-async fn model_restrictions_combine_account_and_key() {
-    let h = harness_with(NewAccount {
-        name: "restricted".into(),
-        model_patterns: Some(vec!["genq/*".into()]),
-        ..Default::default()
-    })
+async fn model_restrictions_combine_account_and_key(backend: Backend) {
+    let h = harness_with(
+        backend,
+        NewAccount {
+            name: "restricted".into(),
+            model_patterns: Some(vec!["genq/*".into()]),
+            ..Default::default()
+        },
+    )
     .await;
     assert!(h.principal.may_use_model("genq/text-to-speech"));
     assert!(!h.principal.may_use_model("google/veo/text-to-video"));

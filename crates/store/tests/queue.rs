@@ -1,6 +1,7 @@
-//! The job store as a queue, against a real SQLite file: claim order, leases,
+//! The job store as a queue, against each backend: claim order, fairness, leases,
 //! retries, limits, cancellation, account scoping.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -9,9 +10,22 @@ use genq_engine::time::now_ms;
 use genq_engine::{EngineError, JobFailure, JobId, JobState};
 use std::collections::HashSet;
 
-#[tokio::test]
-async fn claims_oldest_first_and_each_job_once() {
-    let h = harness().await;
+backend_tests!(
+    claims_oldest_first_and_each_job_once,
+    an_expired_lease_is_claimed_again_and_the_old_worker_is_locked_out,
+    a_job_lost_too_often_fails_with_a_message_that_says_so,
+    release_returns_a_job_to_the_queue_without_counting_a_retry,
+    the_active_job_limit_holds_under_concurrent_submissions,
+    concurrent_workers_never_claim_a_job_twice,
+    cancel_and_lookups_are_scoped_to_the_account,
+    revoked_keys_authenticate_no_one,
+    a_backlog_does_not_starve_another_account,
+    accounts_with_queued_work_take_turns,
+    lists_an_accounts_jobs_newest_first_in_pages,
+);
+
+async fn claims_oldest_first_and_each_job_once(backend: Backend) {
+    let h = harness(backend).await;
     let a = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
     let b = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
     let kinds = kinds();
@@ -47,9 +61,8 @@ async fn claims_oldest_first_and_each_job_once() {
         .is_none());
 }
 
-#[tokio::test]
-async fn an_expired_lease_is_claimed_again_and_the_old_worker_is_locked_out() {
-    let h = harness().await;
+async fn an_expired_lease_is_claimed_again_and_the_old_worker_is_locked_out(backend: Backend) {
+    let h = harness(backend).await;
     let job = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
     let kinds = kinds();
     let t0 = now_ms();
@@ -96,9 +109,8 @@ async fn an_expired_lease_is_claimed_again_and_the_old_worker_is_locked_out() {
     assert!(!store(&h).release(&new_lease, t0).await.unwrap());
 }
 
-#[tokio::test]
-async fn a_job_lost_too_often_fails_with_a_message_that_says_so() {
-    let h = harness().await;
+async fn a_job_lost_too_often_fails_with_a_message_that_says_so(backend: Backend) {
+    let h = harness(backend).await;
     let job = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
     let kinds = kinds();
     let mut now = now_ms();
@@ -126,9 +138,8 @@ async fn a_job_lost_too_often_fails_with_a_message_that_says_so() {
     );
 }
 
-#[tokio::test]
-async fn release_returns_a_job_to_the_queue_without_counting_a_retry() {
-    let h = harness().await;
+async fn release_returns_a_job_to_the_queue_without_counting_a_retry(backend: Backend) {
+    let h = harness(backend).await;
     let job = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
     let kinds = kinds();
     let now = now_ms();
@@ -148,9 +159,8 @@ async fn release_returns_a_job_to_the_queue_without_counting_a_retry() {
     assert_eq!((again.id, again.retries), (job.id, 0));
 }
 
-#[tokio::test]
-async fn the_active_job_limit_holds_under_concurrent_submissions() {
-    let h = harness().await;
+async fn the_active_job_limit_holds_under_concurrent_submissions(backend: Backend) {
+    let h = harness(backend).await;
     let attempts = (0..20).map(|_| h.engine.submit(&h.principal, new_job(Some(1))));
     let results = futures::future::join_all(attempts).await;
     let accepted = results.iter().filter(|r| r.is_ok()).count();
@@ -169,9 +179,8 @@ async fn the_active_job_limit_holds_under_concurrent_submissions() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn concurrent_workers_never_claim_a_job_twice() {
-    let h = harness().await;
+async fn concurrent_workers_never_claim_a_job_twice(backend: Backend) {
+    let h = harness(backend).await;
     let mut submitted = HashSet::new();
     for _ in 0..30 {
         submitted.insert(
@@ -207,9 +216,8 @@ async fn concurrent_workers_never_claim_a_job_twice() {
     assert_eq!(claimed.into_iter().collect::<HashSet<_>>(), submitted);
 }
 
-#[tokio::test]
-async fn cancel_and_lookups_are_scoped_to_the_account() {
-    let h = harness().await;
+async fn cancel_and_lookups_are_scoped_to_the_account(backend: Backend) {
+    let h = harness(backend).await;
     let other = principal_named(&h.engine, "other").await;
     let job = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
     assert!(matches!(
@@ -240,9 +248,8 @@ async fn cancel_and_lookups_are_scoped_to_the_account() {
     assert_eq!(outcome, CancelOutcome::NotCancellable(JobState::Processing));
 }
 
-#[tokio::test]
-async fn revoked_keys_authenticate_no_one() {
-    let h = harness().await;
+async fn revoked_keys_authenticate_no_one(backend: Backend) {
+    let h = harness(backend).await;
     let (key_id, raw) = h
         .engine
         .create_key(h.principal.account_id, vec!["check_status".into()], None)
@@ -259,4 +266,100 @@ async fn revoked_keys_authenticate_no_one() {
         .await
         .unwrap()
         .is_none());
+}
+
+/// One worker slot: claims a job and completes it at once.
+async fn claim_and_complete(h: &Harness) -> Option<JobId> {
+    let kinds = kinds();
+    let now = now_ms();
+    let (job, lease) = store(h)
+        .claim(&claim_at(&kinds, now, 3))
+        .await
+        .unwrap()
+        .claimed?;
+    assert!(store(h).complete(&lease, &[], now).await.unwrap());
+    Some(job.id)
+}
+
+async fn submit_many(h: &Harness, principal: &genq_engine::Principal, n: usize) -> Vec<JobId> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        ids.push(h.engine.submit(principal, new_job(None)).await.unwrap().id);
+    }
+    ids
+}
+
+async fn a_backlog_does_not_starve_another_account(backend: Backend) {
+    let h = harness(backend).await;
+    let other = principal_named(&h.engine, "other").await;
+    let backlog = submit_many(&h, &h.principal, 200).await;
+    let single = h.engine.submit(&other, new_job(None)).await.unwrap();
+    assert_eq!(store(&h).jobs_ahead(single.id).await.unwrap(), 1);
+    let mut claimed = Vec::new();
+    for _ in 0..3 {
+        claimed.push(claim_and_complete(&h).await.unwrap());
+    }
+    assert_eq!(claimed, [backlog[0], single.id, backlog[1]]);
+
+    // A newcomer part-way through the backlog waits for one job, not 148.
+    for expected in &backlog[2..52] {
+        assert_eq!(claim_and_complete(&h).await, Some(*expected));
+    }
+    let late = principal_named(&h.engine, "late").await;
+    let late = h.engine.submit(&late, new_job(None)).await.unwrap();
+    assert_eq!(store(&h).jobs_ahead(late.id).await.unwrap(), 1);
+    assert_eq!(claim_and_complete(&h).await, Some(backlog[52]));
+    assert_eq!(claim_and_complete(&h).await, Some(late.id));
+    assert_eq!(claim_and_complete(&h).await, Some(backlog[53]));
+}
+
+async fn accounts_with_queued_work_take_turns(backend: Backend) {
+    let h = harness(backend).await;
+    let other = principal_named(&h.engine, "other").await;
+    let a = submit_many(&h, &h.principal, 20).await;
+    let b = submit_many(&h, &other, 3).await;
+    let mut claimed = Vec::new();
+    for _ in 0..8 {
+        claimed.push(claim_and_complete(&h).await.unwrap());
+    }
+    assert_eq!(claimed, [a[0], b[0], a[1], b[1], a[2], b[2], a[3], a[4]]);
+}
+
+async fn lists_an_accounts_jobs_newest_first_in_pages(backend: Backend) {
+    let h = harness(backend).await;
+    let other = principal_named(&h.engine, "other").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let job = if i % 2 == 0 {
+            priced_job(0, None)
+        } else {
+            new_job(None)
+        };
+        ids.push(h.engine.submit(&h.principal, job).await.unwrap().id);
+    }
+    h.engine.submit(&other, new_job(None)).await.unwrap();
+    h.engine.cancel(&h.principal, ids[0]).await.unwrap();
+    let list = |before: Option<JobId>, state: Option<JobState>, model: Option<&str>| {
+        let query = genq_engine::JobQuery {
+            before,
+            state,
+            model: model.map(str::to_owned),
+            limit: 2,
+        };
+        let engine = h.engine.clone();
+        let principal = h.principal.clone();
+        async move {
+            let jobs = engine.jobs(&principal, &query).await.unwrap();
+            jobs.into_iter().map(|j| j.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(None, None, None).await, [ids[4], ids[3]]);
+    assert_eq!(list(Some(ids[3]), None, None).await, [ids[2], ids[1]]);
+    assert_eq!(list(Some(ids[1]), None, None).await, [ids[0]]);
+    assert_eq!(list(None, Some(JobState::Cancelled), None).await, [ids[0]]);
+    assert_eq!(
+        list(Some(ids[4]), None, Some("genq/test")).await,
+        [ids[2], ids[0]]
+    );
+    assert!(list(None, None, Some("genq/other")).await.is_empty());
 }

@@ -69,7 +69,11 @@ impl SqliteStore {
         sqlx::query(
             "INSERT INTO jobs (id, account_id, api_key_id, kind, dialect, input, input_files, state, progress, \
              outputs, retries, webhook_url, model, model_version, cost_micro_cents, media_token, share_token, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'PENDING', 0, '[]', 0, ?, ?, ?, ?, ?, ?, ?, ?)",
+             created_at, updated_at, queue_round) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'PENDING', 0, '[]', 0, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+             max(COALESCE((SELECT min(queue_round) FROM jobs WHERE state = 'PENDING'), \
+                          (SELECT max(queue_round) FROM jobs), 0), \
+                 COALESCE((SELECT max(queue_round) + 1 FROM jobs WHERE account_id = ?2 AND state = 'PENDING'), 0)))",
         )
         .bind(job.id.to_string())
         .bind(&account)
@@ -323,8 +327,10 @@ impl SqliteStore {
             ("state = 'PROCESSING' AND lease_until < ?", true),
             ("state = 'PENDING'", false),
         ] {
+            // Pending jobs go by fair-queue round (migrations/sqlite/0004_fair_queue.sql).
+            let order = if is_retry { "id" } else { "queue_round, id" };
             let sql = format!(
-                "SELECT id FROM jobs WHERE {condition} AND kind IN ({kinds}) ORDER BY id LIMIT 1"
+                "SELECT id FROM jobs WHERE {condition} AND kind IN ({kinds}) ORDER BY {order} LIMIT 1"
             );
             let mut query = sqlx::query_scalar::<_, String>(&sql);
             if is_retry {

@@ -31,6 +31,8 @@ use genq_engine::{
     StoreError, SubmitLimits,
 };
 
+use crate::codec::{db_err, json, parse, patterns_from, patterns_to, to_json};
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
@@ -62,39 +64,6 @@ impl SqliteStore {
             .map_err(db_err("could not open the SQLite database"))?;
         Ok(Self { writer, reader })
     }
-}
-
-fn db_err(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
-    move |e| StoreError::new(what, e)
-}
-
-fn parse<T: FromStr>(value: &str, what: &str) -> StoreResult<T> {
-    value
-        .parse()
-        .map_err(|_| StoreError::other(format!("corrupt {what} in database: {value:?}")))
-}
-
-fn json<T: serde::de::DeserializeOwned>(value: &str, what: &str) -> StoreResult<T> {
-    serde_json::from_str(value)
-        .map_err(|e| StoreError::new(format!("corrupt {what} in database"), e))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("engine types serialize")
-}
-
-/// Comma-separated patterns as stored; NULL means "no restriction".
-fn patterns_from(value: Option<String>) -> Option<Vec<String>> {
-    value.map(|v| {
-        v.split(',')
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned)
-            .collect()
-    })
-}
-
-fn patterns_to(patterns: &Option<Vec<String>>) -> Option<String> {
-    patterns.as_ref().map(|p| p.join(","))
 }
 
 const JOB_COLUMNS: &str = "id, account_id, api_key_id, kind, dialect, input, input_files, state, \
@@ -237,12 +206,15 @@ impl Store for SqliteStore {
     }
 
     async fn jobs_ahead(&self, id: JobId) -> StoreResult<u64> {
-        let ahead: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'PENDING' AND id < ?")
-                .bind(id.to_string())
-                .fetch_one(&self.reader)
-                .await
-                .map_err(db_err("counting queued jobs"))?;
+        // In claim order: fair-queue round, then age.
+        let ahead: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs j JOIN jobs me ON me.id = ? \
+             WHERE j.state = 'PENDING' AND (j.queue_round, j.id) < (me.queue_round, me.id)",
+        )
+        .bind(id.to_string())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db_err("counting queued jobs"))?;
         Ok(ahead as u64)
     }
 

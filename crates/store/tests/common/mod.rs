@@ -1,5 +1,9 @@
-//! Shared set-up: an engine over a real SQLite file in a temporary directory.
+//! Shared set-up: an engine over a real store of either backend — a SQLite
+//! file in a temporary directory, or a throwaway PostgreSQL database — so
+//! one suite judges both.
 #![allow(dead_code)]
+
+pub mod pg;
 
 use genq_engine::account::NewAccount;
 use genq_engine::job::kinds::IMAGE_AUDIO_VIDEO;
@@ -7,31 +11,102 @@ use genq_engine::store::ClaimRequest;
 use genq_engine::{Engine, LocalStorage, NewJob, Principal, Store, SubmitLimits};
 use std::sync::Arc;
 
-pub struct Harness {
-    pub _dir: tempfile::TempDir,
-    pub engine: Engine,
-    pub principal: Principal,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
-pub async fn harness() -> Harness {
-    harness_with(NewAccount {
-        name: "test".into(),
-        ..Default::default()
-    })
+/// Generates, for each `async fn name(backend: Backend)` listed, a test
+/// `sqlite::name` and a test `postgres::name` running it on that backend.
+#[allow(unused_macros)]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if crate::common::pg::base_url().is_none() {
+                        eprintln!("skipped: GENQ_TEST_POSTGRES_URL=off");
+                        return;
+                    }
+                    super::$name(crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+
+/// Where a test's data lives; dropping it removes it.
+pub struct TestDb {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    _pg: Option<pg::Database>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => TestDb {
+                url: format!("sqlite://{}", dir.path().join("genq.db").display()),
+                dir,
+                _pg: None,
+            },
+            Backend::Postgres => {
+                let base = pg::base_url().expect("PostgreSQL tests are off");
+                let db = pg::Database::create(&base).await;
+                TestDb {
+                    url: db.url.clone(),
+                    dir,
+                    _pg: Some(db),
+                }
+            }
+        }
+    }
+
+    /// Another engine over the same database, as a second process would have.
+    pub async fn engine(&self) -> Engine {
+        let store = genq_store::open(&self.url).await.unwrap();
+        let storage = Arc::new(LocalStorage::new(self.dir.path().join("files")).unwrap());
+        Engine::new(store, storage, self.dir.path().join("staging")).unwrap()
+    }
+}
+
+pub struct Harness {
+    // Dropped last: the engine's connections go before the database does.
+    pub engine: Engine,
+    pub principal: Principal,
+    pub db: TestDb,
+}
+
+pub async fn harness(backend: Backend) -> Harness {
+    harness_with(
+        backend,
+        NewAccount {
+            name: "test".into(),
+            ..Default::default()
+        },
+    )
     .await
 }
 
-pub async fn harness_with(account: NewAccount) -> Harness {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("genq.db").display());
-    let store = genq_store::open(&url).await.unwrap();
-    let storage = Arc::new(LocalStorage::new(dir.path().join("files")).unwrap());
-    let engine = Engine::new(store, storage, dir.path().join("staging")).unwrap();
+pub async fn harness_with(backend: Backend, account: NewAccount) -> Harness {
+    let db = TestDb::new(backend).await;
+    let engine = db.engine().await;
     let principal = principal_of(&engine, &account).await;
     Harness {
-        _dir: dir,
         engine,
         principal,
+        db,
     }
 }
 

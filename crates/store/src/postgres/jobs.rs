@@ -1,0 +1,463 @@
+//! Jobs: the queue, leases and state changes. Every move to a terminal state
+//! settles the job in the same transaction: a refund for a failed or cancelled
+//! job that was charged, the webhook it owes, and run-time statistics.
+
+use sqlx::{Postgres, Transaction};
+
+use genq_engine::job::Lease;
+use genq_engine::store::{CancelOutcome, ClaimOutcome, ClaimRequest, InsertOutcome, StoreResult};
+use genq_engine::time::Millis;
+use genq_engine::webhook::event_for;
+use genq_engine::{
+    AccountId, Job, JobFailure, JobId, JobOutput, JobQuery, JobState, StoreError, SubmitLimits,
+};
+
+use super::accounts::post_ledger;
+use super::{
+    column, db_err, job_from_row, parse, text, to_json, webhooks, PostgresStore, JOBS_CHANNEL,
+    JOB_COLUMNS,
+};
+
+/// Weight of the newest run in a model's moving-average run time.
+const RUN_TIME_WEIGHT: f64 = 0.2;
+
+/// The fair-queue round of a new job of account `$2` (see
+/// migrations/sqlite/0004_fair_queue.sql): the head of the queue, or one past
+/// the account's last queued job if that is later. The account's row lock
+/// makes the second part exact; the first is a heuristic and needs no lock.
+const NEW_ROUND: &str = "GREATEST( \
+    COALESCE((SELECT min(queue_round) FROM jobs WHERE state = 'PENDING'), \
+             (SELECT max(queue_round) FROM jobs), 0), \
+    COALESCE((SELECT max(queue_round) + 1 FROM jobs WHERE account_id = $2 AND state = 'PENDING'), 0))";
+
+impl PostgresStore {
+    pub(super) async fn enqueue(
+        &self,
+        job: &Job,
+        limits: &SubmitLimits,
+    ) -> StoreResult<InsertOutcome> {
+        let mut tx = self.begin().await?;
+        let account = job.account_id.to_string();
+        // Serializes this account's submissions (and its refunds and credits,
+        // which update the row) until commit; other accounts are not held up.
+        // NO KEY UPDATE still lets foreign-key checks on the row (other
+        // tables' inserts) through.
+        let locked: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT balance_micro_cents, max_concurrent_jobs FROM accounts WHERE id = $1 \
+             FOR NO KEY UPDATE",
+        )
+        .bind(&account)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("locking an account"))?;
+        let Some((balance, account_limit)) = locked else {
+            return Err(StoreError::other(format!("no account {account}")));
+        };
+        if let Some(max) = limits.max_active_per_key {
+            let active: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM jobs WHERE api_key_id = $1 AND state IN ('PENDING', 'PROCESSING')",
+            )
+            .bind(job.api_key_id.to_string())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err("counting active jobs"))?;
+            if active >= i64::from(max) {
+                return Ok(InsertOutcome::ActiveLimit);
+            }
+        }
+        if let Some(default) = limits.max_active_per_account {
+            let active: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM jobs WHERE account_id = $1 AND state IN ('PENDING', 'PROCESSING')",
+            )
+            .bind(&account)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err("counting active jobs"))?;
+            if active >= account_limit.unwrap_or(i64::from(default)) {
+                return Ok(InsertOutcome::ConcurrencyLimit);
+            }
+        }
+        if job.cost_micro_cents > 0 && balance < job.cost_micro_cents {
+            return Ok(InsertOutcome::InsufficientBalance { balance });
+        }
+        let (model, version) = job.model.clone().unzip();
+        let sql = format!(
+            "INSERT INTO jobs (id, account_id, api_key_id, kind, dialect, input, input_files, state, \
+             progress, outputs, retries, webhook_url, model, model_version, cost_micro_cents, \
+             media_token, share_token, created_at, updated_at, queue_round) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', 0, '[]', 0, $8, $9, $10, $11, $12, $13, \
+             $14, $15, {NEW_ROUND})"
+        );
+        sqlx::query(&sql)
+            .bind(job.id.to_string())
+            .bind(&account)
+            .bind(job.api_key_id.to_string())
+            .bind(&job.kind)
+            .bind(&job.dialect)
+            .bind(to_json(&job.input))
+            .bind(to_json(&job.input_files))
+            .bind(&job.webhook_url)
+            .bind(model)
+            .bind(version)
+            .bind(job.cost_micro_cents)
+            .bind(&job.media_token)
+            .bind(&job.share_token)
+            .bind(job.created_at)
+            .bind(job.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("inserting a job"))?;
+        if job.cost_micro_cents > 0 {
+            let id = job.id.to_string();
+            post_ledger(
+                &mut tx,
+                &account,
+                Some(&id),
+                -job.cost_micro_cents,
+                "reserve",
+                job.created_at,
+            )
+            .await?;
+        }
+        notify_jobs(&mut tx).await?;
+        tx.commit().await.map_err(db_err("committing a job"))?;
+        Ok(InsertOutcome::Inserted)
+    }
+
+    pub(super) async fn job_where(
+        &self,
+        condition: &str,
+        binds: &[String],
+    ) -> StoreResult<Option<Job>> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {condition}");
+        let mut query = sqlx::query(&sql);
+        for value in binds {
+            query = query.bind(value);
+        }
+        let row = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("reading a job"))?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+
+    pub(super) async fn page(&self, account: AccountId, query: &JobQuery) -> StoreResult<Vec<Job>> {
+        // An absent filter binds NULL and drops out of the WHERE clause.
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = $1 \
+             AND ($2::text IS NULL OR id < $2) AND ($3::text IS NULL OR state = $3) \
+             AND ($4::text IS NULL OR model = $4) ORDER BY id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(account.to_string())
+            .bind(query.before.map(|id| id.to_string()))
+            .bind(query.state.map(JobState::as_str))
+            .bind(query.model.as_deref())
+            .bind(i64::from(query.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err("listing jobs"))?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// PENDING jobs a claim would take before this one.
+    pub(super) async fn count_ahead(&self, id: JobId) -> StoreResult<u64> {
+        let ahead: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs j JOIN jobs me ON me.id = $1 \
+             WHERE j.state = 'PENDING' AND (j.queue_round, j.id) < (me.queue_round, me.id)",
+        )
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err("counting queued jobs"))?;
+        Ok(ahead as u64)
+    }
+
+    pub(super) async fn cancel_job(
+        &self,
+        account: AccountId,
+        id: JobId,
+        processing: bool,
+        now: Millis,
+    ) -> StoreResult<CancelOutcome> {
+        let mut tx = self.begin().await?;
+        let cancelled = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'CANCELLED', updated_at = $1, completed_at = $1 \
+             WHERE id = $2 AND account_id = $3 AND state = 'PENDING' RETURNING {JOB_COLUMNS}"
+        ))
+        .bind(now)
+        .bind(id.to_string())
+        .bind(account.to_string())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("cancelling a job"))?;
+        if let Some(row) = cancelled {
+            settle(&mut tx, &id.to_string(), JobState::Cancelled, now).await?;
+            tx.commit()
+                .await
+                .map_err(db_err("committing a cancellation"))?;
+            return Ok(CancelOutcome::Cancelled(Box::new(job_from_row(&row)?)));
+        }
+        if processing {
+            let requested = sqlx::query(&format!(
+                "UPDATE jobs SET cancel_requested = TRUE, updated_at = $1 \
+                 WHERE id = $2 AND account_id = $3 AND state = 'PROCESSING' RETURNING {JOB_COLUMNS}"
+            ))
+            .bind(now)
+            .bind(id.to_string())
+            .bind(account.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err("cancelling a job"))?;
+            if let Some(row) = requested {
+                tx.commit()
+                    .await
+                    .map_err(db_err("committing a cancellation"))?;
+                return Ok(CancelOutcome::CancelRequested(Box::new(job_from_row(
+                    &row,
+                )?)));
+            }
+        }
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM jobs WHERE id = $1 AND account_id = $2")
+                .bind(id.to_string())
+                .bind(account.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err("reading a job"))?;
+        Ok(match state {
+            Some(state) => CancelOutcome::NotCancellable(parse(&state, "job state")?),
+            None => CancelOutcome::NotFound,
+        })
+    }
+
+    pub(super) async fn cancel_running(&self, lease: &Lease, now: Millis) -> StoreResult<bool> {
+        self.finish(lease, JobState::Cancelled, "", &[], now).await
+    }
+
+    pub(super) async fn complete_job(
+        &self,
+        lease: &Lease,
+        outputs: &[JobOutput],
+        now: Millis,
+    ) -> StoreResult<bool> {
+        self.finish(
+            lease,
+            JobState::Completed,
+            ", progress = 100, outputs = $5",
+            &[to_json(&outputs)],
+            now,
+        )
+        .await
+    }
+
+    pub(super) async fn fail_job(
+        &self,
+        lease: &Lease,
+        failure: &JobFailure,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        self.finish(
+            lease,
+            JobState::Failed,
+            ", error_code = $5, error_message = $6",
+            &[text(&failure.code).into(), text(&failure.message).into()],
+            now,
+        )
+        .await
+    }
+
+    /// PROCESSING → a terminal state under the caller's lease, settled in the
+    /// same transaction. `set` binds from `$5` on.
+    async fn finish(
+        &self,
+        lease: &Lease,
+        state: JobState,
+        set: &str,
+        binds: &[String],
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "UPDATE jobs SET state = $1{set}, completed_at = $2, updated_at = $2, lease_owner = NULL, \
+             lease_until = NULL WHERE id = $3 AND attempt = $4 AND state = 'PROCESSING'"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(state.as_str())
+            .bind(now)
+            .bind(lease.job_id.to_string())
+            .bind(lease.attempt);
+        for value in binds {
+            query = query.bind(value);
+        }
+        let done = query
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err("recording a job's outcome"))?;
+        let moved = done.rows_affected() == 1;
+        if moved {
+            settle(&mut tx, &lease.job_id.to_string(), state, now).await?;
+        }
+        tx.commit()
+            .await
+            .map_err(db_err("committing a job's outcome"))?;
+        Ok(moved)
+    }
+
+    pub(super) async fn release_job(&self, lease: &Lease, now: Millis) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'PENDING', progress = 0, updated_at = $1, lease_owner = NULL, \
+             lease_until = NULL WHERE id = $2 AND attempt = $3 AND state = 'PROCESSING'",
+        )
+        .bind(now)
+        .bind(lease.job_id.to_string())
+        .bind(lease.attempt)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err("releasing a job"))?;
+        let moved = done.rows_affected() == 1;
+        if moved {
+            // Another process should take the job over: tell it, as an insert does.
+            notify_jobs(&mut tx).await?;
+        }
+        tx.commit().await.map_err(db_err("committing a release"))?;
+        Ok(moved)
+    }
+
+    pub(super) async fn claim_next(&self, request: &ClaimRequest<'_>) -> StoreResult<ClaimOutcome> {
+        let mut outcome = ClaimOutcome::default();
+        if request.kinds.is_empty() {
+            return Ok(outcome);
+        }
+        let mut tx = self.begin().await?;
+        let message = format!(
+            "the job was interrupted {} times (its worker stopped responding) and was given up",
+            request.max_retries + 1
+        );
+        // SKIP LOCKED: a job another claimer is giving up (or its worker is
+        // heartbeating) is theirs to handle.
+        let mut gave_up: Vec<(String, String)> = sqlx::query_as(
+            "UPDATE jobs SET state = 'FAILED', error_code = 'WORKER_LOST', error_message = $1, \
+             completed_at = $2, updated_at = $2, lease_owner = NULL, lease_until = NULL \
+             WHERE id IN (SELECT id FROM jobs WHERE state = 'PROCESSING' AND lease_until < $2 \
+                          AND retries >= $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING account_id, id",
+        )
+        .bind(&message)
+        .bind(request.now)
+        .bind(i64::from(request.max_retries))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err("failing abandoned jobs"))?;
+        // Account rows are locked in one order by every claimer: no deadlock.
+        gave_up.sort();
+        for (_, id) in &gave_up {
+            settle(&mut tx, id, JobState::Failed, request.now).await?;
+        }
+        outcome.gave_up = gave_up
+            .iter()
+            .map(|(_, id)| parse(id, "job id"))
+            .collect::<StoreResult<_>>()?;
+
+        // Jobs whose worker vanished go first: they are older than any
+        // pending one. `retries < $3` because a job given up above may have
+        // been unlocked by someone else since then.
+        let expired: Option<String> = sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE state = 'PROCESSING' AND lease_until < $1 AND kind = ANY($2) \
+             AND retries < $3 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(request.now)
+        .bind(request.kinds)
+        .bind(i64::from(request.max_retries))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err("claiming a job"))?;
+        let candidate = match expired {
+            Some(id) => Some((id, true)),
+            None => sqlx::query_scalar::<_, String>(
+                "SELECT id FROM jobs WHERE state = 'PENDING' AND kind = ANY($1) \
+                 ORDER BY queue_round, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(request.kinds)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err("claiming a job"))?
+            .map(|id| (id, false)),
+        };
+        if let Some((id, is_retry)) = candidate {
+            let sql = format!(
+                "UPDATE jobs SET state = 'PROCESSING', attempt = attempt + 1, retries = retries + $1, \
+                 progress = 0, lease_owner = $2, lease_until = $3, \
+                 started_at = COALESCE(started_at, $4), updated_at = $4 \
+                 WHERE id = $5 RETURNING attempt, {JOB_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(i64::from(is_retry))
+                .bind(request.owner)
+                .bind(request.lease_until)
+                .bind(request.now)
+                .bind(&id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err("claiming a job"))?;
+            let job = job_from_row(&row)?;
+            let lease = Lease {
+                job_id: job.id,
+                attempt: column(&row, "attempt", "claiming a job")?,
+                owner: request.owner.to_owned(),
+            };
+            outcome.claimed = Some((job, lease));
+        }
+        tx.commit().await.map_err(db_err("committing a claim"))?;
+        Ok(outcome)
+    }
+}
+
+/// Wakes other processes' `wait_for_jobs` once the transaction commits.
+async fn notify_jobs(tx: &mut Transaction<'_, Postgres>) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(JOBS_CHANNEL)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("announcing a job"))?;
+    Ok(())
+}
+
+/// What a job's move to a terminal state owes, recorded in the same
+/// transaction: its refund (failed or cancelled, once — the ledger's unique
+/// index refuses a second), its webhook, and its model's run time.
+async fn settle(
+    tx: &mut Transaction<'_, Postgres>,
+    job: &str,
+    state: JobState,
+    now: Millis,
+) -> StoreResult<()> {
+    let (account, cost, model, started_at): (String, i64, Option<String>, Option<i64>) =
+        sqlx::query_as(
+            "SELECT account_id, cost_micro_cents, model, started_at FROM jobs WHERE id = $1",
+        )
+        .bind(job)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err("reading a job"))?;
+    if cost > 0 && matches!(state, JobState::Failed | JobState::Cancelled) {
+        post_ledger(tx, &account, Some(job), cost, "refund", now).await?;
+    }
+    if let (JobState::Completed, Some(model), Some(started)) = (state, model, started_at) {
+        let run_ms = (now - started).max(0) as f64;
+        sqlx::query(
+            "INSERT INTO model_stats (model, runs, avg_run_ms) VALUES ($1, 1, $2) \
+             ON CONFLICT (model) DO UPDATE SET runs = model_stats.runs + 1, \
+             avg_run_ms = model_stats.avg_run_ms * (1 - $3) + $2 * $3",
+        )
+        .bind(model)
+        .bind(run_ms)
+        .bind(RUN_TIME_WEIGHT)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("recording run time"))?;
+    }
+    webhooks::enqueue(tx, job, event_for(state), now).await?;
+    Ok(())
+}
