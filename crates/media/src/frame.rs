@@ -171,12 +171,14 @@ pub(crate) fn shrink(img: &RgbImage, long_side: u32) -> RgbImage {
 }
 
 /// Binary PPM: no compression, so writing it and ffmpeg reading it cost
-/// only the copy.
+/// only the copy. Not synced: it is scratch that ffmpeg reads back through
+/// the same page cache, and an fsync of 6 MB can stall for long on a disk
+/// busy with other work.
 pub(crate) fn write_ppm(img: &RgbImage, path: &Path) -> std::io::Result<()> {
     let mut out = BufWriter::new(File::create(path)?);
     write!(out, "P6\n{} {}\n255\n", img.width(), img.height())?;
     out.write_all(img.as_raw())?;
-    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    out.flush()
 }
 
 pub(crate) fn write_jpeg(img: &RgbImage, path: &Path, quality: u8) -> std::io::Result<()> {

@@ -6,10 +6,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::diagnostics::{summarize_stderr, tool_error};
 use crate::error::MediaError;
 use crate::probe::{file_url, probe};
 use crate::process::{Tool, ToolError};
-use crate::still::{remove_quietly, summarize_stderr, tool_error, Progress};
+use crate::still::{remove_quietly, Progress};
 
 pub(crate) const SPEECH_FILE: &str = "speech.mp3";
 /// Hidden scratch files, like the still renderer's, so a crash that skips the

@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::diagnostics::{ffmpeg_outcome, summarize_stderr, tool_error};
 use crate::error::MediaError;
 use crate::frame;
 use crate::probe::{file_url, probe};
 use crate::process::{Tool, ToolError};
+
+mod fast;
 
 pub(crate) const VIDEO_FILE: &str = "video.mp4";
 pub(crate) const THUMBNAIL_FILE: &str = "thumbnail.jpg";
@@ -72,6 +75,11 @@ pub struct StillVideo {
 /// Renders `image` shown for the whole of `audio` into `out_dir`
 /// (`video.mp4`, `poster.jpg`, `thumbnail.jpg`).
 ///
+/// The picture is encoded once and every later frame says "nothing
+/// changed" (see [`fast`]), with the audio transcoded alongside; a stream
+/// that can't be extended that way falls back to
+/// [`render_still_video_full_encode`].
+///
 /// `progress` receives strictly rising values in 0..=99. On error no output
 /// files are left behind.
 pub async fn render_still_video(
@@ -82,9 +90,45 @@ pub async fn render_still_video(
     progress: &(dyn Fn(u8) + Send + Sync),
     cancel: &CancellationToken,
 ) -> Result<StillVideo, MediaError> {
-    let scratch = out_dir.join(FRAME_SCRATCH);
-    let result = render(image, audio, out_dir, &scratch, settings, progress, cancel).await;
-    remove_quietly(&scratch).await;
+    let job = Job {
+        image,
+        audio,
+        out_dir,
+        settings,
+        cancel,
+    };
+    cleaning_up(out_dir, job.render(true, &mut Progress::new(progress))).await
+}
+
+/// [`render_still_video`] with libx264 encoding every frame: what a video
+/// whose picture moves needs, and the reference the fast path is checked
+/// against.
+pub async fn render_still_video_full_encode(
+    image: &Path,
+    audio: &Path,
+    out_dir: &Path,
+    settings: &RenderSettings,
+    progress: &(dyn Fn(u8) + Send + Sync),
+    cancel: &CancellationToken,
+) -> Result<StillVideo, MediaError> {
+    let job = Job {
+        image,
+        audio,
+        out_dir,
+        settings,
+        cancel,
+    };
+    cleaning_up(out_dir, job.render(false, &mut Progress::new(progress))).await
+}
+
+/// Awaits `render`, then removes the scratch files, and the outputs too if
+/// it failed.
+async fn cleaning_up(
+    out_dir: &Path,
+    render: impl std::future::Future<Output = Result<StillVideo, MediaError>>,
+) -> Result<StillVideo, MediaError> {
+    let result = render.await;
+    remove_quietly(&out_dir.join(FRAME_SCRATCH)).await;
     if result.is_err() {
         for name in [VIDEO_FILE, POSTER_FILE, THUMBNAIL_FILE] {
             remove_quietly(&out_dir.join(name)).await;
@@ -93,112 +137,152 @@ pub async fn render_still_video(
     result
 }
 
-async fn render(
-    image: &Path,
-    audio: &Path,
-    out_dir: &Path,
-    scratch: &Path,
-    settings: &RenderSettings,
-    progress: &(dyn Fn(u8) + Send + Sync),
-    cancel: &CancellationToken,
-) -> Result<StillVideo, MediaError> {
-    let mut progress = Progress::new(progress);
+struct Job<'a> {
+    image: &'a Path,
+    audio: &'a Path,
+    out_dir: &'a Path,
+    settings: &'a RenderSettings,
+    cancel: &'a CancellationToken,
+}
 
-    // Audio first: it is cheap to check and decides the duration, so a bad
-    // upload fails before any image work.
-    let duration_secs = audio_duration(settings, audio, cancel).await?;
-    if cancel.is_cancelled() {
-        return Err(MediaError::Cancelled);
-    }
+impl Job<'_> {
+    async fn render(
+        &self,
+        fast: bool,
+        progress: &mut Progress<'_>,
+    ) -> Result<StillVideo, MediaError> {
+        let (settings, cancel) = (self.settings, self.cancel);
+        let video = self.out_dir.join(VIDEO_FILE);
+        let poster = self.out_dir.join(POSTER_FILE);
+        let thumbnail = self.out_dir.join(THUMBNAIL_FILE);
+        let frame = self.out_dir.join(FRAME_SCRATCH);
+        // Audio first: it is cheap to check and decides the duration, so a
+        // bad upload fails before any image work (`prepare` is awaited only
+        // once `duration` has succeeded; the fast path transcodes the audio
+        // meanwhile).
+        let duration = audio_duration(settings, self.audio, cancel);
+        let prepare = prepare_frame(self.image, &frame, &poster, &thumbnail, settings);
+        let (duration_secs, (width, height)) = if fast {
+            let out = fast::Output {
+                frame: &frame,
+                video: &video,
+            };
+            fast::encode(
+                duration, prepare, self.audio, out, settings, progress, cancel,
+            )
+            .await?
+        } else {
+            let duration_secs = duration.await?;
+            if cancel.is_cancelled() {
+                return Err(MediaError::Cancelled);
+            }
+            let audio = AudioInput::File(self.audio);
+            let size = prepare.await?;
+            if cancel.is_cancelled() {
+                return Err(MediaError::Cancelled);
+            }
+            progress.report(PREPARED_PCT);
+            let span = f64::from(MAX_PCT - PREPARED_PCT);
+            encode_full(
+                &frame,
+                audio,
+                &video,
+                duration_secs,
+                settings,
+                cancel,
+                |frac| progress.report(PREPARED_PCT + (frac * span).floor() as u8),
+            )
+            .await?;
+            (duration_secs, size)
+        };
 
-    let video = out_dir.join(VIDEO_FILE);
-    let poster = out_dir.join(POSTER_FILE);
-    let thumbnail = out_dir.join(THUMBNAIL_FILE);
-
-    let (width, height) = {
-        let (image, scratch) = (image.to_owned(), scratch.to_owned());
-        let (poster, thumbnail) = (poster.clone(), thumbnail.clone());
-        let (max_long, bg, thumb_long) = (
-            settings.max_long_side,
-            settings.background,
-            settings.thumbnail_long_side,
-        );
-        tokio::task::spawn_blocking(move || -> Result<(u32, u32), MediaError> {
-            let frame = frame::load_normalized(&image, max_long, bg)?;
-            frame::write_ppm(&frame, &scratch)?;
-            frame::write_jpeg(&frame, &poster, POSTER_QUALITY)?;
-            frame::write_jpeg(
-                &frame::shrink(&frame, thumb_long),
-                &thumbnail,
-                THUMBNAIL_QUALITY,
-            )?;
-            Ok(frame.dimensions())
+        Ok(StillVideo {
+            video,
+            thumbnail,
+            poster,
+            duration_secs,
+            width,
+            height,
         })
-        .await
-        .map_err(|e| {
-            MediaError::Render(format!("internal error while preparing the image: {e}"))
-        })??
-    };
-    if cancel.is_cancelled() {
-        return Err(MediaError::Cancelled);
     }
-    progress.report(PREPARED_PCT);
+}
 
-    let fps = settings.fps.max(1);
-    let timeout = settings
+/// Decodes and normalises `image`, then writes the PPM `frame` the encoder
+/// reads, the poster and the thumbnail; returns the frame's size.
+async fn prepare_frame(
+    image: &Path,
+    frame: &Path,
+    poster: &Path,
+    thumbnail: &Path,
+    settings: &RenderSettings,
+) -> Result<(u32, u32), MediaError> {
+    let (image, frame_file) = (image.to_owned(), frame.to_owned());
+    let (poster, thumbnail) = (poster.to_owned(), thumbnail.to_owned());
+    let (max_long, bg, thumb_long) = (
+        settings.max_long_side,
+        settings.background,
+        settings.thumbnail_long_side,
+    );
+    tokio::task::spawn_blocking(move || -> Result<(u32, u32), MediaError> {
+        let frame = frame::load_normalized(&image, max_long, bg)?;
+        frame::write_ppm(&frame, &frame_file)?;
+        frame::write_jpeg(&frame, &poster, POSTER_QUALITY)?;
+        frame::write_jpeg(
+            &frame::shrink(&frame, thumb_long),
+            &thumbnail,
+            THUMBNAIL_QUALITY,
+        )?;
+        Ok(frame.dimensions())
+    })
+    .await
+    .map_err(|e| MediaError::Render(format!("internal error while preparing the image: {e}")))?
+}
+
+/// Base timeout plus 4× the media's duration: encoding is usually far
+/// faster than real time, but a loaded machine shouldn't fail long jobs.
+pub(crate) fn encode_timeout(settings: &RenderSettings, duration_secs: f64) -> Duration {
+    settings
         .timeout
-        .saturating_add(Duration::try_from_secs_f64(4.0 * duration_secs).unwrap_or(Duration::MAX));
+        .saturating_add(Duration::try_from_secs_f64(4.0 * duration_secs).unwrap_or(Duration::MAX))
+}
+
+/// One ffmpeg run of [`ffmpeg_args`]: libx264 encodes every frame.
+/// `on_fraction` gets the share of `duration_secs` done so far.
+pub(crate) async fn encode_full(
+    frame: &Path,
+    audio: AudioInput<'_>,
+    video: &Path,
+    duration_secs: f64,
+    settings: &RenderSettings,
+    cancel: &CancellationToken,
+    mut on_fraction: impl FnMut(f64) + Send,
+) -> Result<(), MediaError> {
+    let fps = settings.fps.max(1);
+    let audio_path = match audio {
+        AudioInput::File(p) => Some(p),
+        AudioInput::Silence => None,
+    };
     let total_us = duration_secs * 1e6;
     let ffmpeg = Tool::new(&settings.ffmpeg)
         .args(ffmpeg_args(
-            scratch,
-            AudioInput::File(audio),
-            &video,
+            frame,
+            audio,
+            video,
             duration_secs,
             fps,
             settings,
         ))
-        .timeout(timeout);
+        .timeout(encode_timeout(settings, duration_secs));
     let run = ffmpeg
         .run(cancel, |line| {
             if let Some(us) = parse_out_time_us(line) {
-                let frac = (us / total_us).clamp(0.0, 1.0);
-                let span = f64::from(MAX_PCT - PREPARED_PCT);
-                progress.report(PREPARED_PCT + (frac * span).floor() as u8);
+                on_fraction((us / total_us).clamp(0.0, 1.0));
             }
         })
         .await;
-    match run {
-        Ok(out) => {
-            if !out.stderr_tail.trim().is_empty() {
-                tracing::debug!(stderr = %out.stderr_tail, "ffmpeg warnings");
-            }
-        }
-        Err(ToolError::Failed {
-            stderr_tail,
-            status,
-            ..
-        }) => {
-            tracing::warn!(%status, stderr = %stderr_tail, "ffmpeg failed");
-            let paths = [
-                (image, "image"),
-                (audio, "audio"),
-                (scratch, "frame"),
-                (video.as_path(), "output"),
-            ];
-            return Err(MediaError::Render(summarize_stderr(&stderr_tail, &paths)));
-        }
-        Err(e) => return Err(tool_error(e, &settings.ffmpeg)),
-    }
-
-    Ok(StillVideo {
-        video,
-        thumbnail,
-        poster,
-        duration_secs,
-        width,
-        height,
-    })
+    let mut paths = vec![(frame, "frame"), (video, "output")];
+    paths.extend(audio_path.map(|p| (p, "audio")));
+    ffmpeg_outcome(run, &settings.ffmpeg, &paths)
 }
 
 /// The duration the video must match; any reason not to trust the audio
@@ -240,6 +324,7 @@ async fn audio_duration(
 }
 
 /// Where the video's sound comes from.
+#[derive(Clone, Copy)]
 pub(crate) enum AudioInput<'a> {
     File(&'a Path),
     /// A silent track, so players treat the video like those with sound.
@@ -341,78 +426,6 @@ pub(crate) fn parse_out_time_us(line: &str) -> Option<f64> {
     value.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-pub(crate) fn tool_error(e: ToolError, program: &Path) -> MediaError {
-    if e.is_not_found() {
-        return MediaError::ToolMissing(
-            program
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| program.display().to_string()),
-        );
-    }
-    match e {
-        ToolError::Timeout { after, .. } => MediaError::Timeout(after),
-        ToolError::Cancelled { .. } => MediaError::Cancelled,
-        ToolError::Spawn { source, .. } | ToolError::Io { source, .. } => MediaError::Io(source),
-        other @ (ToolError::Failed { .. } | ToolError::InvalidOutput { .. }) => {
-            MediaError::Render(other.to_string())
-        }
-    }
-}
-
-/// The last few stderr lines, with server paths replaced by what they are,
-/// short enough for a job's error message.
-pub(crate) fn summarize_stderr(stderr: &str, paths: &[(&Path, &str)]) -> String {
-    let mut text = stderr.to_owned();
-    for (path, label) in paths {
-        let p = path.to_string_lossy();
-        text = text
-            .replace(&format!("file:{p}"), label)
-            .replace(p.as_ref(), label);
-    }
-    let lines: Vec<&str> = text
-        .lines()
-        .map(|l| {
-            let l = strip_log_context(l.trim());
-            match paths {
-                // "audio: Invalid data…" reads badly after "audio could not
-                // be decoded:", so drop a lone label prefix.
-                [(_, label)] => l
-                    .strip_prefix(label)
-                    .and_then(|r| r.strip_prefix(": "))
-                    .unwrap_or(l),
-                _ => l,
-            }
-        })
-        .filter(|l| !l.is_empty())
-        .collect();
-    let tail = lines[lines.len().saturating_sub(3)..].join("; ");
-    if tail.is_empty() {
-        return "no error output".into();
-    }
-    truncate_chars(&tail, 500)
-}
-
-/// Drops ffmpeg's "[mp3 @ 0x55d…] " prefix: a pointer means nothing to a
-/// user and makes identical errors look different.
-fn strip_log_context(line: &str) -> &str {
-    if let Some(rest) = line.strip_prefix('[') {
-        if let Some((ctx, after)) = rest.split_once("] ") {
-            if ctx.contains(" @ 0x") {
-                return after.trim_start();
-            }
-        }
-    }
-    line
-}
-
-fn truncate_chars(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
-    }
-}
-
 pub(crate) async fn remove_quietly(path: &Path) {
     match tokio::fs::remove_file(path).await {
         Ok(()) => {}
@@ -464,29 +477,5 @@ mod tests {
             p.report(v);
         }
         assert_eq!(*seen.lock().unwrap(), [5, 40, 99]);
-    }
-
-    #[test]
-    fn stderr_summary_hides_paths() {
-        let p = Path::new("/srv/jobs/42/in.mp3");
-        let s = summarize_stderr(
-            "junk\nfile:/srv/jobs/42/in.mp3: Invalid data found when processing input\n",
-            &[(p, "audio")],
-        );
-        assert!(!s.contains("/srv"), "{s}");
-        assert!(
-            s.ends_with("Invalid data found when processing input"),
-            "{s}"
-        );
-    }
-
-    #[test]
-    fn stderr_summary_drops_ffmpeg_log_context() {
-        let p = Path::new("/x/a.mp3");
-        let s = summarize_stderr(
-            "[mp3 @ 0x559f76b45180] Failed to read frame size\nfile:/x/a.mp3: Invalid argument\n",
-            &[(p, "audio")],
-        );
-        assert_eq!(s, "Failed to read frame size; Invalid argument");
     }
 }

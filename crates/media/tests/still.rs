@@ -314,7 +314,9 @@ async fn progress_rises_to_near_completion() {
 async fn cancel_kills_ffmpeg_promptly() {
     let tmp = tempfile::tempdir().unwrap();
     let image = test_jpeg(tmp.path(), 640, 480);
-    let audio = wav(tmp.path(), 30.0);
+    // Long enough that the audio transcode, the render's longest step, is
+    // still running when the cancel comes.
+    let audio = wav(tmp.path(), 180.0);
     let out = out_dir(&tmp);
     let cancel = CancellationToken::new();
 
@@ -327,11 +329,11 @@ async fn cancel_kills_ffmpeg_promptly() {
         })
     };
 
-    // Wait until ffmpeg (the only process whose argv names our output dir)
-    // is really running, give it a moment, then cancel.
-    let needle = out.join("video.mp4").to_string_lossy().into_owned();
+    // Wait until an ffmpeg writing into our output dir (only the render's
+    // do) is really running, give the others a moment to start, then cancel.
+    let needle = format!("{}/", out.to_string_lossy());
     let deadline = Instant::now() + Duration::from_secs(10);
-    let pids = loop {
+    let mut pids = loop {
         let pids = pids_mentioning(&needle);
         if !pids.is_empty() {
             break pids;
@@ -344,7 +346,8 @@ async fn cancel_kills_ffmpeg_promptly() {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    pids.extend(pids_mentioning(&needle));
     let cancelled_at = Instant::now();
     cancel.cancel();
     let res = render.await.unwrap();

@@ -15,14 +15,15 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use crate::diagnostics::{summarize_stderr, tool_error};
 use crate::error::MediaError;
 use crate::frame;
 use crate::probe::file_url;
 use crate::process::{Tool, ToolError};
 use crate::still::{
-    ffmpeg_args, parse_out_time_us, remove_quietly, summarize_stderr, tool_error, AudioInput,
-    Progress, RenderSettings, StillVideo, MAX_PCT, POSTER_FILE, POSTER_QUALITY, PREPARED_PCT,
-    THUMBNAIL_FILE, THUMBNAIL_QUALITY, VIDEO_FILE,
+    ffmpeg_args, parse_out_time_us, remove_quietly, AudioInput, Progress, RenderSettings,
+    StillVideo, MAX_PCT, POSTER_FILE, POSTER_QUALITY, PREPARED_PCT, THUMBNAIL_FILE,
+    THUMBNAIL_QUALITY, VIDEO_FILE,
 };
 
 pub use colour::COLOUR_NAMES;

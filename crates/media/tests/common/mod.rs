@@ -131,3 +131,130 @@ pub fn pids_mentioning(needle: &str) -> Vec<u32> {
 pub fn rgb_at(img: &image::RgbImage, x: u32, y: u32) -> [u8; 3] {
     img.get_pixel(x, y).0
 }
+
+/// Runs ffmpeg/ffprobe (`program`) and returns stdout, failing the test on
+/// anything printed to stderr at `-v error`: a decoder's complaint is a
+/// failure even when it recovers.
+pub fn run_clean(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "{program} {args:?}: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The MD5 of every decoded video frame, decoding the whole stream.
+pub fn frame_md5s(video: &Path) -> Vec<String> {
+    let out = run_clean(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-i",
+            video.to_str().unwrap(),
+            "-map",
+            "0:v:0",
+            "-f",
+            "framemd5",
+            "-",
+        ],
+    );
+    out.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect()
+}
+
+/// `(profile, level)` of the first video stream, e.g. `("High", 40)`.
+pub fn profile_and_level(video: &Path) -> (String, u32) {
+    let out = run_clean(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=profile,level",
+            "-of",
+            "default=noprint_wrappers=1",
+            video.to_str().unwrap(),
+        ],
+    );
+    let field = |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {key} in {out}"))
+            .to_owned()
+    };
+    (field("profile"), field("level").parse().unwrap())
+}
+
+/// Presentation times of the video's keyframes, in seconds.
+pub fn keyframe_times(video: &Path) -> Vec<f64> {
+    let out = run_clean(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags",
+            "-of",
+            "csv=p=0",
+            video.to_str().unwrap(),
+        ],
+    );
+    out.lines()
+        .filter_map(|l| {
+            let (t, flags) = l.split_once(',')?;
+            flags.starts_with('K').then(|| t.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The video's last frame, decoded.
+pub fn last_frame(video: &Path) -> image::RgbImage {
+    let png = video.with_file_name("last-frame.png");
+    run_clean(
+        "ffmpeg",
+        &[
+            "-nostdin",
+            "-v",
+            "error",
+            "-sseof",
+            "-1",
+            "-i",
+            video.to_str().unwrap(),
+            "-map",
+            "0:v:0",
+            "-update",
+            "1",
+            "-y",
+            png.to_str().unwrap(),
+        ],
+    );
+    let img = image::open(&png).unwrap().into_rgb8();
+    std::fs::remove_file(png).unwrap();
+    img
+}
+
+/// Mean absolute difference per channel value (0–255) of two same-size
+/// images.
+pub fn mean_abs_diff(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let sum: u64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| u64::from(x.abs_diff(*y)))
+        .sum();
+    sum as f64 / a.as_raw().len() as f64
+}

@@ -1,0 +1,223 @@
+//! `genq-bench`: measures genq and prints one table — the renderer against
+//! ffmpeg, the HTTP API under load, the queue, and the server's memory.
+//!
+//! It reports; it never judges. Missing a target is printed, not an error:
+//! the exit status is non-zero only when something broke (a crash, a failed
+//! request, a render that produced nothing).
+
+mod api;
+mod inputs;
+mod load;
+mod memory;
+mod queue;
+mod render;
+mod server;
+mod stats;
+mod table;
+
+use clap::{Parser, ValueEnum};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use table::Row;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "genq-bench",
+    about = "Benchmarks genq and prints a table of figures"
+)]
+struct Args {
+    /// A smoke run: one repetition of everything, short inputs (about 2 minutes).
+    #[arg(long, conflicts_with = "full")]
+    quick: bool,
+    /// Also time the ffmpeg recipe on the 180 s input (adds several minutes).
+    #[arg(long)]
+    full: bool,
+    /// Print the table as Markdown (for BENCHMARKS.md).
+    #[arg(long)]
+    markdown: bool,
+    /// Measure only these figures.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<Figure>,
+    /// Where inputs and data directories go; it should be on the disk genq
+    /// would use, since fsync costs are part of the figures [default: the
+    /// system temp dir]
+    #[arg(long)]
+    tmp_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Figure {
+    Render,
+    Api,
+    Queue,
+    Memory,
+}
+
+/// How much of everything to do.
+#[derive(Debug)]
+pub struct Plan {
+    pub render_secs: Vec<u32>,
+    pub render_runs: usize,
+    recipe_up_to_secs: u32,
+    pub api_duration: Duration,
+    pub api_reps: usize,
+    pub connections: usize,
+    pub queue_jobs: usize,
+    pub latency_jobs: usize,
+    pub queue_reps: usize,
+    pub upload_runs: usize,
+}
+
+impl Plan {
+    fn new(quick: bool, full: bool) -> Plan {
+        if quick {
+            return Plan {
+                render_secs: vec![20],
+                render_runs: 1,
+                recipe_up_to_secs: 20,
+                api_duration: Duration::from_secs(3),
+                api_reps: 1,
+                connections: 64,
+                queue_jobs: 300,
+                latency_jobs: 50,
+                queue_reps: 1,
+                upload_runs: 1,
+            };
+        }
+        Plan {
+            render_secs: vec![60, 180],
+            render_runs: 3,
+            // The recipe is slow: on the long input only when asked.
+            recipe_up_to_secs: if full { u32::MAX } else { 60 },
+            api_duration: Duration::from_secs(10),
+            api_reps: 3,
+            connections: 64,
+            queue_jobs: 2000,
+            latency_jobs: 200,
+            queue_reps: 3,
+            upload_runs: 3,
+        }
+    }
+
+    pub fn recipe_for(&self, secs: u32) -> bool {
+        secs <= self.recipe_up_to_secs
+    }
+
+    fn describe(&self, quick: bool, full: bool) -> String {
+        let mode = match (quick, full) {
+            (true, _) => "--quick",
+            (false, true) => "--full",
+            (false, false) => "default",
+        };
+        format!(
+            "mode {mode}: renders {}× each; api {}× {} s at {} connections; queue {}× {} jobs",
+            self.render_runs,
+            self.api_reps,
+            self.api_duration.as_secs(),
+            self.connections,
+            self.queue_reps,
+            self.queue_jobs
+        )
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let plan = Plan::new(args.quick, args.full);
+    let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
+    let (header, rows) = match runtime.block_on(run(&args, &plan)) {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("genq-bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = if args.markdown {
+        table::render_markdown(&header, &rows)
+    } else {
+        table::render_text(&header, &rows)
+    };
+    print!("{report}");
+    if rows.iter().any(|r| r.broken.is_some()) {
+        eprintln!("genq-bench: some figures are BROKEN (see above); exiting with failure");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+async fn run(args: &Args, plan: &Plan) -> anyhow::Result<(String, Vec<Row>)> {
+    let base = match &args.tmp_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir(),
+    };
+    std::fs::create_dir_all(&base)?;
+    let tmp = tempfile::Builder::new()
+        .prefix("genq-bench-")
+        .tempdir_in(&base)?;
+    let ffmpeg = inputs::ffmpeg_version().await;
+    let load_before = load_average();
+    eprintln!("working in {}", tmp.path().display());
+
+    let selected = |f: Figure| args.only.is_empty() || args.only.contains(&f);
+    let mut rows = Vec::new();
+    for figure in [Figure::Render, Figure::Api, Figure::Queue, Figure::Memory] {
+        if !selected(figure) {
+            continue;
+        }
+        let name = format!("{figure:?}").to_lowercase();
+        eprintln!("{name}…");
+        let started = Instant::now();
+        let dir = tmp.path();
+        let result = match figure {
+            Figure::Render => render::run(plan, dir).await,
+            Figure::Api => api::run(plan, dir).await,
+            Figure::Queue => queue::run(plan, dir).await,
+            Figure::Memory => memory::run(plan, dir).await,
+        };
+        eprintln!("{name} took {:.0} s", started.elapsed().as_secs_f64());
+        match result {
+            Ok(mut measured) => rows.append(&mut measured),
+            Err(e) => {
+                eprintln!("{name} BROKE: {e:#}");
+                rows.push(Row::broken(name, &e));
+            }
+        }
+    }
+    // Other work on the machine moves every figure: the header says how busy
+    // it was.
+    let header = format!(
+        "genq-bench · {}\ntemp dir on {} · load average {load_before} at start, {} at end · {}",
+        table::machine_line(&ffmpeg),
+        filesystem_of(tmp.path()),
+        load_average(),
+        plan.describe(args.quick, args.full)
+    );
+    Ok((header, rows))
+}
+
+/// The 1-minute load average.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The type of the filesystem holding `path` ("ext4", "tmpfs", …): a
+/// database on tmpfs never waits for a disk, which flatters every fsync.
+fn filesystem_of(path: &Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            path.starts_with(point)
+                .then(|| (point.len(), kind.to_owned()))
+        })
+        .max()
+        .map_or_else(|| "an unknown filesystem".into(), |(_, kind)| kind)
+}
