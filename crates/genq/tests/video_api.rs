@@ -155,7 +155,8 @@ async fn quick_start_renders_a_playable_video_as_long_as_the_audio() {
 async fn progress_rises_while_processing_and_updated_at_moves() {
     let s = setup(&[]);
     let image = image(&s.fixtures, "big.png", 1280, 720);
-    let audio = audio(&s.fixtures, "long.wav", 40.0);
+    // Long enough that the render (mostly the audio transcode) is caught mid-way.
+    let audio = audio(&s.fixtures, "long.wav", 120.0);
     let (code, created) = s.client.submit(&s.server, &image, &audio, None).await;
     assert_eq!(code, 201, "{created}");
     let job_id = created["jobId"].as_str().unwrap();
