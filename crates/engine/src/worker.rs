@@ -124,59 +124,56 @@ async fn dispatch(
     config: Arc<WorkerConfig>,
     stop: CancellationToken,
 ) {
-    let kinds: Vec<String> = handlers.keys().cloned().collect();
+    let kinds: Arc<Vec<String>> = Arc::new(handlers.keys().cloned().collect());
     let slots = Arc::new(Semaphore::new(config.slots.max(1)));
     let abort = CancellationToken::new();
     let mut running = JoinSet::new();
-    let lease_ms = config.lease.as_millis() as i64;
+    // Every free slot claims at once, so a claim's round trip to the database
+    // doesn't limit how fast free slots fill. Once a claim comes back empty,
+    // free slots wait for a wake-up instead of asking again.
+    let mut claims = JoinSet::new();
+    let mut queue_empty = false;
 
     loop {
-        let permit = tokio::select! {
-            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closes"),
-            _ = stop.cancelled() => break,
-        };
-        while running.try_join_next().is_some() {}
-
-        let now = now_ms();
-        let request = ClaimRequest {
-            owner: &config.owner,
-            kinds: &kinds,
-            now,
-            lease_until: now + lease_ms,
-            max_retries: config.max_retries,
-        };
-        match engine.store().claim(&request).await {
-            Ok(outcome) => {
-                for id in &outcome.gave_up {
-                    tracing::warn!(job = %id, "job failed: its worker was lost too many times");
-                }
-                if !outcome.gave_up.is_empty() {
-                    engine.webhook_enqueued().notify_one();
-                }
-                if let Some((job, lease)) = outcome.claimed {
-                    let handler = handlers[&job.kind].clone();
-                    let run = run_job(
-                        engine.clone(),
-                        handler,
-                        job,
-                        lease,
-                        config.clone(),
-                        abort.clone(),
-                        permit,
-                    );
-                    running.spawn(run);
-                    continue;
+        tokio::select! {
+            permit = slots.clone().acquire_owned(), if !queue_empty => {
+                let permit = permit.expect("semaphore never closes");
+                claims.spawn(claim_one(engine.clone(), kinds.clone(), config.clone(), permit));
+            }
+            Some(joined) = claims.join_next() => {
+                let (claimed, permit) = joined.expect("claims do not panic");
+                match claimed {
+                    Some((job, lease)) => {
+                        let handler = handlers[&job.kind].clone();
+                        running.spawn(run_job(
+                            engine.clone(), handler, job, lease, config.clone(), abort.clone(), permit,
+                        ));
+                    }
+                    None => queue_empty = true,
                 }
             }
-            Err(e) => tracing::error!(error = %e, "claiming a job failed"),
-        }
-        drop(permit);
-        tokio::select! {
-            _ = engine.job_enqueued().notified() => {}
+            _ = engine.job_enqueued().notified(), if queue_empty => queue_empty = false,
             // Jobs enqueued by other processes, where the backend can tell.
-            _ = engine.store().wait_for_jobs() => {}
-            _ = tokio::time::sleep(config.poll_interval) => {}
+            _ = engine.store().wait_for_jobs(), if queue_empty => queue_empty = false,
+            _ = tokio::time::sleep(config.poll_interval), if queue_empty => queue_empty = false,
             _ = stop.cancelled() => break,
+        }
+        while running.try_join_next().is_some() {}
+    }
+    // Claims still in flight may have taken a job: it runs like the others,
+    // within the grace period.
+    while let Some(joined) = claims.join_next().await {
+        if let Ok((Some((job, lease)), permit)) = joined {
+            let handler = handlers[&job.kind].clone();
+            running.spawn(run_job(
+                engine.clone(),
+                handler,
+                job,
+                lease,
+                config.clone(),
+                abort.clone(),
+                permit,
+            ));
         }
     }
 
@@ -194,6 +191,38 @@ async fn dispatch(
         );
         abort.cancel();
         while running.join_next().await.is_some() {}
+    }
+}
+
+/// One claim for one free slot; the slot comes back with the answer.
+async fn claim_one(
+    engine: Engine,
+    kinds: Arc<Vec<String>>,
+    config: Arc<WorkerConfig>,
+    permit: OwnedSemaphorePermit,
+) -> (Option<(Job, Lease)>, OwnedSemaphorePermit) {
+    let now = now_ms();
+    let request = ClaimRequest {
+        owner: &config.owner,
+        kinds: &kinds,
+        now,
+        lease_until: now + config.lease.as_millis() as i64,
+        max_retries: config.max_retries,
+    };
+    match engine.store().claim(&request).await {
+        Ok(outcome) => {
+            for id in &outcome.gave_up {
+                tracing::warn!(job = %id, "job failed: its worker was lost too many times");
+            }
+            if !outcome.gave_up.is_empty() {
+                engine.webhook_enqueued().notify_one();
+            }
+            (outcome.claimed, permit)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "claiming a job failed");
+            (None, permit)
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod codec;
 mod postgres;
+mod queue_depth;
 mod sqlite;
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use common::*;
 use genq_engine::account::NewAccount;
 use genq_engine::store::{CancelOutcome, LeaseStatus};
 use genq_engine::time::now_ms;
-use genq_engine::{AccountId, Engine, EngineError, JobFailure, JobState};
+use genq_engine::{AccountId, EngineError, JobFailure, JobState};
 
 backend_tests!(
     submission_reserves_and_failure_refunds_exactly_once,
@@ -16,21 +16,10 @@ backend_tests!(
     a_running_job_can_be_cancelled_through_its_heartbeat,
     concurrent_submissions_never_overspend,
     the_account_concurrency_limit_holds_and_the_account_can_override_it,
+    finished_jobs_free_their_place_under_the_concurrency_limit,
     credits_add_up,
     model_restrictions_combine_account_and_key,
 );
-
-async fn balance_and_ledger(engine: &Engine, account: AccountId) -> (i64, i64) {
-    let balance = engine.account(account).await.unwrap().balance_micro_cents;
-    let sum = engine
-        .ledger(account)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.amount_micro_cents)
-        .sum();
-    (balance, sum)
-}
 
 fn funded(credits: i64) -> NewAccount {
     NewAccount {
@@ -237,4 +226,60 @@ async fn model_restrictions_combine_account_and_key(backend: Backend) {
     let narrow = h.engine.authenticate(&key).await.unwrap().unwrap();
     assert!(narrow.may_use_model("genq/title-card/text-to-video"));
     assert!(!narrow.may_use_model("genq/text-to-speech"));
+}
+
+async fn finished_jobs_free_their_place_under_the_concurrency_limit(backend: Backend) {
+    let h = harness(backend).await;
+    let submit = || h.engine.submit(&h.principal, priced_job(0, Some(3)));
+    let mut pending = Vec::new();
+    for _ in 0..3 {
+        pending.push(submit().await.unwrap().id);
+    }
+    assert!(matches!(submit().await, Err(EngineError::ConcurrencyLimit)));
+
+    // One completes, one fails, one is cancelled while PENDING; a claimed job
+    // that is released stays active.
+    let kinds = kinds();
+    let store = store(&h);
+    let now = now_ms();
+    let (_, done) = store
+        .claim(&claim_at(&kinds, now, 3))
+        .await
+        .unwrap()
+        .claimed
+        .unwrap();
+    assert!(store.complete(&done, &[], now).await.unwrap());
+    let (_, failed) = store
+        .claim(&claim_at(&kinds, now, 3))
+        .await
+        .unwrap()
+        .claimed
+        .unwrap();
+    assert!(store
+        .fail(&failed, &JobFailure::new("X", "x"), now)
+        .await
+        .unwrap());
+    let last = pending[2];
+    h.engine.cancel(&h.principal, last).await.unwrap();
+    assert_eq!(
+        h.engine.active_jobs(h.principal.account_id).await.unwrap(),
+        0
+    );
+
+    let first = submit().await.unwrap();
+    let (_, released) = store
+        .claim(&claim_at(&kinds, now, 3))
+        .await
+        .unwrap()
+        .claimed
+        .unwrap();
+    assert_eq!(released.job_id, first.id);
+    assert!(store.release(&released, now).await.unwrap());
+    submit().await.unwrap();
+    submit().await.unwrap();
+    assert!(matches!(submit().await, Err(EngineError::ConcurrencyLimit)));
+    assert_eq!(
+        h.engine.active_jobs(h.principal.account_id).await.unwrap(),
+        3
+    );
 }

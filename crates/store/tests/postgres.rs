@@ -1,14 +1,14 @@
-//! What only PostgreSQL has: real concurrency between connections and
-//! processes (each "process" here is a store with its own pool over the same
-//! database), and LISTEN/NOTIFY wake-ups.
+//! What only PostgreSQL has: claimers in separate processes (each "process"
+//! here is a store with its own pool over the same database), and
+//! LISTEN/NOTIFY wake-ups. Concurrent submissions on both backends are in
+//! `concurrency.rs`.
 
 mod common;
 
 use common::*;
 use futures::future::join_all;
-use genq_engine::account::NewAccount;
 use genq_engine::time::now_ms;
-use genq_engine::{Engine, EngineError, JobFailure, JobId, NewJob, Principal};
+use genq_engine::{Engine, JobFailure, JobId};
 use sqlx::Connection as _;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,95 +22,6 @@ async fn database() -> Option<TestDb> {
         return None;
     }
     Some(TestDb::new(Backend::Postgres).await)
-}
-
-async fn funded(engine: &Engine, name: &str, credits: i64) -> Principal {
-    principal_of(
-        engine,
-        &NewAccount {
-            name: name.into(),
-            credits_micro_cents: credits,
-            ..Default::default()
-        },
-    )
-    .await
-}
-
-/// Submits every job at once from its own task, spread over `engines`.
-async fn submit_all(
-    engines: &[Engine],
-    jobs: Vec<(Principal, NewJob)>,
-) -> Vec<Result<JobId, EngineError>> {
-    let barrier = Arc::new(Barrier::new(jobs.len()));
-    let tasks = jobs.into_iter().enumerate().map(|(i, (principal, job))| {
-        let engine = engines[i % engines.len()].clone();
-        let barrier = barrier.clone();
-        tokio::spawn(async move {
-            barrier.wait().await;
-            engine.submit(&principal, job).await.map(|j| j.id)
-        })
-    });
-    join_all(tasks)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect()
-}
-
-async fn balance_and_ledger(engine: &Engine, principal: &Principal) -> (i64, i64) {
-    let account = principal.account_id;
-    let balance = engine.account(account).await.unwrap().balance_micro_cents;
-    let ledger = engine.ledger(account).await.unwrap();
-    (balance, ledger.iter().map(|e| e.amount_micro_cents).sum())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_concurrent_submissions_for_one_key_accept_exactly_one() {
-    let Some(db) = database().await else { return };
-    let engines = [db.engine().await, db.engine().await];
-    let principal = principal_named(&engines[0], "one-key").await;
-    let jobs = (0..50)
-        .map(|_| (principal.clone(), new_job(Some(1))))
-        .collect();
-    let results = submit_all(&engines, jobs).await;
-    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1);
-    assert!(results
-        .iter()
-        .filter_map(|r| r.as_ref().err())
-        .all(|e| matches!(e, EngineError::ActiveLimit)));
-    assert_eq!(
-        engines[1].active_jobs(principal.account_id).await.unwrap(),
-        1
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_priced_submissions_spend_exactly_the_balance() {
-    let Some(db) = database().await else { return };
-    let engines = [db.engine().await, db.engine().await];
-    let rich = funded(&engines[0], "rich", 1_000).await;
-    // A second account submitting at the same time must neither wait on the
-    // first's lock for long nor disturb its count.
-    let other = funded(&engines[0], "other", 500).await;
-    let jobs = (0..40)
-        .map(|_| (rich.clone(), priced_job(100, None)))
-        .chain((0..20).map(|_| (other.clone(), priced_job(100, None))))
-        .collect();
-    let results = submit_all(&engines, jobs).await;
-    let accepted =
-        |range: std::ops::Range<usize>| results[range].iter().filter(|r| r.is_ok()).count();
-    assert_eq!((accepted(0..40), accepted(40..60)), (10, 5));
-    assert!(results
-        .iter()
-        .filter_map(|r| r.as_ref().err())
-        .all(|e| matches!(e, EngineError::InsufficientBalance { cost: 100, .. })));
-    assert_eq!(balance_and_ledger(&engines[1], &rich).await, (0, 0));
-    assert_eq!(balance_and_ledger(&engines[1], &other).await, (0, 0));
-    let reserves = engines[1].ledger(rich.account_id).await.unwrap();
-    assert_eq!(
-        reserves.iter().filter(|e| e.reason == "reserve").count(),
-        10
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -170,7 +81,7 @@ async fn four_claimers_in_separate_processes_take_each_job_once() {
     let failed = claimed.iter().filter(|(_, failed)| *failed).count() as i64;
     let expected = 300 - 10 * (30 - failed);
     assert_eq!(
-        balance_and_ledger(&engine, &principal).await,
+        balance_and_ledger(&engine, principal.account_id).await,
         (expected, expected)
     );
 }
@@ -211,7 +122,7 @@ async fn a_job_lost_too_often_is_given_up_and_refunded_once_among_claimers() {
         .collect();
     assert_eq!(gave_up, [job.id]);
     assert_eq!(
-        balance_and_ledger(&engine, &principal).await,
+        balance_and_ledger(&engine, principal.account_id).await,
         (1_000, 1_000)
     );
 }

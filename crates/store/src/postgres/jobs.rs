@@ -15,8 +15,9 @@ use genq_engine::{
 use super::accounts::post_ledger;
 use super::{
     column, db_err, job_from_row, parse, text, to_json, webhooks, PostgresStore, JOBS_CHANNEL,
-    JOB_COLUMNS,
+    JOB_COLUMNS, SWEEP_EVERY_MS,
 };
+use crate::queue_depth::EXACT_AHEAD;
 
 /// Weight of the newest run in a model's moving-average run time.
 const RUN_TIME_WEIGHT: f64 = 0.2;
@@ -66,14 +67,18 @@ impl PostgresStore {
             }
         }
         if let Some(default) = limits.max_active_per_account {
+            let limit = account_limit.unwrap_or(i64::from(default));
+            // Counting stops at the limit, so a deep queue costs no more.
             let active: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM jobs WHERE account_id = $1 AND state IN ('PENDING', 'PROCESSING')",
+                "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE account_id = $1 \
+                 AND state IN ('PENDING', 'PROCESSING') LIMIT $2) AS active",
             )
             .bind(&account)
+            .bind(limit.max(0))
             .fetch_one(&mut *tx)
             .await
             .map_err(db_err("counting active jobs"))?;
-            if active >= account_limit.unwrap_or(i64::from(default)) {
+            if active >= limit {
                 return Ok(InsertOutcome::ConcurrencyLimit);
             }
         }
@@ -160,17 +165,33 @@ impl PostgresStore {
         rows.iter().map(job_from_row).collect()
     }
 
-    /// PENDING jobs a claim would take before this one.
+    /// PENDING jobs a claim would take before this one: exactly up to
+    /// EXACT_AHEAD, then the queue's depth (see `queue_depth`).
     pub(super) async fn count_ahead(&self, id: JobId) -> StoreResult<u64> {
         let ahead: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM jobs j JOIN jobs me ON me.id = $1 \
-             WHERE j.state = 'PENDING' AND (j.queue_round, j.id) < (me.queue_round, me.id)",
+            "SELECT count(*) FROM (SELECT 1 FROM jobs j JOIN jobs me ON me.id = $1 \
+             WHERE j.state = 'PENDING' AND (j.queue_round, j.id) < (me.queue_round, me.id) \
+             LIMIT $2) AS ahead",
         )
         .bind(id.to_string())
+        .bind(EXACT_AHEAD)
         .fetch_one(&self.pool)
         .await
         .map_err(db_err("counting queued jobs"))?;
-        Ok(ahead as u64)
+        if ahead < EXACT_AHEAD {
+            return Ok(ahead as u64);
+        }
+        self.queue_depth
+            .get(|| async {
+                let pending: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'PENDING'")
+                        .fetch_one(&self.pool)
+                        .await
+                        .map_err(db_err("counting queued jobs"))?;
+                Ok(pending as u64)
+            })
+            .await
+            .map(|depth| depth.max(ahead as u64))
     }
 
     pub(super) async fn cancel_job(
@@ -330,6 +351,59 @@ impl PostgresStore {
         if request.kinds.is_empty() {
             return Ok(outcome);
         }
+        // Giving up on abandoned jobs is a sweep, not a claim: it runs in
+        // its own transaction at most once a second of the claimers' clock.
+        let last = self.last_sweep.load(std::sync::atomic::Ordering::Relaxed);
+        if !(last..last + SWEEP_EVERY_MS).contains(&request.now) {
+            self.last_sweep
+                .store(request.now, std::sync::atomic::Ordering::Relaxed);
+            outcome.gave_up = self.give_up_abandoned(request).await?;
+        }
+
+        // One statement, so a claim is one round trip. Jobs whose worker
+        // vanished go first: they are older than any pending one.
+        // `retries < $3` because a job given up by the sweep may have been
+        // unlocked by someone else since then.
+        let sql = format!(
+            "WITH expired AS ( \
+                 SELECT id FROM jobs WHERE state = 'PROCESSING' AND lease_until < $4 \
+                 AND kind = ANY($1) AND retries < $5 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED), \
+             pending AS ( \
+                 SELECT id FROM jobs WHERE state = 'PENDING' AND kind = ANY($1) \
+                 AND NOT EXISTS (SELECT 1 FROM expired) \
+                 ORDER BY queue_round, id LIMIT 1 FOR UPDATE SKIP LOCKED), \
+             candidate AS ( \
+                 SELECT id, 1 AS retry FROM expired UNION ALL SELECT id, 0 FROM pending) \
+             UPDATE jobs SET state = 'PROCESSING', attempt = attempt + 1, \
+                 retries = retries + candidate.retry, progress = 0, lease_owner = $2, \
+                 lease_until = $3, started_at = COALESCE(started_at, $4), updated_at = $4 \
+             FROM candidate WHERE jobs.id = candidate.id \
+             RETURNING attempt, {}",
+            qualified_job_columns()
+        );
+        let row = sqlx::query(&sql)
+            .bind(request.kinds)
+            .bind(request.owner)
+            .bind(request.lease_until)
+            .bind(request.now)
+            .bind(i64::from(request.max_retries))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err("claiming a job"))?;
+        if let Some(row) = row {
+            let job = job_from_row(&row)?;
+            let lease = Lease {
+                job_id: job.id,
+                attempt: column(&row, "attempt", "claiming a job")?,
+                owner: request.owner.to_owned(),
+            };
+            outcome.claimed = Some((job, lease));
+        }
+        Ok(outcome)
+    }
+
+    /// Fails the jobs whose worker was lost once too often, and settles them.
+    async fn give_up_abandoned(&self, request: &ClaimRequest<'_>) -> StoreResult<Vec<JobId>> {
         let mut tx = self.begin().await?;
         let message = format!(
             "the job was interrupted {} times (its worker stopped responding) and was given up",
@@ -355,63 +429,18 @@ impl PostgresStore {
         for (_, id) in &gave_up {
             settle(&mut tx, id, JobState::Failed, request.now).await?;
         }
-        outcome.gave_up = gave_up
-            .iter()
-            .map(|(_, id)| parse(id, "job id"))
-            .collect::<StoreResult<_>>()?;
-
-        // Jobs whose worker vanished go first: they are older than any
-        // pending one. `retries < $3` because a job given up above may have
-        // been unlocked by someone else since then.
-        let expired: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE state = 'PROCESSING' AND lease_until < $1 AND kind = ANY($2) \
-             AND retries < $3 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-        )
-        .bind(request.now)
-        .bind(request.kinds)
-        .bind(i64::from(request.max_retries))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err("claiming a job"))?;
-        let candidate = match expired {
-            Some(id) => Some((id, true)),
-            None => sqlx::query_scalar::<_, String>(
-                "SELECT id FROM jobs WHERE state = 'PENDING' AND kind = ANY($1) \
-                 ORDER BY queue_round, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-            )
-            .bind(request.kinds)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err("claiming a job"))?
-            .map(|id| (id, false)),
-        };
-        if let Some((id, is_retry)) = candidate {
-            let sql = format!(
-                "UPDATE jobs SET state = 'PROCESSING', attempt = attempt + 1, retries = retries + $1, \
-                 progress = 0, lease_owner = $2, lease_until = $3, \
-                 started_at = COALESCE(started_at, $4), updated_at = $4 \
-                 WHERE id = $5 RETURNING attempt, {JOB_COLUMNS}"
-            );
-            let row = sqlx::query(&sql)
-                .bind(i64::from(is_retry))
-                .bind(request.owner)
-                .bind(request.lease_until)
-                .bind(request.now)
-                .bind(&id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err("claiming a job"))?;
-            let job = job_from_row(&row)?;
-            let lease = Lease {
-                job_id: job.id,
-                attempt: column(&row, "attempt", "claiming a job")?,
-                owner: request.owner.to_owned(),
-            };
-            outcome.claimed = Some((job, lease));
-        }
-        tx.commit().await.map_err(db_err("committing a claim"))?;
-        Ok(outcome)
+        tx.commit().await.map_err(db_err("committing a sweep"))?;
+        gave_up.iter().map(|(_, id)| parse(id, "job id")).collect()
     }
+}
+
+/// JOB_COLUMNS prefixed with the table, for statements that join.
+fn qualified_job_columns() -> String {
+    JOB_COLUMNS
+        .split(',')
+        .map(|c| format!("jobs.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Wakes other processes' `wait_for_jobs` once the transaction commits.

@@ -59,7 +59,13 @@ pub struct PostgresStore {
     /// Started by the first `wait_for_jobs`, so stores that never wait (the
     /// CLI) hold no extra connection.
     listener: tokio::sync::OnceCell<listen::Listener>,
+    queue_depth: crate::queue_depth::QueueDepth,
+    /// When (claimers' clock, ms) the last sweep for abandoned jobs ran.
+    last_sweep: std::sync::atomic::AtomicI64,
 }
+
+/// How often claims sweep for jobs lost too many times.
+const SWEEP_EVERY_MS: i64 = 1_000;
 
 impl PostgresStore {
     /// Connects to `postgres://…` (or `postgresql://…`) and runs migrations.
@@ -89,6 +95,8 @@ impl PostgresStore {
             pool,
             options,
             listener: tokio::sync::OnceCell::new(),
+            queue_depth: Default::default(),
+            last_sweep: std::sync::atomic::AtomicI64::new(i64::MIN),
         })
     }
 

@@ -3,7 +3,7 @@
 use genq_engine::account::{ApiKeyRecord, NewAccount};
 use genq_engine::store::{LedgerEntry, StoreResult};
 use genq_engine::time::Millis;
-use genq_engine::{Account, AccountId, KeyId, Principal};
+use genq_engine::{Account, AccountId, KeyId};
 use sqlx::{Sqlite, Transaction};
 
 use super::{column, db_err, parse, patterns_from, patterns_to, SqliteStore};
@@ -211,33 +211,5 @@ impl SqliteStore {
                 .await
                 .map_err(db_err("revoking an API key"))?;
         Ok(done.rows_affected() == 1)
-    }
-
-    pub(super) async fn principal(&self, key_hash: &[u8]) -> StoreResult<Option<Principal>> {
-        let row = sqlx::query(
-            "SELECT k.id, k.account_id, k.scopes, k.model_patterns AS key_models, a.model_patterns AS account_models \
-             FROM api_keys k JOIN accounts a ON a.id = k.account_id \
-             WHERE k.key_hash = ? AND k.revoked_at IS NULL",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(db_err("looking up an API key"))?;
-        row.map(|row| {
-            let what = "reading an API key";
-            let scopes: String = column(&row, "scopes", what)?;
-            Ok(Principal {
-                key_id: parse(&column::<String>(&row, "id", what)?, "key id")?,
-                account_id: parse(&column::<String>(&row, "account_id", what)?, "account id")?,
-                scopes: scopes
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                account_models: patterns_from(column(&row, "account_models", what)?),
-                key_models: patterns_from(column(&row, "key_models", what)?),
-            })
-        })
-        .transpose()
     }
 }

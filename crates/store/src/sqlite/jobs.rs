@@ -5,10 +5,10 @@
 use sqlx::{Sqlite, Transaction};
 
 use genq_engine::job::Lease;
-use genq_engine::store::{CancelOutcome, ClaimOutcome, ClaimRequest, InsertOutcome, StoreResult};
+use genq_engine::store::{CancelOutcome, ClaimOutcome, ClaimRequest, StoreResult};
 use genq_engine::time::Millis;
 use genq_engine::webhook::event_for;
-use genq_engine::{AccountId, Job, JobFailure, JobId, JobOutput, JobQuery, JobState, SubmitLimits};
+use genq_engine::{AccountId, Job, JobFailure, JobId, JobOutput, JobQuery, JobState};
 
 use super::accounts::post_ledger;
 use super::{column, db_err, job_from_row, parse, to_json, webhooks, SqliteStore, JOB_COLUMNS};
@@ -17,98 +17,6 @@ use super::{column, db_err, job_from_row, parse, to_json, webhooks, SqliteStore,
 const RUN_TIME_WEIGHT: f64 = 0.2;
 
 impl SqliteStore {
-    pub(super) async fn enqueue(
-        &self,
-        job: &Job,
-        limits: &SubmitLimits,
-    ) -> StoreResult<InsertOutcome> {
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err("starting a transaction"))?;
-        let account = job.account_id.to_string();
-        if let Some(max) = limits.max_active_per_key {
-            let active: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM jobs WHERE api_key_id = ? AND state IN ('PENDING', 'PROCESSING')",
-            )
-            .bind(job.api_key_id.to_string())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err("counting active jobs"))?;
-            if active >= i64::from(max) {
-                return Ok(InsertOutcome::ActiveLimit);
-            }
-        }
-        if let Some(default) = limits.max_active_per_account {
-            let (active, limit): (i64, i64) = sqlx::query_as(
-                "SELECT (SELECT count(*) FROM jobs WHERE account_id = ?1 AND state IN ('PENDING', 'PROCESSING')), \
-                 COALESCE((SELECT max_concurrent_jobs FROM accounts WHERE id = ?1), ?2)",
-            )
-            .bind(&account)
-            .bind(i64::from(default))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err("counting active jobs"))?;
-            if active >= limit {
-                return Ok(InsertOutcome::ConcurrencyLimit);
-            }
-        }
-        if job.cost_micro_cents > 0 {
-            let balance: i64 =
-                sqlx::query_scalar("SELECT balance_micro_cents FROM accounts WHERE id = ?")
-                    .bind(&account)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(db_err("reading a balance"))?;
-            if balance < job.cost_micro_cents {
-                return Ok(InsertOutcome::InsufficientBalance { balance });
-            }
-        }
-        let (model, version) = job.model.clone().unzip();
-        sqlx::query(
-            "INSERT INTO jobs (id, account_id, api_key_id, kind, dialect, input, input_files, state, progress, \
-             outputs, retries, webhook_url, model, model_version, cost_micro_cents, media_token, share_token, \
-             created_at, updated_at, queue_round) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'PENDING', 0, '[]', 0, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-             max(COALESCE((SELECT min(queue_round) FROM jobs WHERE state = 'PENDING'), \
-                          (SELECT max(queue_round) FROM jobs), 0), \
-                 COALESCE((SELECT max(queue_round) + 1 FROM jobs WHERE account_id = ?2 AND state = 'PENDING'), 0)))",
-        )
-        .bind(job.id.to_string())
-        .bind(&account)
-        .bind(job.api_key_id.to_string())
-        .bind(&job.kind)
-        .bind(&job.dialect)
-        .bind(to_json(&job.input))
-        .bind(to_json(&job.input_files))
-        .bind(&job.webhook_url)
-        .bind(model)
-        .bind(version)
-        .bind(job.cost_micro_cents)
-        .bind(&job.media_token)
-        .bind(&job.share_token)
-        .bind(job.created_at)
-        .bind(job.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err("inserting a job"))?;
-        if job.cost_micro_cents > 0 {
-            let id = job.id.to_string();
-            post_ledger(
-                &mut tx,
-                &account,
-                Some(&id),
-                -job.cost_micro_cents,
-                "reserve",
-                job.created_at,
-            )
-            .await?;
-        }
-        tx.commit().await.map_err(db_err("committing a job"))?;
-        Ok(InsertOutcome::Inserted)
-    }
-
     pub(super) async fn job_where(
         &self,
         condition: &str,

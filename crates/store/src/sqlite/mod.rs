@@ -8,6 +8,8 @@
 //! instead of failing.
 
 mod accounts;
+mod group_commit;
+mod inline_read;
 mod jobs;
 mod webhooks;
 
@@ -32,10 +34,14 @@ use genq_engine::{
 };
 
 use crate::codec::{db_err, json, parse, patterns_from, patterns_to, to_json};
+use crate::queue_depth::{QueueDepth, EXACT_AHEAD};
 
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    submissions: group_commit::GroupCommit,
+    inline: inline_read::InlineReader,
+    queue_depth: QueueDepth,
 }
 
 impl SqliteStore {
@@ -57,12 +63,21 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|e| StoreError::new("could not migrate the SQLite database", e))?;
+        let path = options.get_filename().to_owned();
+        let inline = inline_read::InlineReader::new(path.clone());
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await
             .map_err(db_err("could not open the SQLite database"))?;
-        Ok(Self { writer, reader })
+        let submissions = group_commit::GroupCommit::start(path, writer.clone());
+        Ok(Self {
+            writer,
+            reader,
+            submissions,
+            inline,
+            queue_depth: QueueDepth::default(),
+        })
     }
 }
 
@@ -70,38 +85,79 @@ const JOB_COLUMNS: &str = "id, account_id, api_key_id, kind, dialect, input, inp
     progress, outputs, error_code, error_message, retries, webhook_url, model, model_version, \
     cost_micro_cents, media_token, share_token, created_at, updated_at, started_at, completed_at";
 
-fn job_from_row(row: &SqliteRow) -> StoreResult<Job> {
-    let err = db_err("reading a job");
-    let text = |col: &str| -> StoreResult<String> { row.try_get(col).map_err(&err) };
-    let error_code: Option<String> = row.try_get("error_code").map_err(&err)?;
-    let error_message: Option<String> = row.try_get("error_message").map_err(&err)?;
-    let model: Option<String> = row.try_get("model").map_err(&err)?;
-    let model_version: Option<String> = row.try_get("model_version").map_err(&err)?;
+/// A row's columns by name, from either driver: sqlx for most statements,
+/// rusqlite for the inline reads (`inline_read.rs`).
+trait Columns {
+    fn text(&self, name: &str) -> StoreResult<String>;
+    fn opt_text(&self, name: &str) -> StoreResult<Option<String>>;
+    fn int(&self, name: &str) -> StoreResult<i64>;
+    fn opt_int(&self, name: &str) -> StoreResult<Option<i64>>;
+}
+
+impl Columns for SqliteRow {
+    fn text(&self, name: &str) -> StoreResult<String> {
+        self.try_get(name).map_err(db_err("reading a row"))
+    }
+    fn opt_text(&self, name: &str) -> StoreResult<Option<String>> {
+        self.try_get(name).map_err(db_err("reading a row"))
+    }
+    fn int(&self, name: &str) -> StoreResult<i64> {
+        self.try_get(name).map_err(db_err("reading a row"))
+    }
+    fn opt_int(&self, name: &str) -> StoreResult<Option<i64>> {
+        self.try_get(name).map_err(db_err("reading a row"))
+    }
+}
+
+fn job_from_row(row: &impl Columns) -> StoreResult<Job> {
+    let error_message = row.opt_text("error_message")?;
+    let model_version = row.opt_text("model_version")?;
     Ok(Job {
-        id: parse(&text("id")?, "job id")?,
-        account_id: parse(&text("account_id")?, "account id")?,
-        api_key_id: parse(&text("api_key_id")?, "key id")?,
-        kind: text("kind")?,
-        dialect: text("dialect")?,
-        input: json(&text("input")?, "job input")?,
-        input_files: json(&text("input_files")?, "job input files")?,
-        state: parse(&text("state")?, "job state")?,
-        progress: row
-            .try_get::<i64, _>("progress")
-            .map_err(&err)?
-            .clamp(0, 100) as u8,
-        outputs: json(&text("outputs")?, "job outputs")?,
-        failure: error_code.map(|code| JobFailure::new(code, error_message.unwrap_or_default())),
-        retries: row.try_get::<i64, _>("retries").map_err(&err)? as u32,
-        webhook_url: row.try_get("webhook_url").map_err(&err)?,
-        model: model.map(|slug| (slug, model_version.unwrap_or_default())),
-        cost_micro_cents: row.try_get("cost_micro_cents").map_err(&err)?,
-        media_token: text("media_token")?,
-        share_token: text("share_token")?,
-        created_at: row.try_get("created_at").map_err(&err)?,
-        updated_at: row.try_get("updated_at").map_err(&err)?,
-        started_at: row.try_get("started_at").map_err(&err)?,
-        completed_at: row.try_get("completed_at").map_err(&err)?,
+        id: parse(&row.text("id")?, "job id")?,
+        account_id: parse(&row.text("account_id")?, "account id")?,
+        api_key_id: parse(&row.text("api_key_id")?, "key id")?,
+        kind: row.text("kind")?,
+        dialect: row.text("dialect")?,
+        input: json(&row.text("input")?, "job input")?,
+        input_files: json(&row.text("input_files")?, "job input files")?,
+        state: parse(&row.text("state")?, "job state")?,
+        progress: row.int("progress")?.clamp(0, 100) as u8,
+        outputs: json(&row.text("outputs")?, "job outputs")?,
+        failure: row
+            .opt_text("error_code")?
+            .map(|code| JobFailure::new(code, error_message.unwrap_or_default())),
+        retries: row.int("retries")? as u32,
+        webhook_url: row.opt_text("webhook_url")?,
+        model: row
+            .opt_text("model")?
+            .map(|slug| (slug, model_version.unwrap_or_default())),
+        cost_micro_cents: row.int("cost_micro_cents")?,
+        media_token: row.text("media_token")?,
+        share_token: row.text("share_token")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
+        started_at: row.opt_int("started_at")?,
+        completed_at: row.opt_int("completed_at")?,
+    })
+}
+
+const PRINCIPAL_BY_KEY_HASH: &str = "SELECT k.id, k.account_id, k.scopes, \
+    k.model_patterns AS key_models, a.model_patterns AS account_models \
+    FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+    WHERE k.key_hash = ? AND k.revoked_at IS NULL";
+
+fn principal_from_row(row: &impl Columns) -> StoreResult<Principal> {
+    Ok(Principal {
+        key_id: parse(&row.text("id")?, "key id")?,
+        account_id: parse(&row.text("account_id")?, "account id")?,
+        scopes: row
+            .text("scopes")?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        account_models: patterns_from(row.opt_text("account_models")?),
+        key_models: patterns_from(row.opt_text("key_models")?),
     })
 }
 
@@ -164,19 +220,15 @@ impl Store for SqliteStore {
     }
 
     async fn principal_for_key(&self, key_hash: &[u8]) -> StoreResult<Option<Principal>> {
-        self.principal(key_hash).await
+        self.inline.principal(key_hash)
     }
 
     async fn insert_job(&self, job: &Job, limits: &SubmitLimits) -> StoreResult<InsertOutcome> {
-        self.enqueue(job, limits).await
+        self.submissions.insert(job, limits).await
     }
 
     async fn get_job(&self, account: AccountId, id: JobId) -> StoreResult<Option<Job>> {
-        self.job_where(
-            "id = ? AND account_id = ?",
-            &[id.to_string(), account.to_string()],
-        )
-        .await
+        self.inline.job(account, id)
     }
 
     async fn job_by_media_token(&self, token: &str) -> StoreResult<Option<Job>> {
@@ -206,24 +258,29 @@ impl Store for SqliteStore {
     }
 
     async fn jobs_ahead(&self, id: JobId) -> StoreResult<u64> {
-        // In claim order: fair-queue round, then age.
-        let ahead: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM jobs j JOIN jobs me ON me.id = ? \
-             WHERE j.state = 'PENDING' AND (j.queue_round, j.id) < (me.queue_round, me.id)",
-        )
-        .bind(id.to_string())
-        .fetch_one(&self.reader)
-        .await
-        .map_err(db_err("counting queued jobs"))?;
-        Ok(ahead as u64)
+        // In claim order: fair-queue round, then age. Counted exactly up to
+        // EXACT_AHEAD; past that, the whole queue's depth (at most a second
+        // old) stands in, so a deep queue doesn't make every submission
+        // count it.
+        let ahead = self.inline.jobs_ahead(id)?;
+        if ahead < EXACT_AHEAD {
+            return Ok(ahead as u64);
+        }
+        self.queue_depth
+            .get(|| async {
+                let pending: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'PENDING'")
+                        .fetch_one(&self.reader)
+                        .await
+                        .map_err(db_err("counting queued jobs"))?;
+                Ok(pending as u64)
+            })
+            .await
+            .map(|depth| depth.max(ahead as u64))
     }
 
     async fn model_run_ms(&self, model: &str) -> StoreResult<Option<f64>> {
-        sqlx::query_scalar("SELECT avg_run_ms FROM model_stats WHERE model = ?")
-            .bind(model)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(db_err("reading model statistics"))
+        self.inline.model_run_ms(model)
     }
 
     async fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<ClaimOutcome> {

@@ -8,7 +8,7 @@ pub mod pg;
 use genq_engine::account::NewAccount;
 use genq_engine::job::kinds::IMAGE_AUDIO_VIDEO;
 use genq_engine::store::ClaimRequest;
-use genq_engine::{Engine, LocalStorage, NewJob, Principal, Store, SubmitLimits};
+use genq_engine::{AccountId, Engine, LocalStorage, NewJob, Principal, Store, SubmitLimits};
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,4 +171,23 @@ pub fn claim_at(kinds: &[String], now: i64, max_retries: u32) -> ClaimRequest<'_
 
 pub fn store(h: &Harness) -> &Arc<dyn Store> {
     h.engine.store()
+}
+
+pub async fn funded(engine: &Engine, name: &str, credits: i64) -> Principal {
+    principal_of(
+        engine,
+        &NewAccount {
+            name: name.into(),
+            credits_micro_cents: credits,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// The account's balance and the sum of its ledger, which must agree.
+pub async fn balance_and_ledger(engine: &Engine, account: AccountId) -> (i64, i64) {
+    let balance = engine.account(account).await.unwrap().balance_micro_cents;
+    let ledger = engine.ledger(account).await.unwrap();
+    (balance, ledger.iter().map(|e| e.amount_micro_cents).sum())
 }
