@@ -22,6 +22,6 @@ pub use error::EngineError;
 pub use job::{
     Job, JobFailure, JobId, JobOutput, JobQuery, JobState, OutputKind, OutputRole, SubmitLimits,
 };
-pub use storage::{LocalStorage, Storage};
+pub use storage::{ByteStream, LocalStorage, Storage};
 pub use store::{Store, StoreError};
 pub use worker::{JobContext, JobHandler, ProducedOutput, WorkerConfig, WorkerPool};

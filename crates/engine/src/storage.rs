@@ -2,8 +2,15 @@
 //! `inputs/{job}/image` or `outputs/{job}/video.mp4`, never user input.
 
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// An object's bytes, read in chunks so that no object is held in memory whole.
+pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
@@ -17,6 +24,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn fetch_to(&self, key: &str, dst: &Path) -> io::Result<()>;
     /// Removes every key under `prefix` (best effort cleanup).
     async fn delete_prefix(&self, prefix: &str) -> io::Result<()>;
+    /// The size of `key` in bytes (`NotFound` if it does not exist). Downloads
+    /// ask first, to answer a Range request or 416 before any byte is sent.
+    async fn size(&self, key: &str) -> io::Result<u64>;
+    /// Streams the bytes `range` of `key`; `range` lies within its size.
+    async fn read_range(&self, key: &str, range: Range<u64>) -> io::Result<ByteStream>;
 }
 
 /// Files under a directory. Uploads are staged on the same filesystem, so
@@ -78,11 +90,32 @@ impl Storage for LocalStorage {
             other => other,
         }
     }
+
+    async fn size(&self, key: &str) -> io::Result<u64> {
+        let meta = tokio::fs::metadata(self.path(key)).await?;
+        if !meta.is_file() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "not a file"));
+        }
+        Ok(meta.len())
+    }
+
+    async fn read_range(&self, key: &str, range: Range<u64>) -> io::Result<ByteStream> {
+        let mut file = tokio::fs::File::open(self.path(key)).await?;
+        file.seek(io::SeekFrom::Start(range.start)).await?;
+        let body = file.take(range.end.saturating_sub(range.start));
+        Ok(Box::pin(tokio_util::io::ReaderStream::new(body)))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::TryStreamExt;
+
+    async fn read_all(stream: ByteStream) -> Vec<u8> {
+        let chunks: Vec<Bytes> = stream.try_collect().await.unwrap();
+        chunks.concat()
+    }
 
     #[tokio::test]
     async fn put_moves_the_file_and_delete_removes_the_prefix() {
@@ -101,8 +134,14 @@ mod tests {
         storage.fetch_to("inputs/j1/image", &copy).await.unwrap();
         assert_eq!(std::fs::read(&copy).unwrap(), b"hello");
 
+        assert_eq!(storage.size("inputs/j1/image").await.unwrap(), 5);
+        let part = read_all(storage.read_range("inputs/j1/image", 1..4).await.unwrap()).await;
+        assert_eq!(part, b"ell");
+
         storage.delete_prefix("inputs/j1").await.unwrap();
         assert!(!stored.exists());
+        let missing = storage.size("inputs/j1/image").await.unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
         storage.delete_prefix("inputs/j1").await.unwrap();
     }
 }

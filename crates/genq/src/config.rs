@@ -89,6 +89,31 @@ pub struct ServeArgs {
     /// Proxies (CIDRs, comma-separated) whose X-Forwarded-For is believed [default: none]
     #[arg(long, env = "GENQ_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<ipnet::IpNet>>,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// Where uploads and outputs live. Every node of a cluster needs the same.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StorageArgs {
+    /// Files: s3://BUCKET/PREFIX, or file:///DIR [default: DATA_DIR/files]
+    #[arg(long, env = "GENQ_STORAGE_URL")]
+    pub storage_url: Option<String>,
+    /// S3-compatible endpoint, e.g. http://127.0.0.1:9000 (buckets addressed in the path) [default: AWS]
+    #[arg(long, env = "GENQ_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: us-east-1]
+    #[arg(long, env = "GENQ_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 access key id [default: AWS_ACCESS_KEY_ID or instance credentials]
+    #[arg(long, env = "GENQ_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key (prefer the environment variable to the flag)
+    #[arg(long, env = "GENQ_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Allow a plain-http S3 endpoint [default: false]
+    #[arg(long, env = "GENQ_S3_ALLOW_HTTP")]
+    pub s3_allow_http: Option<bool>,
 }
 
 /// The TOML file's keys are the flags' names with underscores.
@@ -119,6 +144,12 @@ struct FileSettings {
     max_input_mb: Option<u64>,
     input_allow_private: Option<bool>,
     cog_timeout_seconds: Option<u64>,
+    storage_url: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    s3_allow_http: Option<bool>,
 }
 
 fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
@@ -135,6 +166,10 @@ fn read_file(path: Option<&Path>) -> anyhow::Result<FileSettings> {
 pub struct DataSettings {
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// Uploads and outputs; `None` is `DATA_DIR/files`. Only `serve` and
+    /// `worker` read it: the admin commands touch no files.
+    pub storage_url: Option<String>,
+    pub s3: genq_storage::S3Settings,
 }
 
 impl DataSettings {
@@ -152,7 +187,26 @@ impl DataSettings {
         Self {
             data_dir,
             database_url,
+            storage_url: None,
+            s3: Default::default(),
         }
+    }
+
+    fn with_storage(mut self, args: &StorageArgs, file: &FileSettings) -> Self {
+        macro_rules! layered {
+            ($field:ident) => {
+                args.$field.clone().or(file.$field.clone())
+            };
+        }
+        self.storage_url = layered!(storage_url);
+        self.s3 = genq_storage::S3Settings {
+            endpoint: layered!(s3_endpoint),
+            region: Some(layered!(s3_region).unwrap_or_else(|| "us-east-1".into())),
+            access_key_id: layered!(s3_access_key_id),
+            secret_access_key: layered!(s3_secret_access_key),
+            allow_http: layered!(s3_allow_http).unwrap_or(false),
+        };
+        self
     }
 
     pub fn load(args: &DatabaseArgs) -> anyhow::Result<Self> {
@@ -225,7 +279,7 @@ impl ServeSettings {
             Some(text) => parse_schedule(&text)?,
             None => genq_engine::webhook::default_schedule(),
         };
-        let data = DataSettings::resolve(&args.db, &file);
+        let data = DataSettings::resolve(&args.db, &file).with_storage(&args.storage, &file);
         let models_file = layered!(models).unwrap_or_else(|| data.data_dir.join("models.toml"));
         Ok(Self {
             listen: layered!(listen).unwrap_or_else(|| "127.0.0.1:8080".into()),
@@ -301,6 +355,38 @@ mod tests {
         let defaults = ServeSettings::load(ServeArgs::default()).unwrap().webhooks;
         assert_eq!(defaults.schedule.len(), 10);
         assert!(!defaults.allow_private);
+    }
+
+    #[test]
+    fn storage_settings_are_layered_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("genq.toml");
+        std::fs::write(
+            &path,
+            "storage_url = \"s3://media/genq\"\ns3_endpoint = \"http://127.0.0.1:9000\"\n\
+             s3_allow_http = true\ns3_access_key_id = \"from-file\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            db: DatabaseArgs {
+                config: Some(path),
+                ..Default::default()
+            },
+            storage: StorageArgs {
+                s3_access_key_id: Some("from-flag".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let data = ServeSettings::load(args).unwrap().data;
+        assert_eq!(data.storage_url.as_deref(), Some("s3://media/genq"));
+        assert_eq!(data.s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(data.s3.region.as_deref(), Some("us-east-1"));
+        assert_eq!(data.s3.access_key_id.as_deref(), Some("from-flag"));
+        assert!(data.s3.allow_http);
+        let defaults = ServeSettings::load(ServeArgs::default()).unwrap().data;
+        assert_eq!(defaults.storage_url, None);
+        assert!(!defaults.s3.allow_http);
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! Opens the engine over the configured store and file storage.
 
 use anyhow::Context;
-use genq_engine::{Engine, LocalStorage};
-use std::sync::Arc;
+use genq_engine::Engine;
 
 use crate::config::DataSettings;
 
@@ -12,7 +11,8 @@ pub async fn engine(data: &DataSettings) -> anyhow::Result<Engine> {
     let store = genq_store::open(&data.database_url)
         .await
         .with_context(|| format!("opening the database {}", data.database_url))?;
-    let storage = LocalStorage::new(data.data_dir.join("files")).context("opening file storage")?;
-    Engine::new(store, Arc::new(storage), data.data_dir.join("tmp/uploads"))
+    let storage = genq_storage::open(data.storage_url.as_deref(), &data.s3, &data.data_dir)
+        .context("opening file storage")?;
+    Engine::new(store, storage, data.data_dir.join("tmp/uploads"))
         .context("creating the staging directory")
 }

@@ -2,12 +2,14 @@
 //! rather than API keys, so browsers, `<video>` tags and link previews can
 //! fetch them.
 
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use genq_engine::{Job, JobState, OutputRole};
+use genq_engine::{Job, JobState, OutputRole, Storage};
+use std::ops::Range;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
@@ -57,17 +59,24 @@ async fn download(
     let Some(output) = job.outputs.iter().find(|o| o.name == name) else {
         return not_found();
     };
-    let Some(path) = state
-        .engine
-        .storage()
-        .local_path(&job.output_key(&output.name))
-    else {
-        return not_found();
-    };
-    // ServeFile answers Range requests (browsers seek in videos with them).
-    let mut response = match ServeFile::new(path).oneshot(request).await {
-        Ok(response) => response.into_response(),
-        Err(infallible) => match infallible {},
+    let key = job.output_key(&output.name);
+    let storage = state.engine.storage();
+    let mut response = match storage.local_path(&key) {
+        // ServeFile answers Range requests (browsers seek in videos with
+        // them) and conditional GETs.
+        Some(path) => match ServeFile::new(path).oneshot(request).await {
+            Ok(response) => response.into_response(),
+            Err(infallible) => match infallible {},
+        },
+        // An object store: stream the object (or the asked range) through.
+        None => match stream_object(storage.as_ref(), &key, request.headers()).await {
+            Ok(response) => response,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return not_found(),
+            Err(e) => {
+                tracing::error!(job = %job.id, error = %e, "reading a download failed");
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            }
+        },
     };
     if let Ok(content_type) = HeaderValue::from_str(&output.content_type) {
         response
@@ -79,6 +88,101 @@ async fn download(
         HeaderValue::from_static("private, max-age=86400"),
     );
     response
+}
+
+/// What a Range header asks of an object of a given size.
+#[derive(Debug, PartialEq, Eq)]
+enum Wanted {
+    Whole,
+    Part(Range<u64>),
+    Unsatisfiable,
+}
+
+/// One `bytes=` range (RFC 9110 §14.1.2). Anything else (other units, several
+/// ranges, nonsense) is ignored and the whole object sent, as the RFC allows.
+fn wanted(range: Option<&HeaderValue>, size: u64) -> Wanted {
+    let Some(spec) = range
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Wanted::Whole;
+    };
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Wanted::Whole;
+    };
+    let number = |text: &str| -> Option<u64> {
+        let text = text.trim();
+        if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        text.parse().ok()
+    };
+    match (first.trim().is_empty(), last.trim().is_empty()) {
+        // bytes=-N: the last N bytes.
+        (true, false) => match number(last) {
+            Some(0) => Wanted::Unsatisfiable,
+            Some(_) if size == 0 => Wanted::Unsatisfiable,
+            Some(n) => Wanted::Part(size.saturating_sub(n)..size),
+            None => Wanted::Whole,
+        },
+        // bytes=A-: from A to the end.
+        (false, true) => match number(first) {
+            Some(a) if a >= size => Wanted::Unsatisfiable,
+            Some(a) => Wanted::Part(a..size),
+            None => Wanted::Whole,
+        },
+        // bytes=A-B, both inclusive; B may run past the end.
+        (false, false) => match (number(first), number(last)) {
+            (Some(a), Some(b)) if a > b => Wanted::Whole,
+            (Some(a), Some(_)) if a >= size => Wanted::Unsatisfiable,
+            (Some(a), Some(b)) => Wanted::Part(a..b.saturating_add(1).min(size)),
+            _ => Wanted::Whole,
+        },
+        (true, true) => Wanted::Whole,
+    }
+}
+
+/// Streams an object from storage with Range support; the body is never
+/// held whole in memory.
+async fn stream_object(
+    storage: &dyn Storage,
+    key: &str,
+    headers: &HeaderMap,
+) -> std::io::Result<Response> {
+    let size = storage.size(key).await?;
+    let (status, range) = match wanted(headers.get(header::RANGE), size) {
+        Wanted::Whole => (StatusCode::OK, 0..size),
+        Wanted::Part(range) => (StatusCode::PARTIAL_CONTENT, range),
+        Wanted::Unsatisfiable => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [
+                    (header::CONTENT_RANGE, format!("bytes */{size}")),
+                    (header::ACCEPT_RANGES, "bytes".to_owned()),
+                ],
+            )
+                .into_response());
+        }
+    };
+    let length = range.end - range.start;
+    let content_range = format!(
+        "bytes {}-{}/{size}",
+        range.start,
+        range.end.saturating_sub(1)
+    );
+    let body = storage.read_range(key, range).await?;
+    let mut response = Response::new(Body::from_stream(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if status == StatusCode::PARTIAL_CONTENT {
+        headers.insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&content_range).expect("an ASCII header"),
+        );
+    }
+    Ok(response)
 }
 
 async fn share_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
@@ -123,4 +227,48 @@ async fn share_page(State(state): State<AppState>, Path(token): Path<String>) ->
 "#
     ))
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ask(range: &str, size: u64) -> Wanted {
+        wanted(Some(&HeaderValue::from_str(range).unwrap()), size)
+    }
+
+    #[test]
+    fn single_byte_ranges() {
+        assert_eq!(wanted(None, 10), Wanted::Whole);
+        assert_eq!(ask("bytes=0-3", 10), Wanted::Part(0..4));
+        assert_eq!(ask("bytes=2-", 10), Wanted::Part(2..10));
+        assert_eq!(ask("bytes=-3", 10), Wanted::Part(7..10));
+        assert_eq!(ask("bytes=-30", 10), Wanted::Part(0..10));
+        assert_eq!(ask("bytes=5-99", 10), Wanted::Part(5..10));
+        assert_eq!(ask("bytes=9-9", 10), Wanted::Part(9..10));
+    }
+
+    #[test]
+    fn ranges_past_the_end_are_unsatisfiable() {
+        assert_eq!(ask("bytes=10-", 10), Wanted::Unsatisfiable);
+        assert_eq!(ask("bytes=10-20", 10), Wanted::Unsatisfiable);
+        assert_eq!(ask("bytes=-0", 10), Wanted::Unsatisfiable);
+        assert_eq!(ask("bytes=-5", 0), Wanted::Unsatisfiable);
+        assert_eq!(ask("bytes=0-", 0), Wanted::Unsatisfiable);
+    }
+
+    #[test]
+    fn what_is_not_one_byte_range_gets_the_whole_object() {
+        for range in [
+            "items=0-3",
+            "bytes=0-1,4-5",
+            "bytes=3-1",
+            "bytes=-",
+            "bytes=a-b",
+            "bytes=+1-2",
+            "bytes 0-3",
+        ] {
+            assert_eq!(ask(range, 10), Wanted::Whole, "{range}");
+        }
+    }
 }
