@@ -51,6 +51,24 @@ fn render_writes_a_video_poster_and_thumbnail_without_a_server() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("image could not be decoded"));
 }
 
+/// The harness really runs the suite on the backend it was asked for
+/// (`GENQ_TEST_BACKEND`), and `db_query` reads that store.
+#[test]
+fn the_store_is_the_backend_under_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let account = create_account(&data, "backend");
+    let sqlite_file = data.join("genq.db").exists();
+    assert_eq!(sqlite_file, backend() == Backend::Sqlite, "{:?}", backend());
+    assert_eq!(
+        db_query(
+            &data,
+            &format!("SELECT name FROM accounts WHERE id = '{}'", account.id)
+        ),
+        "backend"
+    );
+}
+
 #[tokio::test]
 async fn a_worker_process_runs_the_jobs_an_api_only_node_accepts() {
     let dir = tempfile::tempdir().unwrap();
@@ -71,7 +89,7 @@ async fn a_worker_process_runs_the_jobs_an_api_only_node_accepts() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(client.status(&api, job).await["status"], "PENDING");
 
-    let mut worker = Command::new(GENQ)
+    let mut worker = genq_on(&data)
         .args([
             "worker",
             "--concurrency",

@@ -404,24 +404,17 @@ async fn cancelling_a_pending_job_refunds_it() {
     assert_ledger_matches(&g).await;
 }
 
-/// The ledger, read straight from the SQLite file, sums to the balance.
+/// The ledger, read straight from the store, sums to the balance.
 async fn assert_ledger_matches(g: &Gateway) {
-    let db = g.server.data_dir.join("genq.db");
-    let out = std::process::Command::new("sqlite3")
-        .arg(&db)
-        .arg(format!(
+    let drift = db_query(
+        &g.server.data_dir,
+        &format!(
             "SELECT (SELECT balance_micro_cents FROM accounts WHERE id = '{0}') - \
              (SELECT COALESCE(SUM(amount_micro_cents), 0) FROM ledger WHERE account_id = '{0}');",
             g.account.id
-        ))
-        .output()
-        .expect("sqlite3 is installed");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "0",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ),
     );
+    assert_eq!(drift, "0");
 }
 
 fn base64_of(bytes: &[u8]) -> String {

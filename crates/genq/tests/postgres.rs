@@ -4,91 +4,11 @@
 
 mod common;
 
+use common::postgres::Database;
 use common::*;
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-/// A throwaway database on the local server, dropped at the end.
-struct Database {
-    name: String,
-    url: String,
-}
-
-fn psql(sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-tAc",
-            sql,
-        ])
-        .output()
-        .expect("psql is installed");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-impl Database {
-    fn create() -> Option<Database> {
-        if std::env::var("GENQ_TEST_POSTGRES_URL").is_ok_and(|v| v == "off") {
-            eprintln!("PostgreSQL tests are off (GENQ_TEST_POSTGRES_URL=off)");
-            return None;
-        }
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
-        let name = format!("genq_test_{}_{}", stamp.as_secs(), stamp.subsec_nanos());
-        psql(&format!("CREATE DATABASE {name}"));
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        Some(Database { name, url })
-    }
-
-    fn query(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                &self.name,
-                "-tAc",
-                sql,
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-tAc",
-            ])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .output();
-    }
-}
 
 #[tokio::test]
 async fn api_nodes_and_a_worker_node_share_one_database() {
@@ -235,4 +155,27 @@ async fn futures_join(handles: impl Iterator<Item = tokio::task::JoinHandle<u16>
         codes.push(handle.await.unwrap());
     }
     codes
+}
+
+/// Managed PostgreSQL services require TLS: `sslmode=require` connects over
+/// it (skipped when the test server has no TLS configured).
+#[test]
+fn connects_over_tls_when_the_url_requires_it() {
+    let Some(db) = Database::create() else { return };
+    if db.query("SHOW ssl") != "on" {
+        eprintln!("skipped: the test server has ssl = off");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}sslmode=require", db.url);
+    let _server = Server::start(&data, &["--workers", "0", "--database-url", &url], &[]);
+    let tls = db.query(&format!(
+        "SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s \
+         JOIN pg_stat_activity a USING (pid) WHERE a.datname = '{}' AND a.pid <> pg_backend_pid()",
+        db.name
+    ));
+    let (encrypted, all) = tls.split_once('|').unwrap();
+    assert!(all != "0" && encrypted == all, "TLS/all connections: {tls}");
 }

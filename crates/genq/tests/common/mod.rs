@@ -2,6 +2,13 @@
 //! directory, real ffmpeg fixtures, and a real HTTP client.
 #![allow(dead_code)]
 
+pub mod backend;
+pub mod postgres;
+pub mod s3;
+
+#[allow(unused_imports)]
+pub use backend::{backend, db_query, Backend};
+
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -29,6 +36,9 @@ impl Server {
             .env("GENQ_LOG", "info,genq_engine=debug")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if !args.contains(&"--database-url") {
+            backend::use_database(&mut command, data_dir);
+        }
         for (k, v) in env {
             command.env(k, v);
         }
@@ -109,9 +119,24 @@ impl Drop for Server {
     }
 }
 
-/// Runs the CLI and parses the one JSON object it prints.
+/// `genq` on the store of `data_dir`, whichever the backend: add the
+/// subcommand and `--data-dir` yourself.
+pub fn genq_on(data_dir: &Path) -> Command {
+    let mut command = Command::new(GENQ);
+    backend::use_database(&mut command, data_dir);
+    command
+}
+
+/// Runs the CLI and parses the one JSON object it prints. A `--data-dir`
+/// among the arguments also selects that directory's database.
 pub fn cli_json(args: &[&str]) -> Value {
-    let out = Command::new(GENQ).args(args).output().expect("run genq");
+    let mut command = Command::new(GENQ);
+    if let Some(data_dir) = backend::data_dir_arg(args) {
+        if !args.contains(&"--database-url") {
+            backend::use_database(&mut command, data_dir);
+        }
+    }
+    let out = command.args(args).output().expect("run genq");
     assert!(
         out.status.success(),
         "genq {args:?} failed: {}",
