@@ -72,6 +72,25 @@ pub async fn photo(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A 1280×720 JPEG test card: the smaller photo of the `scaling` renders,
+/// where the figure is about the queue and the processes, not the decoder.
+pub async fn small_photo(dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = dir.join("photo-1280x720.jpg");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=1280x720:rate=1",
+        "-frames:v",
+        "1",
+        "-q:v",
+        "3",
+        path_str(&path)?,
+    ])
+    .await?;
+    Ok(path)
+}
+
 /// A stereo 44.1 kHz 192 kb/s MP3 of `secs` seconds: two tones under noise,
 /// so the AAC encoder has real work on both channels.
 pub async fn mp3(dir: &Path, secs: u32) -> anyhow::Result<PathBuf> {

@@ -6,11 +6,15 @@
 //! request, a render that produced nothing).
 
 mod api;
+mod graphile;
 mod inputs;
 mod load;
 mod memory;
+mod pg;
+mod pg_queue;
 mod queue;
 mod render;
+mod scaling;
 mod server;
 mod stats;
 mod table;
@@ -28,7 +32,7 @@ use table::Row;
     about = "Benchmarks genq and prints a table of figures"
 )]
 struct Args {
-    /// A smoke run: one repetition of everything, short inputs (about 2 minutes).
+    /// A smoke run: one repetition of everything, short inputs (about 2–3 minutes).
     #[arg(long, conflicts_with = "full")]
     quick: bool,
     /// Also time the ffmpeg recipe on the 180 s input (adds several minutes).
@@ -40,6 +44,10 @@ struct Args {
     /// Measure only these figures.
     #[arg(long, value_delimiter = ',', value_enum)]
     only: Vec<Figure>,
+    /// The PostgreSQL server of the pg-queue and scaling figures (each run
+    /// creates and drops a database of its own on it); "off" skips them
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
+    postgres_url: String,
     /// Where inputs and data directories go; it should be on the disk genq
     /// would use, since fsync costs are part of the figures [default: the
     /// system temp dir]
@@ -52,7 +60,17 @@ enum Figure {
     Render,
     Api,
     Queue,
+    PgQueue,
+    Scaling,
     Memory,
+}
+
+impl Figure {
+    /// As `--only` spells it ("pg-queue").
+    fn name(self) -> String {
+        self.to_possible_value()
+            .map_or_else(|| format!("{self:?}"), |v| v.get_name().to_owned())
+    }
 }
 
 /// How much of everything to do.
@@ -68,6 +86,13 @@ pub struct Plan {
     pub latency_jobs: usize,
     pub queue_reps: usize,
     pub upload_runs: usize,
+    /// (concurrency, jobs) of each pg-queue configuration.
+    pub pg_queue: Vec<(usize, usize)>,
+    pub pg_queue_reps: usize,
+    /// Worker processes of each scaling configuration.
+    pub scaling_workers: Vec<usize>,
+    pub scaling_jobs: usize,
+    pub scaling_audio_secs: u32,
 }
 
 impl Plan {
@@ -84,6 +109,11 @@ impl Plan {
                 latency_jobs: 50,
                 queue_reps: 1,
                 upload_runs: 1,
+                pg_queue: vec![(8, 1000)],
+                pg_queue_reps: 1,
+                scaling_workers: vec![1, 2],
+                scaling_jobs: 8,
+                scaling_audio_secs: 5,
             };
         }
         Plan {
@@ -98,6 +128,13 @@ impl Plan {
             latency_jobs: 200,
             queue_reps: 3,
             upload_runs: 3,
+            // Concurrency 1 is graphile-worker's default; fewer jobs there,
+            // as one slot drains slowly on both sides.
+            pg_queue: vec![(8, 5000), (1, 1000)],
+            pg_queue_reps: 1,
+            scaling_workers: vec![1, 2, 4],
+            scaling_jobs: 24,
+            scaling_audio_secs: 8,
         }
     }
 
@@ -111,14 +148,24 @@ impl Plan {
             (false, true) => "--full",
             (false, false) => "default",
         };
+        let pg_queue: Vec<String> = self
+            .pg_queue
+            .iter()
+            .map(|(c, n)| format!("{n} jobs at c={c}"))
+            .collect();
         format!(
-            "mode {mode}: renders {}× each; api {}× {} s at {} connections; queue {}× {} jobs",
+            "mode {mode}: renders {}× each; api {}× {} s at {} connections; queue {}× {} jobs; \
+             pg-queue {}× {}; scaling {} renders with {:?} worker processes",
             self.render_runs,
             self.api_reps,
             self.api_duration.as_secs(),
             self.connections,
             self.queue_reps,
-            self.queue_jobs
+            self.queue_jobs,
+            self.pg_queue_reps,
+            pg_queue.join(", "),
+            self.scaling_jobs,
+            self.scaling_workers
         )
     }
 }
@@ -161,12 +208,26 @@ async fn run(args: &Args, plan: &Plan) -> anyhow::Result<(String, Vec<Row>)> {
     eprintln!("working in {}", tmp.path().display());
 
     let selected = |f: Figure| args.only.is_empty() || args.only.contains(&f);
+    let postgres = pg::Server::new(&args.postgres_url);
+    let postgres_off = args.postgres_url == "off";
     let mut rows = Vec::new();
-    for figure in [Figure::Render, Figure::Api, Figure::Queue, Figure::Memory] {
+    for figure in [
+        Figure::Render,
+        Figure::Api,
+        Figure::Queue,
+        Figure::PgQueue,
+        Figure::Scaling,
+        Figure::Memory,
+    ] {
         if !selected(figure) {
             continue;
         }
-        let name = format!("{figure:?}").to_lowercase();
+        let name = figure.name();
+        if postgres_off && matches!(figure, Figure::PgQueue | Figure::Scaling) {
+            eprintln!("{name} skipped: --postgres-url off");
+            rows.push(Row::skipped(name, "--postgres-url off"));
+            continue;
+        }
         eprintln!("{name}…");
         let started = Instant::now();
         let dir = tmp.path();
@@ -174,6 +235,8 @@ async fn run(args: &Args, plan: &Plan) -> anyhow::Result<(String, Vec<Row>)> {
             Figure::Render => render::run(plan, dir).await,
             Figure::Api => api::run(plan, dir).await,
             Figure::Queue => queue::run(plan, dir).await,
+            Figure::PgQueue => pg_queue::run(plan, dir, &postgres).await,
+            Figure::Scaling => scaling::run(plan, dir, &postgres).await,
             Figure::Memory => memory::run(plan, dir).await,
         };
         eprintln!("{name} took {:.0} s", started.elapsed().as_secs_f64());

@@ -73,11 +73,12 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     percentile(sorted, p).map_or(f64::NAN, ms)
 }
 
-/// Records when each job reached its handler, and nothing else.
+/// Records when each job reached its handler, and nothing else (also the
+/// handler of the `pg-queue` figure).
 #[derive(Default)]
-struct Noop {
+pub(crate) struct Noop {
     started: Mutex<HashMap<JobId, Instant>>,
-    runs: AtomicUsize,
+    pub(crate) runs: AtomicUsize,
 }
 
 #[async_trait]
@@ -198,7 +199,7 @@ impl Bench {
     }
 }
 
-fn noop_job() -> NewJob {
+pub(crate) fn noop_job() -> NewJob {
     NewJob {
         kind: KIND.into(),
         dialect: "bench".into(),

@@ -26,11 +26,23 @@ pub struct Server {
     pub addr: SocketAddr,
     genq: PathBuf,
     data_dir: PathBuf,
+    /// None: SQLite under the data dir.
+    database_url: Option<String>,
     log: PathBuf,
 }
 
 impl Server {
     pub async fn start(genq: &Path, data_dir: &Path) -> anyhow::Result<Server> {
+        Server::start_on(genq, data_dir, None).await
+    }
+
+    /// As [`Server::start`], with the job store at `database_url`
+    /// (`postgres://…`) rather than SQLite in the data dir.
+    pub async fn start_on(
+        genq: &Path,
+        data_dir: &Path,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<Server> {
         tokio::fs::create_dir_all(data_dir).await?;
         // The log goes to a file rather than a pipe: nothing in the harness
         // has to keep draining it, and it is there to show if startup fails.
@@ -41,6 +53,12 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0"])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(
+                database_url
+                    .map(|url| ["--database-url", url])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--rate-limit-per-minute", "0"])
             .args(["--submit-rate-limit-per-minute", "0"])
             .args(["--max-concurrent-jobs", "100000000"])
@@ -59,6 +77,7 @@ impl Server {
                     addr,
                     genq: genq.to_owned(),
                     data_dir: data_dir.to_owned(),
+                    database_url: database_url.map(str::to_owned),
                     log,
                 });
             }
@@ -89,10 +108,55 @@ impl Server {
 
     /// A new account with room for any number of jobs; returns its API key.
     pub async fn create_account(&self, name: &str) -> anyhow::Result<String> {
+        self.accounts().create(name).await
+    }
+
+    /// What creating accounts needs, apart from the process: several can be
+    /// created at once from other tasks.
+    pub fn accounts(&self) -> Accounts {
+        Accounts {
+            genq: self.genq.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+
+    /// Fails if the server died while it was being measured.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let log = tokio::fs::read_to_string(&self.log)
+                .await
+                .unwrap_or_default();
+            bail!(
+                "genq serve exited ({status}) during the run:\n{}",
+                tail(&log)
+            );
+        }
+        self.child.kill().await?;
+        Ok(())
+    }
+}
+
+/// `genq accounts create` against one server's store.
+#[derive(Clone)]
+pub struct Accounts {
+    genq: PathBuf,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+}
+
+impl Accounts {
+    /// A new account with room for any number of jobs; returns its API key.
+    pub async fn create(&self, name: &str) -> anyhow::Result<String> {
         let out = genq_command(&self.genq)
             .args(["accounts", "create", "--name", name])
             .args(["--credits", "1000000000000", "--data-dir"])
             .arg(&self.data_dir)
+            .args(
+                self.database_url
+                    .iter()
+                    .flat_map(|url| ["--database-url", url]),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()
@@ -112,24 +176,9 @@ impl Server {
             .map(str::to_owned)
             .context("genq accounts create printed no apiKey")
     }
-
-    /// Fails if the server died while it was being measured.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            let log = tokio::fs::read_to_string(&self.log)
-                .await
-                .unwrap_or_default();
-            bail!(
-                "genq serve exited ({status}) during the run:\n{}",
-                tail(&log)
-            );
-        }
-        self.child.kill().await?;
-        Ok(())
-    }
 }
 
-fn genq_command(genq: &Path) -> Command {
+pub fn genq_command(genq: &Path) -> Command {
     let mut command = Command::new(genq);
     // Settings from the caller's environment would change what is measured.
     for (key, _) in std::env::vars_os() {
@@ -148,7 +197,7 @@ fn listening_address(log: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
-fn tail(text: &str) -> String {
+pub fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }

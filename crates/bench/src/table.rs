@@ -76,6 +76,21 @@ impl Row {
         }
     }
 
+    /// A figure that could not be measured here (no PostgreSQL, no npm):
+    /// printed with the reason, and not an error.
+    pub fn skipped(figure: impl Into<String>, why: &str) -> Row {
+        Row {
+            figure: figure.into(),
+            result: None,
+            unit: "",
+            decimals: 0,
+            ratio: None,
+            target: None,
+            note: Some(format!("SKIPPED: {why}")),
+            broken: None,
+        }
+    }
+
     pub fn decimals(mut self, decimals: usize) -> Row {
         self.decimals = decimals;
         self
@@ -265,6 +280,9 @@ mod tests {
             .ratio("genq/floor", 1.6)
             .target(Target::at_most(1.6, 1.5, "≤ 1.5×"));
         assert_eq!(row.cells()[6], "genq/floor 1.60×; target ≤ 1.5×: MISSED");
+        let skipped = Row::skipped("z", "no PostgreSQL");
+        assert_eq!(skipped.cells()[6], "SKIPPED: no PostgreSQL");
+        assert_eq!(skipped.cells()[1], "—");
         let broken = Row::broken("y", &anyhow::anyhow!("no ffmpeg"));
         assert_eq!(broken.cells()[6], "BROKEN: no ffmpeg");
         let text = render_text("head", &[row, broken]);
