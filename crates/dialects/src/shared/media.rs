@@ -100,6 +100,8 @@ enum Wanted {
 
 /// One `bytes=` range (RFC 9110 §14.1.2). Anything else (other units, several
 /// ranges, nonsense) is ignored and the whole object sent, as the RFC allows.
+/// Not `http-range-header` (which ServeFile uses): it refuses a suffix longer
+/// than the object, which the RFC says selects the whole object.
 fn wanted(range: Option<&HeaderValue>, size: u64) -> Wanted {
     let Some(spec) = range
         .and_then(|v| v.to_str().ok())

@@ -301,9 +301,10 @@ impl PostgresStore {
         let mut tx = self.begin().await?;
         let sql = format!(
             "UPDATE jobs SET state = $1{set}, completed_at = $2, updated_at = $2, lease_owner = NULL, \
-             lease_until = NULL WHERE id = $3 AND attempt = $4 AND state = 'PROCESSING'"
+             lease_until = NULL WHERE id = $3 AND attempt = $4 AND state = 'PROCESSING' \
+             RETURNING {SETTLING}"
         );
-        let mut query = sqlx::query(&sql)
+        let mut query = sqlx::query_as(&sql)
             .bind(state.as_str())
             .bind(now)
             .bind(lease.job_id.to_string())
@@ -311,13 +312,13 @@ impl PostgresStore {
         for value in binds {
             query = query.bind(value);
         }
-        let done = query
-            .execute(&mut *tx)
+        let row: Option<Settling> = query
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db_err("recording a job's outcome"))?;
-        let moved = done.rows_affected() == 1;
-        if moved {
-            settle(&mut tx, &lease.job_id.to_string(), state, now).await?;
+        let moved = row.is_some();
+        if let Some(row) = row {
+            settle_known(&mut tx, &lease.job_id.to_string(), row, state, now).await?;
         }
         tx.commit()
             .await
@@ -462,14 +463,28 @@ async fn settle(
     state: JobState,
     now: Millis,
 ) -> StoreResult<()> {
-    let (account, cost, model, started_at): (String, i64, Option<String>, Option<i64>) =
-        sqlx::query_as(
-            "SELECT account_id, cost_micro_cents, model, started_at FROM jobs WHERE id = $1",
-        )
+    let row: Settling = sqlx::query_as(&format!("SELECT {SETTLING} FROM jobs WHERE id = $1"))
         .bind(job)
         .fetch_one(&mut **tx)
         .await
         .map_err(db_err("reading a job"))?;
+    settle_known(tx, job, row, state, now).await
+}
+
+/// What settling needs to know of a job: its account, cost, model, start,
+/// and whether it has a webhook. A finishing `UPDATE` returns it, sparing a
+/// round trip.
+type Settling = (String, i64, Option<String>, Option<i64>, bool);
+const SETTLING: &str =
+    "account_id, cost_micro_cents, model, started_at, webhook_url IS NOT NULL AS has_webhook";
+
+async fn settle_known(
+    tx: &mut Transaction<'_, Postgres>,
+    job: &str,
+    (account, cost, model, started_at, has_webhook): Settling,
+    state: JobState,
+    now: Millis,
+) -> StoreResult<()> {
     if cost > 0 && matches!(state, JobState::Failed | JobState::Cancelled) {
         post_ledger(tx, &account, Some(job), cost, "refund", now).await?;
     }
@@ -487,6 +502,8 @@ async fn settle(
         .await
         .map_err(db_err("recording run time"))?;
     }
-    webhooks::enqueue(tx, job, event_for(state), now).await?;
+    if has_webhook {
+        webhooks::enqueue(tx, job, event_for(state), now).await?;
+    }
     Ok(())
 }
