@@ -89,7 +89,7 @@ async fn measure(
 }
 
 /// `POST /api/jobs` with the image streamed from disk; returns the job id.
-async fn upload(
+pub async fn upload(
     client: &reqwest::Client,
     server: &Server,
     key: &str,

@@ -114,7 +114,7 @@ async fn once(
         for key in &accounts {
             ids.push((
                 key.as_str(),
-                submit(&client, &server, key, image, audio).await?,
+                crate::memory::upload(&client, &server, key, image, audio).await?,
             ));
         }
         let finished = wait_for_all(&client, &server, &ids).await?;
@@ -134,39 +134,6 @@ async fn once(
     }
     server.stop().await?;
     measured
-}
-
-/// `POST /api/jobs`; returns the job id.
-async fn submit(
-    client: &reqwest::Client,
-    server: &Server,
-    key: &str,
-    image: &Path,
-    audio: &Path,
-) -> anyhow::Result<String> {
-    use reqwest::multipart::{Form, Part};
-    let image = Part::bytes(tokio::fs::read(image).await?)
-        .file_name("photo.jpg")
-        .mime_str("image/jpeg")?;
-    let audio = Part::bytes(tokio::fs::read(audio).await?)
-        .file_name("voice.mp3")
-        .mime_str("audio/mpeg")?;
-    let response = client
-        .post(server.url("/api/jobs"))
-        .header("X-API-Key", key)
-        .multipart(Form::new().part("image", image).part("audio", audio))
-        .send()
-        .await?;
-    let status = response.status();
-    let body = response.text().await?;
-    if status != reqwest::StatusCode::CREATED {
-        bail!("the submission was refused: HTTP {status}: {body}");
-    }
-    let json: serde_json::Value = serde_json::from_str(&body)?;
-    json["jobId"]
-        .as_str()
-        .map(str::to_owned)
-        .context("the submission's answer had no jobId")
 }
 
 /// Polls until every job is COMPLETED; returns when the last one completed.

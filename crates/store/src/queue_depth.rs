@@ -22,6 +22,19 @@ pub(crate) struct QueueDepth {
 }
 
 impl QueueDepth {
+    /// Jobs ahead of one: `exact` (a count that stopped at EXACT_AHEAD) when
+    /// it stopped short, else the queue's depth from `count`.
+    pub(crate) async fn ahead<F, Fut>(&self, exact: i64, count: F) -> StoreResult<u64>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = StoreResult<u64>>,
+    {
+        if exact < EXACT_AHEAD {
+            return Ok(exact as u64);
+        }
+        Ok(self.get(count).await?.max(exact as u64))
+    }
+
     /// The cached depth, or a fresh one from `count` when it is older than a
     /// second. Concurrent callers wait for one count instead of each running
     /// their own.

@@ -178,11 +178,8 @@ impl PostgresStore {
         .fetch_one(&self.pool)
         .await
         .map_err(db_err("counting queued jobs"))?;
-        if ahead < EXACT_AHEAD {
-            return Ok(ahead as u64);
-        }
         self.queue_depth
-            .get(|| async {
+            .ahead(ahead, || async {
                 let pending: i64 =
                     sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'PENDING'")
                         .fetch_one(&self.pool)
@@ -191,7 +188,6 @@ impl PostgresStore {
                 Ok(pending as u64)
             })
             .await
-            .map(|depth| depth.max(ahead as u64))
     }
 
     pub(super) async fn cancel_job(

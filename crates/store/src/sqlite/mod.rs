@@ -34,7 +34,7 @@ use genq_engine::{
 };
 
 use crate::codec::{db_err, json, parse, patterns_from, patterns_to, to_json};
-use crate::queue_depth::{QueueDepth, EXACT_AHEAD};
+use crate::queue_depth::QueueDepth;
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -263,11 +263,8 @@ impl Store for SqliteStore {
         // old) stands in, so a deep queue doesn't make every submission
         // count it.
         let ahead = self.inline.jobs_ahead(id)?;
-        if ahead < EXACT_AHEAD {
-            return Ok(ahead as u64);
-        }
         self.queue_depth
-            .get(|| async {
+            .ahead(ahead, || async {
                 let pending: i64 =
                     sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'PENDING'")
                         .fetch_one(&self.reader)
@@ -276,7 +273,6 @@ impl Store for SqliteStore {
                 Ok(pending as u64)
             })
             .await
-            .map(|depth| depth.max(ahead as u64))
     }
 
     async fn model_run_ms(&self, model: &str) -> StoreResult<Option<f64>> {
