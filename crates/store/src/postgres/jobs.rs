@@ -7,7 +7,7 @@ use sqlx::{Postgres, Transaction};
 use genq_engine::job::Lease;
 use genq_engine::store::{CancelOutcome, ClaimOutcome, ClaimRequest, InsertOutcome, StoreResult};
 use genq_engine::time::Millis;
-use genq_engine::webhook::event_for;
+use genq_engine::webhook::{event_for, new_delivery_id};
 use genq_engine::{
     AccountId, Job, JobFailure, JobId, JobOutput, JobQuery, JobState, StoreError, SubmitLimits,
 };
@@ -26,9 +26,11 @@ const RUN_TIME_WEIGHT: f64 = 0.2;
 /// migrations/sqlite/0004_fair_queue.sql): the head of the queue, or one past
 /// the account's last queued job if that is later. The account's row lock
 /// makes the second part exact; the first is a heuristic and needs no lock.
+/// With nothing pending, the newest job's round stands in for the highest
+/// round given (one index probe instead of an index on every round).
 const NEW_ROUND: &str = "GREATEST( \
     COALESCE((SELECT min(queue_round) FROM jobs WHERE state = 'PENDING'), \
-             (SELECT max(queue_round) FROM jobs), 0), \
+             (SELECT queue_round FROM jobs ORDER BY id DESC LIMIT 1), 0), \
     COALESCE((SELECT max(queue_round) + 1 FROM jobs WHERE account_id = $2 AND state = 'PENDING'), 0))";
 
 impl PostgresStore {
@@ -261,7 +263,7 @@ impl PostgresStore {
         self.finish(
             lease,
             JobState::Completed,
-            ", progress = 100, outputs = $5",
+            ", progress = 100, outputs = $8",
             &[to_json(&outputs)],
             now,
         )
@@ -277,15 +279,16 @@ impl PostgresStore {
         self.finish(
             lease,
             JobState::Failed,
-            ", error_code = $5, error_message = $6",
+            ", error_code = $8, error_message = $9",
             &[text(&failure.code).into(), text(&failure.message).into()],
             now,
         )
         .await
     }
 
-    /// PROCESSING → a terminal state under the caller's lease, settled in the
-    /// same transaction. `set` binds from `$5` on.
+    /// PROCESSING → a terminal state under the caller's lease, settled (see
+    /// `settle_known`) by the same statement: a worker's completion is one
+    /// round trip and one commit. `set` binds from `$8` on.
     async fn finish(
         &self,
         lease: &Lease,
@@ -294,32 +297,52 @@ impl PostgresStore {
         binds: &[String],
         now: Millis,
     ) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
+        // Data-modifying CTEs all run, each at most once per finished row;
+        // the refund's account update reads what the ledger insert returned.
         let sql = format!(
-            "UPDATE jobs SET state = $1{set}, completed_at = $2, updated_at = $2, lease_owner = NULL, \
-             lease_until = NULL WHERE id = $3 AND attempt = $4 AND state = 'PROCESSING' \
-             RETURNING {SETTLING}"
+            "WITH done AS ( \
+                 UPDATE jobs SET state = $1{set}, completed_at = $2, updated_at = $2, \
+                     lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $3 AND attempt = $4 AND state = 'PROCESSING' \
+                 RETURNING id, account_id, cost_micro_cents, model, started_at, webhook_url), \
+             refund AS ( \
+                 INSERT INTO ledger (account_id, job_id, amount_micro_cents, reason, created_at) \
+                 SELECT account_id, id, cost_micro_cents, 'refund', $2 FROM done \
+                 WHERE cost_micro_cents > 0 AND $1 IN ('FAILED', 'CANCELLED') \
+                 RETURNING account_id, amount_micro_cents), \
+             balance AS ( \
+                 UPDATE accounts SET balance_micro_cents = balance_micro_cents + refund.amount_micro_cents \
+                 FROM refund WHERE accounts.id = refund.account_id RETURNING 1), \
+             run_time AS ( \
+                 INSERT INTO model_stats (model, runs, avg_run_ms) \
+                 SELECT model, 1, GREATEST($2 - started_at, 0) FROM done \
+                 WHERE $1 = 'COMPLETED' AND model IS NOT NULL AND started_at IS NOT NULL \
+                 ON CONFLICT (model) DO UPDATE SET runs = model_stats.runs + 1, \
+                 avg_run_ms = model_stats.avg_run_ms * (1 - $7) + excluded.avg_run_ms * $7 \
+                 RETURNING 1), \
+             webhook AS ( \
+                 INSERT INTO webhook_deliveries (id, job_id, account_id, url, event, state, \
+                     attempts, next_attempt_at, created_at, updated_at) \
+                 SELECT $5, id, account_id, webhook_url, $6, 'PENDING', 0, $2, $2, $2 FROM done \
+                 WHERE webhook_url IS NOT NULL RETURNING 1) \
+             SELECT count(*) FROM done"
         );
-        let mut query = sqlx::query_as(&sql)
+        let mut query = sqlx::query_scalar(&sql)
             .bind(state.as_str())
             .bind(now)
             .bind(lease.job_id.to_string())
-            .bind(lease.attempt);
+            .bind(lease.attempt)
+            .bind(new_delivery_id())
+            .bind(event_for(state))
+            .bind(RUN_TIME_WEIGHT);
         for value in binds {
             query = query.bind(value);
         }
-        let row: Option<Settling> = query
-            .fetch_optional(&mut *tx)
+        let moved: i64 = query
+            .fetch_one(&self.pool)
             .await
             .map_err(db_err("recording a job's outcome"))?;
-        let moved = row.is_some();
-        if let Some(row) = row {
-            settle_known(&mut tx, &lease.job_id.to_string(), row, state, now).await?;
-        }
-        tx.commit()
-            .await
-            .map_err(db_err("committing a job's outcome"))?;
-        Ok(moved)
+        Ok(moved == 1)
     }
 
     pub(super) async fn release_job(&self, lease: &Lease, now: Millis) -> StoreResult<bool> {
@@ -357,36 +380,19 @@ impl PostgresStore {
             outcome.gave_up = self.give_up_abandoned(request).await?;
         }
 
-        // One statement, so a claim is one round trip. Jobs whose worker
-        // vanished go first: they are older than any pending one.
-        // `retries < $3` because a job given up by the sweep may have been
-        // unlocked by someone else since then.
-        let sql = format!(
-            "WITH expired AS ( \
-                 SELECT id FROM jobs WHERE state = 'PROCESSING' AND lease_until < $4 \
-                 AND kind = ANY($1) AND retries < $5 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED), \
-             pending AS ( \
-                 SELECT id FROM jobs WHERE state = 'PENDING' AND kind = ANY($1) \
-                 AND NOT EXISTS (SELECT 1 FROM expired) \
-                 ORDER BY queue_round, id LIMIT 1 FOR UPDATE SKIP LOCKED), \
-             candidate AS ( \
-                 SELECT id, 1 AS retry FROM expired UNION ALL SELECT id, 0 FROM pending) \
-             UPDATE jobs SET state = 'PROCESSING', attempt = attempt + 1, \
-                 retries = retries + candidate.retry, progress = 0, lease_owner = $2, \
-                 lease_until = $3, started_at = COALESCE(started_at, $4), updated_at = $4 \
-             FROM candidate WHERE jobs.id = candidate.id \
-             RETURNING attempt, {}",
-            qualified_job_columns()
-        );
-        let row = sqlx::query(&sql)
-            .bind(request.kinds)
-            .bind(request.owner)
-            .bind(request.lease_until)
-            .bind(request.now)
-            .bind(i64::from(request.max_retries))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err("claiming a job"))?;
+        // One round trip; see migrations/postgres/0002_claim_by_index.sql
+        // for why the claim is a function.
+        let row = sqlx::query(&format!(
+            "SELECT attempt, {JOB_COLUMNS} FROM genq_claim($1, $2, $3, $4, $5)"
+        ))
+        .bind(request.kinds)
+        .bind(request.owner)
+        .bind(request.lease_until)
+        .bind(request.now)
+        .bind(i64::from(request.max_retries))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err("claiming a job"))?;
         if let Some(row) = row {
             let job = job_from_row(&row)?;
             let lease = Lease {
@@ -429,15 +435,6 @@ impl PostgresStore {
         tx.commit().await.map_err(db_err("committing a sweep"))?;
         gave_up.iter().map(|(_, id)| parse(id, "job id")).collect()
     }
-}
-
-/// JOB_COLUMNS prefixed with the table, for statements that join.
-fn qualified_job_columns() -> String {
-    JOB_COLUMNS
-        .split(',')
-        .map(|c| format!("jobs.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// Wakes other processes' `wait_for_jobs` once the transaction commits.
