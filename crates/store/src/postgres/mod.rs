@@ -27,7 +27,7 @@ mod webhooks;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -64,6 +64,9 @@ pub struct PostgresStore {
     last_sweep: std::sync::atomic::AtomicI64,
 }
 
+/// A pooled connection idle this long is pinged before use.
+const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// How often claims sweep for jobs lost too many times.
 const SWEEP_EVERY_MS: i64 = 1_000;
 
@@ -82,6 +85,19 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(30))
+            // sqlx pings every connection it hands out: a round trip more
+            // for each statement. A connection in steady use is known to be
+            // alive; one idle for a while (across a server restart, say) is
+            // checked, and replaced if the ping fails.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options.clone())
             .await
             .map_err(db_err("could not connect to PostgreSQL"))?;
