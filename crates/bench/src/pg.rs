@@ -12,20 +12,33 @@ use tokio::process::Command;
 /// How long `psql` may take to answer before the server counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A server, as `postgres://USER@HOST:PORT` (no database: each run makes its own).
+/// A server, as `postgres://USER@HOST:PORT[?SETTINGS]` (no database: each
+/// run makes its own).
 #[derive(Clone, Debug)]
 pub struct Server {
     base: String,
+    settings: String,
 }
 
 impl Server {
     pub fn new(url: &str) -> Server {
+        // Both queues must reach the server the same way. node-postgres
+        // (graphile-worker) speaks plain TCP unless the URL asks for TLS;
+        // sqlx, like libpq, tries TLS first ("prefer"). Without settings of
+        // the caller's, both get plain TCP.
+        let (base, settings) = url.split_once('?').unwrap_or((url, "sslmode=disable"));
         Server {
-            base: url.trim_end_matches('/').to_owned(),
+            base: base.trim_end_matches('/').to_owned(),
+            settings: settings.to_owned(),
         }
     }
 
-    /// "PostgreSQL 15.20 · synchronous_commit=on", or why it cannot be used.
+    fn url_of(&self, database: &str) -> String {
+        format!("{}/{database}?{}", self.base, self.settings)
+    }
+
+    /// "PostgreSQL 15.20 · synchronous_commit=on · sslmode=disable", or why
+    /// it cannot be used.
     /// Both sides of every comparison pay a WAL flush per commit when
     /// synchronous_commit is on, so it belongs beside the figures.
     pub async fn describe(&self) -> anyhow::Result<String> {
@@ -36,7 +49,7 @@ impl Server {
                  || ' · synchronous_commit=' || current_setting('synchronous_commit')",
             )
             .await?;
-        Ok(format!("PostgreSQL {}", out.trim()))
+        Ok(format!("PostgreSQL {} · {}", out.trim(), self.settings))
     }
 
     /// A new empty database, dropped by [`Database::drop_now`].
@@ -50,14 +63,14 @@ impl Server {
             .await?;
         Ok(Database {
             server: self.clone(),
-            url: format!("{}/{name}", self.base),
+            url: self.url_of(&name),
             name,
         })
     }
 
     async fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
         let run = Command::new("psql")
-            .arg(format!("{}/{database}", self.base))
+            .arg(self.url_of(database))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .env("PGCONNECT_TIMEOUT", CONNECT_TIMEOUT.as_secs().to_string())
             .stdin(Stdio::null())
