@@ -72,7 +72,7 @@ impl JobHandler for CogBackend {
                 &server,
                 &prediction,
                 &ctx.job.input,
-                &ctx.workdir,
+                ctx.workdir().await?,
                 &ctx.cancel,
             )
             .await

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use crate::time::now_ms;
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
-    /// Produces the job's output files in `ctx.workdir`. Must return soon
+    /// Produces the job's output files in `ctx.workdir()`. Must return soon
     /// after `ctx.cancel` fires (killing any subprocess it started).
     async fn run(&self, ctx: &JobContext) -> Result<Vec<ProducedOutput>, JobFailure>;
 }
@@ -40,8 +40,8 @@ pub struct ProducedOutput {
 /// What a handler gets to work with.
 pub struct JobContext {
     pub job: Job,
-    /// Scratch space for this attempt; removed afterwards.
-    pub workdir: PathBuf,
+    workdir: PathBuf,
+    workdir_made: tokio::sync::OnceCell<()>,
     /// Fires when the job must stop (shutdown past its grace period, or the
     /// lease was lost).
     pub cancel: CancellationToken,
@@ -50,6 +50,24 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// Scratch space for this attempt, made on first use (a job that needs no
+    /// files costs no directory) and removed after the attempt.
+    pub async fn workdir(&self) -> Result<&Path, JobFailure> {
+        self.make_workdir().await.map_err(|e| {
+            JobFailure::new(
+                "IO_ERROR",
+                format!("could not create a work directory: {e}"),
+            )
+        })
+    }
+
+    async fn make_workdir(&self) -> io::Result<&Path> {
+        self.workdir_made
+            .get_or_try_init(|| tokio::fs::create_dir_all(&self.workdir))
+            .await?;
+        Ok(&self.workdir)
+    }
+
     /// A readable local path of one of the job's input files.
     pub async fn input_path(&self, name: &str) -> io::Result<PathBuf> {
         let key = self.job.input_key(name);
@@ -58,7 +76,7 @@ impl JobContext {
                 return Ok(path);
             }
         }
-        let dst = self.workdir.join(format!("input-{name}"));
+        let dst = self.make_workdir().await?.join(format!("input-{name}"));
         self.storage.fetch_to(&key, &dst).await?;
         Ok(dst)
     }
@@ -246,12 +264,6 @@ async fn run_job(
     engine.track_running(job_id, user_cancel.clone());
 
     let outcome = async {
-        tokio::fs::create_dir_all(&workdir).await.map_err(|e| {
-            JobFailure::new(
-                "IO_ERROR",
-                format!("could not create a work directory: {e}"),
-            )
-        })?;
         let cancel = abort.child_token();
         let (progress_tx, progress_rx) = watch::channel(0u8);
         let flags = Arc::new(RunFlags::default());
@@ -271,6 +283,7 @@ async fn run_job(
         let ctx = JobContext {
             job,
             workdir: workdir.clone(),
+            workdir_made: Default::default(),
             cancel,
             storage: engine.storage().clone(),
             progress: progress_tx,

@@ -49,7 +49,7 @@ impl ImageAudioVideo {
         let url = ctx.job.input[field.as_str()]
             .as_str()
             .ok_or_else(|| invalid(format!("{field} is missing")))?;
-        let dst = ctx.workdir.join(format!("input-{name}"));
+        let dst = ctx.workdir().await?.join(format!("input-{name}"));
         tokio::select! {
             fetched = self.fetcher.fetch_to(url, &dst) => {
                 fetched.map_err(|e| invalid(format!("{field}: {e}")))?;
@@ -146,7 +146,7 @@ impl JobHandler for ImageAudioVideo {
         let video = render_still_video(
             &image,
             &audio,
-            &ctx.workdir,
+            ctx.workdir().await?,
             &self.settings,
             &progress,
             &ctx.cancel,
@@ -204,7 +204,7 @@ impl JobHandler for TextToSpeech {
 
     async fn run(&self, ctx: &JobContext) -> Result<Vec<ProducedOutput>, JobFailure> {
         let progress = |pct: u8| ctx.set_progress(pct);
-        self.produce(&ctx.job.input, &ctx.workdir, &progress, &ctx.cancel)
+        self.produce(&ctx.job.input, ctx.workdir().await?, &progress, &ctx.cancel)
             .await
             .map_err(failure)
     }
@@ -242,7 +242,7 @@ impl JobHandler for TitleCardVideo {
 
     async fn run(&self, ctx: &JobContext) -> Result<Vec<ProducedOutput>, JobFailure> {
         let progress = |pct: u8| ctx.set_progress(pct);
-        self.produce(&ctx.job.input, &ctx.workdir, &progress, &ctx.cancel)
+        self.produce(&ctx.job.input, ctx.workdir().await?, &progress, &ctx.cancel)
             .await
             .map_err(failure)
     }
