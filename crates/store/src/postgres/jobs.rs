@@ -22,113 +22,50 @@ use crate::queue_depth::EXACT_AHEAD;
 /// Weight of the newest run in a model's moving-average run time.
 const RUN_TIME_WEIGHT: f64 = 0.2;
 
-/// The fair-queue round of a new job of account `$2` (see
-/// migrations/sqlite/0004_fair_queue.sql): the head of the queue, or one past
-/// the account's last queued job if that is later. The account's row lock
-/// makes the second part exact; the first is a heuristic and needs no lock.
-/// With nothing pending, the newest job's round stands in for the highest
-/// round given (one index probe instead of an index on every round).
-const NEW_ROUND: &str = "GREATEST( \
-    COALESCE((SELECT min(queue_round) FROM jobs WHERE state = 'PENDING'), \
-             (SELECT queue_round FROM jobs ORDER BY id DESC LIMIT 1), 0), \
-    COALESCE((SELECT max(queue_round) + 1 FROM jobs WHERE account_id = $2 AND state = 'PENDING'), 0))";
-
 impl PostgresStore {
+    /// One round trip: see migrations/postgres/0003_submit_in_one_statement.sql.
     pub(super) async fn enqueue(
         &self,
         job: &Job,
         limits: &SubmitLimits,
     ) -> StoreResult<InsertOutcome> {
-        let mut tx = self.begin().await?;
-        let account = job.account_id.to_string();
-        // Serializes this account's submissions (and its refunds and credits,
-        // which update the row) until commit; other accounts are not held up.
-        // NO KEY UPDATE still lets foreign-key checks on the row (other
-        // tables' inserts) through.
-        let locked: Option<(i64, Option<i64>)> = sqlx::query_as(
-            "SELECT balance_micro_cents, max_concurrent_jobs FROM accounts WHERE id = $1 \
-             FOR NO KEY UPDATE",
-        )
-        .bind(&account)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err("locking an account"))?;
-        let Some((balance, account_limit)) = locked else {
-            return Err(StoreError::other(format!("no account {account}")));
-        };
-        if let Some(max) = limits.max_active_per_key {
-            let active: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM jobs WHERE api_key_id = $1 AND state IN ('PENDING', 'PROCESSING')",
-            )
-            .bind(job.api_key_id.to_string())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err("counting active jobs"))?;
-            if active >= i64::from(max) {
-                return Ok(InsertOutcome::ActiveLimit);
-            }
-        }
-        if let Some(default) = limits.max_active_per_account {
-            let limit = account_limit.unwrap_or(i64::from(default));
-            // Counting stops at the limit, so a deep queue costs no more.
-            let active: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE account_id = $1 \
-                 AND state IN ('PENDING', 'PROCESSING') LIMIT $2) AS active",
-            )
-            .bind(&account)
-            .bind(limit.max(0))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err("counting active jobs"))?;
-            if active >= limit {
-                return Ok(InsertOutcome::ConcurrencyLimit);
-            }
-        }
-        if job.cost_micro_cents > 0 && balance < job.cost_micro_cents {
-            return Ok(InsertOutcome::InsufficientBalance { balance });
-        }
         let (model, version) = job.model.clone().unzip();
-        let sql = format!(
-            "INSERT INTO jobs (id, account_id, api_key_id, kind, dialect, input, input_files, state, \
-             progress, outputs, retries, webhook_url, model, model_version, cost_micro_cents, \
-             media_token, share_token, created_at, updated_at, queue_round) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'PENDING', 0, '[]', 0, $8, $9, $10, $11, $12, $13, \
-             $14, $15, {NEW_ROUND})"
-        );
-        sqlx::query(&sql)
-            .bind(job.id.to_string())
-            .bind(&account)
-            .bind(job.api_key_id.to_string())
-            .bind(&job.kind)
-            .bind(&job.dialect)
-            .bind(to_json(&job.input))
-            .bind(to_json(&job.input_files))
-            .bind(&job.webhook_url)
-            .bind(model)
-            .bind(version)
-            .bind(job.cost_micro_cents)
-            .bind(&job.media_token)
-            .bind(&job.share_token)
-            .bind(job.created_at)
-            .bind(job.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("inserting a job"))?;
-        if job.cost_micro_cents > 0 {
-            let id = job.id.to_string();
-            post_ledger(
-                &mut tx,
-                &account,
-                Some(&id),
-                -job.cost_micro_cents,
-                "reserve",
-                job.created_at,
-            )
-            .await?;
+        let (outcome, balance): (String, Option<i64>) = sqlx::query_as(
+            "SELECT outcome, balance FROM genq_submit($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+             $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(job.id.to_string())
+        .bind(job.account_id.to_string())
+        .bind(job.api_key_id.to_string())
+        .bind(&job.kind)
+        .bind(&job.dialect)
+        .bind(to_json(&job.input))
+        .bind(to_json(&job.input_files))
+        .bind(&job.webhook_url)
+        .bind(model)
+        .bind(version)
+        .bind(job.cost_micro_cents)
+        .bind(&job.media_token)
+        .bind(&job.share_token)
+        .bind(job.created_at)
+        .bind(job.updated_at)
+        .bind(limits.max_active_per_key.map(i64::from))
+        .bind(limits.max_active_per_account.map(i64::from))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err("inserting a job"))?;
+        match outcome.as_str() {
+            "INSERTED" => Ok(InsertOutcome::Inserted),
+            "ACTIVE_LIMIT" => Ok(InsertOutcome::ActiveLimit),
+            "CONCURRENCY_LIMIT" => Ok(InsertOutcome::ConcurrencyLimit),
+            "INSUFFICIENT_BALANCE" => Ok(InsertOutcome::InsufficientBalance {
+                balance: balance.unwrap_or_default(),
+            }),
+            "NO_ACCOUNT" => Err(StoreError::other(format!("no account {}", job.account_id))),
+            other => Err(StoreError::other(format!(
+                "unexpected submission outcome {other:?}"
+            ))),
         }
-        notify_jobs(&mut tx).await?;
-        tx.commit().await.map_err(db_err("committing a job"))?;
-        Ok(InsertOutcome::Inserted)
     }
 
     pub(super) async fn job_where(
