@@ -84,7 +84,8 @@ pub struct LedgerEntry {
 /// What one claim found.
 #[derive(Debug, Default)]
 pub struct ClaimOutcome {
-    pub claimed: Option<(Job, Lease)>,
+    /// At most `ClaimRequest::limit` jobs, each under its own lease.
+    pub claimed: Vec<(Job, Lease)>,
     /// Jobs whose lease expired once too often; now FAILED.
     pub gave_up: Vec<JobId>,
 }
@@ -99,6 +100,9 @@ pub struct ClaimRequest<'a> {
     /// A job whose lease expired with this many retries already is failed
     /// instead of claimed again.
     pub max_retries: u32,
+    /// How many jobs to claim at most (a worker's free slots): one claim
+    /// fills them all, so a busy queue costs a claim per batch, not per job.
+    pub limit: u32,
 }
 
 #[async_trait]
@@ -164,9 +168,9 @@ pub trait Store: Send + Sync + 'static {
     async fn model_run_ms(&self, model: &str) -> StoreResult<Option<f64>>;
 
     /// PENDING (or PROCESSING with an expired lease) → PROCESSING under a new
-    /// lease. Expired leases first; then pending jobs in fair rounds across
-    /// accounts (one job per account with queued work per round), oldest
-    /// first within a round.
+    /// lease, for up to `request.limit` jobs. Expired leases first; then
+    /// pending jobs in fair rounds across accounts (one job per account with
+    /// queued work per round), oldest first within a round.
     async fn claim(&self, request: &ClaimRequest<'_>) -> StoreResult<ClaimOutcome>;
     /// Extends the lease.
     async fn heartbeat(&self, lease: &Lease, lease_until: Millis) -> StoreResult<LeaseStatus>;

@@ -146,29 +146,28 @@ async fn dispatch(
     let slots = Arc::new(Semaphore::new(config.slots.max(1)));
     let abort = CancellationToken::new();
     let mut running = JoinSet::new();
-    // Every free slot claims at once, so a claim's round trip to the database
-    // doesn't limit how fast free slots fill. Once a claim comes back empty,
-    // free slots wait for a wake-up instead of asking again.
+    // One claim at a time takes every slot free when it starts: while it is
+    // out, freed slots gather for the next one, so a busy queue costs a
+    // claim per batch rather than per job, and this process's claimers
+    // never skip past each other's locks. A claim that comes back short
+    // means the queue is drained: free slots wait for a wake-up.
     let mut claims = JoinSet::new();
     let mut queue_empty = false;
 
     loop {
         tokio::select! {
-            permit = slots.clone().acquire_owned(), if !queue_empty => {
-                let permit = permit.expect("semaphore never closes");
-                claims.spawn(claim_one(engine.clone(), kinds.clone(), config.clone(), permit));
+            permit = slots.clone().acquire_owned(), if !queue_empty && claims.is_empty() => {
+                let mut permits = vec![permit.expect("semaphore never closes")];
+                while let Ok(permit) = slots.clone().try_acquire_owned() {
+                    permits.push(permit);
+                }
+                claims.spawn(claim_batch(engine.clone(), kinds.clone(), config.clone(), permits));
             }
             Some(joined) = claims.join_next() => {
-                let (claimed, permit) = joined.expect("claims do not panic");
-                match claimed {
-                    Some((job, lease)) => {
-                        let handler = handlers[&job.kind].clone();
-                        running.spawn(run_job(
-                            engine.clone(), handler, job, lease, config.clone(), abort.clone(), permit,
-                        ));
-                    }
-                    None => queue_empty = true,
-                }
+                let (claimed, permits) = joined.expect("claims do not panic");
+                // Slots left over had no job to take.
+                queue_empty = claimed.len() < permits.len();
+                start(&mut running, claimed, permits, &handlers, &engine, &config, &abort);
             }
             _ = engine.job_enqueued().notified(), if queue_empty => queue_empty = false,
             // Jobs enqueued by other processes, where the backend can tell.
@@ -178,20 +177,19 @@ async fn dispatch(
         }
         while running.try_join_next().is_some() {}
     }
-    // Claims still in flight may have taken a job: it runs like the others,
+    // A claim still in flight may have taken jobs: they run like the others,
     // within the grace period.
     while let Some(joined) = claims.join_next().await {
-        if let Ok((Some((job, lease)), permit)) = joined {
-            let handler = handlers[&job.kind].clone();
-            running.spawn(run_job(
-                engine.clone(),
-                handler,
-                job,
-                lease,
-                config.clone(),
-                abort.clone(),
-                permit,
-            ));
+        if let Ok((claimed, permits)) = joined {
+            start(
+                &mut running,
+                claimed,
+                permits,
+                &handlers,
+                &engine,
+                &config,
+                &abort,
+            );
         }
     }
 
@@ -212,13 +210,43 @@ async fn dispatch(
     }
 }
 
-/// One claim for one free slot; the slot comes back with the answer.
-async fn claim_one(
+/// Runs each claimed job in one of the claim's slots.
+fn start(
+    running: &mut JoinSet<()>,
+    claimed: Vec<(Job, Lease)>,
+    mut permits: Vec<OwnedSemaphorePermit>,
+    handlers: &HashMap<String, Arc<dyn JobHandler>>,
+    engine: &Engine,
+    config: &Arc<WorkerConfig>,
+    abort: &CancellationToken,
+) {
+    for (job, lease) in claimed {
+        // A store returns at most one job per slot asked for; should one
+        // not, the extra job's lease runs out and another claim retries it.
+        let Some(permit) = permits.pop() else {
+            tracing::error!(job = %job.id, "the store returned more jobs than free slots");
+            continue;
+        };
+        let handler = handlers[&job.kind].clone();
+        running.spawn(run_job(
+            engine.clone(),
+            handler,
+            job,
+            lease,
+            config.clone(),
+            abort.clone(),
+            permit,
+        ));
+    }
+}
+
+/// One claim for the given free slots; the slots come back with the jobs.
+async fn claim_batch(
     engine: Engine,
     kinds: Arc<Vec<String>>,
     config: Arc<WorkerConfig>,
-    permit: OwnedSemaphorePermit,
-) -> (Option<(Job, Lease)>, OwnedSemaphorePermit) {
+    permits: Vec<OwnedSemaphorePermit>,
+) -> (Vec<(Job, Lease)>, Vec<OwnedSemaphorePermit>) {
     let now = now_ms();
     let request = ClaimRequest {
         owner: &config.owner,
@@ -226,6 +254,7 @@ async fn claim_one(
         now,
         lease_until: now + config.lease.as_millis() as i64,
         max_retries: config.max_retries,
+        limit: permits.len() as u32,
     };
     match engine.store().claim(&request).await {
         Ok(outcome) => {
@@ -235,11 +264,11 @@ async fn claim_one(
             if !outcome.gave_up.is_empty() {
                 engine.webhook_enqueued().notify_one();
             }
-            (outcome.claimed, permit)
+            (outcome.claimed, permits)
         }
         Err(e) => {
             tracing::error!(error = %e, "claiming a job failed");
-            (None, permit)
+            (Vec::new(), permits)
         }
     }
 }

@@ -46,6 +46,8 @@ async fn submission_reserves_and_failure_refunds_exactly_once(backend: Backend) 
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     let failure = JobFailure::new("GENERATION_FAILED", "boom");
     assert!(store(&h).fail(&lease, &failure, now).await.unwrap());
@@ -81,6 +83,8 @@ async fn completed_jobs_keep_their_charge_and_cancelled_ones_are_refunded(backen
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     assert!(store(&h).complete(&lease, &[], now + 1_000).await.unwrap());
     assert_eq!(
@@ -111,6 +115,8 @@ async fn a_running_job_can_be_cancelled_through_its_heartbeat(backend: Backend) 
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     assert_eq!(
         store(&h).heartbeat(&lease, now + 1_000).await.unwrap(),
@@ -247,6 +253,8 @@ async fn finished_jobs_free_their_place_under_the_concurrency_limit(backend: Bac
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     assert!(store.complete(&done, &[], now).await.unwrap());
     let (_, failed) = store
@@ -254,6 +262,8 @@ async fn finished_jobs_free_their_place_under_the_concurrency_limit(backend: Bac
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     assert!(store
         .fail(&failed, &JobFailure::new("X", "x"), now)
@@ -272,6 +282,8 @@ async fn finished_jobs_free_their_place_under_the_concurrency_limit(backend: Bac
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     assert_eq!(released.job_id, first.id);
     assert!(store.release(&released, now).await.unwrap());

@@ -51,6 +51,8 @@ async fn terminal_jobs_owe_one_webhook_each_and_record_their_attempts(backend: B
             .await
             .unwrap()
             .claimed
+            .into_iter()
+            .next()
             .unwrap();
         if job.id == failed {
             let failure = JobFailure::new("X", "x");

@@ -56,6 +56,8 @@ async fn four_claimers_in_separate_processes_take_each_job_once() {
                     .await
                     .unwrap()
                     .claimed
+                    .into_iter()
+                    .next()
                 else {
                     return mine;
                 };
@@ -102,6 +104,8 @@ async fn a_job_lost_too_often_is_given_up_and_refunded_once_among_claimers() {
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     let mut stores = Vec::new();
     for _ in 0..4 {
@@ -117,7 +121,7 @@ async fn a_job_lost_too_often_is_given_up_and_refunded_once_among_claimers() {
     let gave_up: Vec<JobId> = outcomes
         .into_iter()
         .map(Result::unwrap)
-        .inspect(|o| assert!(o.claimed.is_none()))
+        .inspect(|o| assert!(o.claimed.is_empty()))
         .flat_map(|o| o.gave_up)
         .collect();
     assert_eq!(gave_up, [job.id]);
@@ -152,6 +156,8 @@ async fn another_process_hears_of_new_and_released_jobs() {
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     assert!(tokio::time::timeout(quiet, waiter.wait_for_jobs())
         .await
@@ -195,6 +201,8 @@ async fn a_failure_message_with_a_nul_still_fails_the_job() {
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     // PostgreSQL text cannot hold NUL (SQLite's can); a renderer's stderr might.
     let failure = JobFailure::new("RENDER_FAILED", "bad\0byte");

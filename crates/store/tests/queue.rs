@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use genq_engine::store::{CancelOutcome, LeaseStatus};
+use genq_engine::store::{CancelOutcome, ClaimRequest, LeaseStatus};
 use genq_engine::time::now_ms;
 use genq_engine::{EngineError, JobFailure, JobId, JobState};
 use std::collections::HashSet;
@@ -21,6 +21,7 @@ backend_tests!(
     revoked_keys_authenticate_no_one,
     a_backlog_does_not_starve_another_account,
     accounts_with_queued_work_take_turns,
+    one_claim_fills_several_slots_in_queue_order,
     lists_an_accounts_jobs_newest_first_in_pages,
 );
 
@@ -35,12 +36,16 @@ async fn claims_oldest_first_and_each_job_once(backend: Backend) {
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     let second = store(&h)
         .claim(&claim_at(&kinds, now, 3))
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     assert_eq!((first.0.id, second.0.id), (a.id, b.id));
     assert_eq!(first.0.state, JobState::Processing);
@@ -49,6 +54,8 @@ async fn claims_oldest_first_and_each_job_once(backend: Backend) {
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .is_none());
     // A worker that does not handle the kind gets nothing.
     let other = vec!["something_else".to_owned()];
@@ -58,6 +65,8 @@ async fn claims_oldest_first_and_each_job_once(backend: Backend) {
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .is_none());
 }
 
@@ -71,6 +80,8 @@ async fn an_expired_lease_is_claimed_again_and_the_old_worker_is_locked_out(back
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     // Still leased: nobody else gets it.
     assert!(store(&h)
@@ -78,6 +89,8 @@ async fn an_expired_lease_is_claimed_again_and_the_old_worker_is_locked_out(back
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .is_none());
 
     let (again, new_lease) = store(&h)
@@ -85,6 +98,8 @@ async fn an_expired_lease_is_claimed_again_and_the_old_worker_is_locked_out(back
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     assert_eq!(again.id, job.id);
     assert_eq!(again.retries, 1);
@@ -120,12 +135,14 @@ async fn a_job_lost_too_often_fails_with_a_message_that_says_so(backend: Backend
             .await
             .unwrap()
             .claimed
+            .into_iter()
+            .next()
             .unwrap();
         assert_eq!(claimed.retries, expected_retries);
         now += 1_001;
     }
     let outcome = store(&h).claim(&claim_at(&kinds, now, 2)).await.unwrap();
-    assert!(outcome.claimed.is_none());
+    assert!(outcome.claimed.is_empty());
     assert_eq!(outcome.gave_up, vec![job.id]);
     let failed = h.engine.job(&h.principal, job.id).await.unwrap();
     assert_eq!(failed.state, JobState::Failed);
@@ -148,6 +165,8 @@ async fn release_returns_a_job_to_the_queue_without_counting_a_retry(backend: Ba
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     assert!(store(&h).release(&lease, now).await.unwrap());
     let (again, _) = store(&h)
@@ -155,6 +174,8 @@ async fn release_returns_a_job_to_the_queue_without_counting_a_retry(backend: Ba
         .await
         .unwrap()
         .claimed
+        .into_iter()
+        .next()
         .unwrap();
     assert_eq!((again.id, again.retries), (job.id, 0));
 }
@@ -201,6 +222,8 @@ async fn concurrent_workers_never_claim_a_job_twice(backend: Backend) {
                 .await
                 .unwrap()
                 .claimed
+                .into_iter()
+                .next()
             {
                 mine.push(job.id);
             }
@@ -276,7 +299,9 @@ async fn claim_and_complete(h: &Harness) -> Option<JobId> {
         .claim(&claim_at(&kinds, now, 3))
         .await
         .unwrap()
-        .claimed?;
+        .claimed
+        .into_iter()
+        .next()?;
     assert!(store(h).complete(&lease, &[], now).await.unwrap());
     Some(job.id)
 }
@@ -323,6 +348,37 @@ async fn accounts_with_queued_work_take_turns(backend: Backend) {
         claimed.push(claim_and_complete(&h).await.unwrap());
     }
     assert_eq!(claimed, [a[0], b[0], a[1], b[1], a[2], b[2], a[3], a[4]]);
+}
+
+async fn one_claim_fills_several_slots_in_queue_order(backend: Backend) {
+    let h = harness(backend).await;
+    let other = principal_named(&h.engine, "other").await;
+    let a = submit_many(&h, &h.principal, 4).await;
+    let b = submit_many(&h, &other, 1).await;
+    let kinds = kinds();
+    let now = now_ms();
+    let claim = |limit: u32| {
+        let request = ClaimRequest {
+            limit,
+            ..claim_at(&kinds, now, 3)
+        };
+        let store = store(&h).clone();
+        async move {
+            let claimed = store.claim(&request).await.unwrap().claimed;
+            let ids: HashSet<JobId> = claimed.iter().map(|(job, _)| job.id).collect();
+            assert_eq!(ids.len(), claimed.len(), "a job twice in one batch");
+            for (job, lease) in &claimed {
+                assert_eq!(job.state, JobState::Processing);
+                assert_eq!(lease.job_id, job.id);
+                assert_eq!(lease.attempt, 1);
+            }
+            ids
+        }
+    };
+    // The first three of the fair order (a0, b0, a1), then what is left.
+    assert_eq!(claim(3).await, HashSet::from([a[0], b[0], a[1]]));
+    assert_eq!(claim(10).await, HashSet::from([a[2], a[3]]));
+    assert!(claim(10).await.is_empty());
 }
 
 async fn lists_an_accounts_jobs_newest_first_in_pages(backend: Backend) {

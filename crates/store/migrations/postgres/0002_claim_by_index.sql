@@ -1,4 +1,6 @@
--- Claiming must walk an index in queue order and stop at the first free row.
+-- Claiming must walk an index in queue order and stop at the first free
+-- rows: up to `claim_limit` of them (a worker's free slots), in one
+-- statement.
 --
 -- As one prepared statement it did not: a queue filled faster than
 -- autovacuum analyzes (a burst into a fresh table, or into a table of mostly
@@ -13,7 +15,8 @@ CREATE FUNCTION genq_claim(
     claim_owner TEXT,
     claim_until BIGINT,
     claim_now BIGINT,
-    claim_max_retries BIGINT
+    claim_max_retries BIGINT,
+    claim_limit BIGINT
 ) RETURNS SETOF jobs
 LANGUAGE plpgsql
 SET enable_sort = off
@@ -27,12 +30,12 @@ BEGIN
         SELECT id FROM jobs
         WHERE state = 'PROCESSING' AND lease_until < claim_now
           AND kind = ANY (claim_kinds) AND retries < claim_max_retries
-        ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED
+        ORDER BY lease_until LIMIT claim_limit FOR UPDATE SKIP LOCKED
     ), pending AS (
         SELECT id FROM jobs
         WHERE state = 'PENDING' AND kind = ANY (claim_kinds)
           AND NOT EXISTS (SELECT 1 FROM expired)
-        ORDER BY queue_round, id LIMIT 1 FOR UPDATE SKIP LOCKED
+        ORDER BY queue_round, id LIMIT claim_limit FOR UPDATE SKIP LOCKED
     ), candidate AS (
         SELECT id, 1 AS retry FROM expired UNION ALL SELECT id, 0 FROM pending
     )

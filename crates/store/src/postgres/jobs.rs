@@ -319,25 +319,26 @@ impl PostgresStore {
 
         // One round trip; see migrations/postgres/0002_claim_by_index.sql
         // for why the claim is a function.
-        let row = sqlx::query(&format!(
-            "SELECT attempt, {JOB_COLUMNS} FROM genq_claim($1, $2, $3, $4, $5)"
+        let rows = sqlx::query(&format!(
+            "SELECT attempt, {JOB_COLUMNS} FROM genq_claim($1, $2, $3, $4, $5, $6)"
         ))
         .bind(request.kinds)
         .bind(request.owner)
         .bind(request.lease_until)
         .bind(request.now)
         .bind(i64::from(request.max_retries))
-        .fetch_optional(&self.pool)
+        .bind(i64::from(request.limit.max(1)))
+        .fetch_all(&self.pool)
         .await
         .map_err(db_err("claiming a job"))?;
-        if let Some(row) = row {
-            let job = job_from_row(&row)?;
+        for row in &rows {
+            let job = job_from_row(row)?;
             let lease = Lease {
                 job_id: job.id,
-                attempt: column(&row, "attempt", "claiming a job")?,
+                attempt: column(row, "attempt", "claiming a job")?,
                 owner: request.owner.to_owned(),
             };
-            outcome.claimed = Some((job, lease));
+            outcome.claimed.push((job, lease));
         }
         Ok(outcome)
     }

@@ -229,34 +229,38 @@ impl SqliteStore {
             .collect::<StoreResult<_>>()?;
 
         let kinds = vec!["?"; request.kinds.len()].join(", ");
-        // Jobs whose worker vanished go first: they are older than any pending one.
-        let mut candidate = None;
-        for (condition, is_retry) in [
-            ("state = 'PROCESSING' AND lease_until < ?", true),
-            ("state = 'PENDING'", false),
-        ] {
-            // Pending jobs go by fair-queue round (migrations/sqlite/0004_fair_queue.sql).
-            let order = if is_retry { "id" } else { "queue_round, id" };
-            let sql = format!(
-                "SELECT id FROM jobs WHERE {condition} AND kind IN ({kinds}) ORDER BY {order} LIMIT 1"
-            );
-            let mut query = sqlx::query_scalar::<_, String>(&sql);
-            if is_retry {
-                query = query.bind(request.now);
+        // One transaction (one commit) for the whole batch.
+        while outcome.claimed.len() < request.limit.max(1) as usize {
+            // Jobs whose worker vanished go first: they are older than any pending one.
+            let mut candidate = None;
+            for (condition, is_retry) in [
+                ("state = 'PROCESSING' AND lease_until < ?", true),
+                ("state = 'PENDING'", false),
+            ] {
+                // Pending jobs go by fair-queue round (migrations/sqlite/0004_fair_queue.sql).
+                let order = if is_retry { "id" } else { "queue_round, id" };
+                let sql = format!(
+                    "SELECT id FROM jobs WHERE {condition} AND kind IN ({kinds}) ORDER BY {order} LIMIT 1"
+                );
+                let mut query = sqlx::query_scalar::<_, String>(&sql);
+                if is_retry {
+                    query = query.bind(request.now);
+                }
+                for kind in request.kinds {
+                    query = query.bind(kind);
+                }
+                if let Some(id) = query
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err("claiming a job"))?
+                {
+                    candidate = Some((id, is_retry));
+                    break;
+                }
             }
-            for kind in request.kinds {
-                query = query.bind(kind);
-            }
-            if let Some(id) = query
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err("claiming a job"))?
-            {
-                candidate = Some((id, is_retry));
+            let Some((id, is_retry)) = candidate else {
                 break;
-            }
-        }
-        if let Some((id, is_retry)) = candidate {
+            };
             let sql = format!(
                 "UPDATE jobs SET state = 'PROCESSING', attempt = attempt + 1, retries = retries + ?, \
                  progress = 0, lease_owner = ?, lease_until = ?, started_at = COALESCE(started_at, ?), \
@@ -278,7 +282,7 @@ impl SqliteStore {
                 attempt: column(&row, "attempt", "claiming a job")?,
                 owner: request.owner.to_owned(),
             };
-            outcome.claimed = Some((job, lease));
+            outcome.claimed.push((job, lease));
         }
         tx.commit().await.map_err(db_err("committing a claim"))?;
         Ok(outcome)

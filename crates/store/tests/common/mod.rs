@@ -166,6 +166,7 @@ pub fn claim_at(kinds: &[String], now: i64, max_retries: u32) -> ClaimRequest<'_
         now,
         lease_until: now + 1_000,
         max_retries,
+        limit: 1,
     }
 }
 
