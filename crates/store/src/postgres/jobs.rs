@@ -23,7 +23,7 @@ use crate::queue_depth::EXACT_AHEAD;
 const RUN_TIME_WEIGHT: f64 = 0.2;
 
 impl PostgresStore {
-    /// One round trip: see migrations/postgres/0003_submit_in_one_statement.sql.
+    /// One round trip: see migrations/postgres/0002_queue_functions.sql.
     pub(super) async fn enqueue(
         &self,
         job: &Job,
@@ -188,7 +188,8 @@ impl PostgresStore {
     }
 
     pub(super) async fn cancel_running(&self, lease: &Lease, now: Millis) -> StoreResult<bool> {
-        self.finish(lease, JobState::Cancelled, "", &[], now).await
+        self.finish(lease, JobState::Cancelled, None, None, now)
+            .await
     }
 
     pub(super) async fn complete_job(
@@ -200,8 +201,8 @@ impl PostgresStore {
         self.finish(
             lease,
             JobState::Completed,
-            ", progress = 100, outputs = $8",
-            &[to_json(&outputs)],
+            Some(to_json(&outputs)),
+            None,
             now,
         )
         .await
@@ -213,73 +214,35 @@ impl PostgresStore {
         failure: &JobFailure,
         now: Millis,
     ) -> StoreResult<bool> {
-        self.finish(
-            lease,
-            JobState::Failed,
-            ", error_code = $8, error_message = $9",
-            &[text(&failure.code).into(), text(&failure.message).into()],
-            now,
-        )
-        .await
+        self.finish(lease, JobState::Failed, None, Some(failure), now)
+            .await
     }
 
-    /// PROCESSING → a terminal state under the caller's lease, settled (see
-    /// `settle_known`) by the same statement: a worker's completion is one
-    /// round trip and one commit. `set` binds from `$8` on.
+    /// PROCESSING → a terminal state under the caller's lease, settled in
+    /// the same statement (see `genq_finish` in
+    /// migrations/postgres/0002_queue_functions.sql).
     async fn finish(
         &self,
         lease: &Lease,
         state: JobState,
-        set: &str,
-        binds: &[String],
+        outputs: Option<String>,
+        failure: Option<&JobFailure>,
         now: Millis,
     ) -> StoreResult<bool> {
-        // Data-modifying CTEs all run, each at most once per finished row;
-        // the refund's account update reads what the ledger insert returned.
-        let sql = format!(
-            "WITH done AS ( \
-                 UPDATE jobs SET state = $1{set}, completed_at = $2, updated_at = $2, \
-                     lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $3 AND attempt = $4 AND state = 'PROCESSING' \
-                 RETURNING id, account_id, cost_micro_cents, model, started_at, webhook_url), \
-             refund AS ( \
-                 INSERT INTO ledger (account_id, job_id, amount_micro_cents, reason, created_at) \
-                 SELECT account_id, id, cost_micro_cents, 'refund', $2 FROM done \
-                 WHERE cost_micro_cents > 0 AND $1 IN ('FAILED', 'CANCELLED') \
-                 RETURNING account_id, amount_micro_cents), \
-             balance AS ( \
-                 UPDATE accounts SET balance_micro_cents = balance_micro_cents + refund.amount_micro_cents \
-                 FROM refund WHERE accounts.id = refund.account_id RETURNING 1), \
-             run_time AS ( \
-                 INSERT INTO model_stats (model, runs, avg_run_ms) \
-                 SELECT model, 1, GREATEST($2 - started_at, 0) FROM done \
-                 WHERE $1 = 'COMPLETED' AND model IS NOT NULL AND started_at IS NOT NULL \
-                 ON CONFLICT (model) DO UPDATE SET runs = model_stats.runs + 1, \
-                 avg_run_ms = model_stats.avg_run_ms * (1 - $7) + excluded.avg_run_ms * $7 \
-                 RETURNING 1), \
-             webhook AS ( \
-                 INSERT INTO webhook_deliveries (id, job_id, account_id, url, event, state, \
-                     attempts, next_attempt_at, created_at, updated_at) \
-                 SELECT $5, id, account_id, webhook_url, $6, 'PENDING', 0, $2, $2, $2 FROM done \
-                 WHERE webhook_url IS NOT NULL RETURNING 1) \
-             SELECT count(*) FROM done"
-        );
-        let mut query = sqlx::query_scalar(&sql)
-            .bind(state.as_str())
-            .bind(now)
+        sqlx::query_scalar("SELECT genq_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
             .bind(lease.job_id.to_string())
             .bind(lease.attempt)
+            .bind(state.as_str())
+            .bind(now)
+            .bind(outputs)
+            .bind(failure.map(|f| text(&f.code).into_owned()))
+            .bind(failure.map(|f| text(&f.message).into_owned()))
             .bind(new_delivery_id())
             .bind(event_for(state))
-            .bind(RUN_TIME_WEIGHT);
-        for value in binds {
-            query = query.bind(value);
-        }
-        let moved: i64 = query
+            .bind(RUN_TIME_WEIGHT)
             .fetch_one(&self.pool)
             .await
-            .map_err(db_err("recording a job's outcome"))?;
-        Ok(moved == 1)
+            .map_err(db_err("recording a job's outcome"))
     }
 
     pub(super) async fn release_job(&self, lease: &Lease, now: Millis) -> StoreResult<bool> {
@@ -317,7 +280,7 @@ impl PostgresStore {
             outcome.gave_up = self.give_up_abandoned(request).await?;
         }
 
-        // One round trip; see migrations/postgres/0002_claim_by_index.sql
+        // One round trip; see migrations/postgres/0002_queue_functions.sql
         // for why the claim is a function.
         let rows = sqlx::query(&format!(
             "SELECT attempt, {JOB_COLUMNS} FROM genq_claim($1, $2, $3, $4, $5, $6)"
