@@ -280,7 +280,7 @@ async fn run_job(
     lease: Lease,
     config: Arc<WorkerConfig>,
     abort: CancellationToken,
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 ) {
     let job_id = job.id;
     let started = std::time::Instant::now();
@@ -357,6 +357,9 @@ async fn run_job(
         Ok(outputs)
     }
     .await;
+    // The slot is for the work: recording the outcome (a database commit)
+    // overlaps the next claim and the next job instead of holding it up.
+    drop(slot);
 
     let now = now_ms();
     let recorded = match &outcome {
