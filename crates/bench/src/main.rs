@@ -131,7 +131,7 @@ impl Plan {
             // Concurrency 1 is graphile-worker's default; fewer jobs there,
             // as one slot drains slowly on both sides.
             pg_queue: vec![(8, 5000), (1, 1000)],
-            pg_queue_reps: 1,
+            pg_queue_reps: 3,
             scaling_workers: vec![1, 2, 4],
             scaling_jobs: 24,
             scaling_audio_secs: 8,
