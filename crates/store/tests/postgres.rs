@@ -211,6 +211,92 @@ async fn a_failure_message_with_a_nul_still_fails_the_job() {
     assert_eq!(failed.failure.unwrap().message, "bad\u{FFFD}byte");
 }
 
+/// Outcomes recorded at the same moment go to the database together; each
+/// is still settled once, a stale lease still moves nothing, and one that
+/// cannot be recorded fails alone.
+#[tokio::test]
+async fn outcomes_recorded_together_are_each_settled_once() {
+    let Some(db) = database().await else { return };
+    let engine = db.engine().await;
+    let principal = funded(&engine, "batch", 400).await;
+    for _ in 0..40 {
+        engine
+            .submit(&principal, priced_job(10, None))
+            .await
+            .unwrap();
+    }
+    let kinds = kinds();
+    let now = now_ms();
+    let request = genq_engine::store::ClaimRequest {
+        limit: 40,
+        ..claim_at(&kinds, now, 3)
+    };
+    let claimed = store_of(&engine).claim(&request).await.unwrap().claimed;
+    assert_eq!(claimed.len(), 40, "one claim takes the whole batch");
+
+    let store = store_of(&engine);
+    let failure = JobFailure::new("X", "x");
+    // Even jobs fail (and are refunded), odd ones complete.
+    let record = |batch: std::ops::Range<usize>| {
+        let (claimed, failure) = (&claimed, &failure);
+        join_all(batch.map(move |i| async move {
+            let lease = &claimed[i].1;
+            if i % 2 == 0 {
+                store.fail(lease, failure, now).await
+            } else {
+                store.complete(lease, &[], now).await
+            }
+        }))
+    };
+    for moved in record(0..20).await {
+        assert!(moved.unwrap());
+    }
+
+    // A refund already on the ledger makes job 20's failure unrecordable
+    // (the ledger allows one refund per job); stale leases move nothing.
+    let poisoned = claimed[20].0.id;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO ledger (account_id, job_id, amount_micro_cents, reason, created_at) \
+         VALUES ($1, $2, 0, 'refund', 0)",
+    )
+    .bind(principal.account_id.to_string())
+    .bind(poisoned.to_string())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let stale = claimed.iter().take(5).map(|(_, lease)| {
+        let stale = genq_engine::job::Lease {
+            attempt: lease.attempt + 1,
+            ..lease.clone()
+        };
+        async move { store.complete(&stale, &[], now).await }
+    });
+    let (recorded, stale) = tokio::join!(record(20..40), join_all(stale));
+    assert!(recorded[0].is_err(), "{:?}", recorded[0]);
+    for (i, moved) in recorded.iter().enumerate().skip(1) {
+        assert!(
+            moved.as_ref().unwrap(),
+            "outcome {} was not recorded",
+            20 + i
+        );
+    }
+    for moved in stale {
+        assert!(!moved.unwrap(), "a stale lease moved a job");
+    }
+
+    // The poisoned job stays PROCESSING (its lease will run out); 19 failed
+    // and were refunded, 20 completed and stay charged.
+    let poisoned = engine.job(&principal, poisoned).await.unwrap();
+    assert_eq!(poisoned.state, genq_engine::JobState::Processing);
+    let expected = 400 - 10 * 21;
+    assert_eq!(
+        balance_and_ledger(&engine, principal.account_id).await,
+        (expected, expected)
+    );
+    assert!(store.model_run_ms("genq/test").await.unwrap().is_some());
+}
+
 fn store_of(engine: &Engine) -> &Arc<dyn genq_engine::Store> {
     engine.store()
 }

@@ -1,5 +1,6 @@
 -- The queue's three hot paths, each one statement (one round trip, one
--- commit) from the store: a submission, a batch claim and a completion.
+-- commit) from the store: a submission, a batch claim and a batch of
+-- completions.
 -- They are plpgsql functions rather than CTEs sent by the client for two
 -- reasons: a function runs only the statements a given call needs (a
 -- completion without a price, model or webhook touches the jobs table
@@ -216,6 +217,35 @@ BEGIN
             'PENDING', 0, finish_at, finish_at, finish_at);
     END IF;
     RETURN TRUE;
+END
+$$;
+
+-- Outcomes recorded at the same moment by one process's workers, in one
+-- statement and one commit (store/src/postgres/finish.rs): genq_finish for
+-- each, in order; element i of the answer is the i-th job's.
+CREATE FUNCTION genq_finish_batch(
+    finish_ids TEXT[],
+    finish_attempts BIGINT[],
+    finish_states TEXT[],
+    finish_ats BIGINT[],
+    finish_outputs TEXT[],
+    finish_error_codes TEXT[],
+    finish_error_messages TEXT[],
+    finish_delivery_ids TEXT[],
+    finish_events TEXT[],
+    run_time_weight DOUBLE PRECISION
+) RETURNS BOOLEAN[]
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    moved BOOLEAN[] := '{}';
+BEGIN
+    FOR i IN 1 .. COALESCE(array_length(finish_ids, 1), 0) LOOP
+        moved := moved || genq_finish(finish_ids[i], finish_attempts[i], finish_states[i],
+            finish_ats[i], finish_outputs[i], finish_error_codes[i], finish_error_messages[i],
+            finish_delivery_ids[i], finish_events[i], run_time_weight);
+    END LOOP;
+    RETURN moved;
 END
 $$;
 

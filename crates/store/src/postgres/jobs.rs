@@ -13,6 +13,7 @@ use genq_engine::{
 };
 
 use super::accounts::post_ledger;
+use super::finish::Outcome;
 use super::{
     column, db_err, job_from_row, parse, text, to_json, webhooks, PostgresStore, JOBS_CHANNEL,
     JOB_COLUMNS, SWEEP_EVERY_MS,
@@ -20,7 +21,7 @@ use super::{
 use crate::queue_depth::EXACT_AHEAD;
 
 /// Weight of the newest run in a model's moving-average run time.
-const RUN_TIME_WEIGHT: f64 = 0.2;
+pub(super) const RUN_TIME_WEIGHT: f64 = 0.2;
 
 impl PostgresStore {
     /// One round trip: see migrations/postgres/0002_queue_functions.sql.
@@ -220,7 +221,8 @@ impl PostgresStore {
 
     /// PROCESSING → a terminal state under the caller's lease, settled in
     /// the same statement (see `genq_finish` in
-    /// migrations/postgres/0002_queue_functions.sql).
+    /// migrations/postgres/0002_queue_functions.sql), grouped with the
+    /// process's other outcomes of the moment (`finish.rs`).
     async fn finish(
         &self,
         lease: &Lease,
@@ -229,20 +231,18 @@ impl PostgresStore {
         failure: Option<&JobFailure>,
         now: Millis,
     ) -> StoreResult<bool> {
-        sqlx::query_scalar("SELECT genq_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
-            .bind(lease.job_id.to_string())
-            .bind(lease.attempt)
-            .bind(state.as_str())
-            .bind(now)
-            .bind(outputs)
-            .bind(failure.map(|f| text(&f.code).into_owned()))
-            .bind(failure.map(|f| text(&f.message).into_owned()))
-            .bind(new_delivery_id())
-            .bind(event_for(state))
-            .bind(RUN_TIME_WEIGHT)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err("recording a job's outcome"))
+        let outcome = Outcome {
+            job_id: lease.job_id.to_string(),
+            attempt: lease.attempt,
+            state: state.as_str(),
+            at: now,
+            outputs,
+            error_code: failure.map(|f| text(&f.code).into_owned()),
+            error_message: failure.map(|f| text(&f.message).into_owned()),
+            delivery_id: new_delivery_id(),
+            event: event_for(state),
+        };
+        self.finisher.finish(&self.pool, outcome).await
     }
 
     pub(super) async fn release_job(&self, lease: &Lease, now: Millis) -> StoreResult<bool> {

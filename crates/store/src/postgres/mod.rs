@@ -3,7 +3,7 @@
 //! Unlike SQLite, writers really run at once, so every read-then-write is made
 //! safe by a row lock rather than by a single writer:
 //!
-//! - `insert_job` first locks its account's row (`SELECT … FOR NO KEY UPDATE`), so
+//! - A submission first locks its account's row (`SELECT … FOR NO KEY UPDATE`), so
 //!   the per-key and per-account counts and the balance check of one account
 //!   serialize, while other accounts' submissions run in parallel.
 //! - Claims lock their candidate with `FOR UPDATE SKIP LOCKED`: concurrent
@@ -14,13 +14,18 @@
 //!
 //! Locks are always taken job row first, then account row (settling a job
 //! moves its account's balance), and a claim that gives up several jobs
-//! settles them in account order, so transactions cannot deadlock on each
-//! other.
+//! settles them in account order. The one exception is a batch of outcomes
+//! (`finish.rs`) that refunds several accounts: two processes' batches may
+//! deadlock; PostgreSQL then aborts one, and its outcomes are recorded again
+//! one by one.
 //!
-//! A job insert also sends `NOTIFY genq_jobs`, delivered on commit, which
+//! The hot paths (submission, claim, outcomes) are plpgsql functions, one
+//! statement each (migrations/postgres/0002_queue_functions.sql). A job
+//! insert also sends `NOTIFY genq_jobs`, delivered on commit, which
 //! [`Store::wait_for_jobs`] turns into a wake-up for other processes.
 
 mod accounts;
+mod finish;
 mod jobs;
 mod listen;
 mod webhooks;
@@ -62,6 +67,7 @@ pub struct PostgresStore {
     queue_depth: crate::queue_depth::QueueDepth,
     /// When (claimers' clock, ms) the last sweep for abandoned jobs ran.
     last_sweep: std::sync::atomic::AtomicI64,
+    finisher: finish::Finisher,
 }
 
 /// A pooled connection idle this long is pinged before use.
@@ -113,6 +119,7 @@ impl PostgresStore {
             listener: tokio::sync::OnceCell::new(),
             queue_depth: Default::default(),
             last_sweep: std::sync::atomic::AtomicI64::new(i64::MIN),
+            finisher: Default::default(),
         })
     }
 
