@@ -24,7 +24,7 @@ const JOBS: usize = 100;
 /// Short, so the killed worker's job is claimed again within seconds; long
 /// enough that heartbeats (every lease/3) survive a busy 2-core machine.
 const LEASE_SECONDS: &str = "5";
-/// Slots per worker process: the most jobs a killed worker can leave behind.
+/// Slots per worker process: the most jobs one claim of a worker takes.
 const WORKER_CONCURRENCY: usize = 2;
 const PRICE: i64 = 100_000;
 const CREDITS: i64 = 100_000_000;
@@ -268,10 +268,20 @@ async fn two_api_nodes_and_two_workers_on_postgres_and_s3() {
         "{}",
         db.query("SELECT id, state, error_message FROM jobs WHERE state <> 'COMPLETED'")
     );
+    let retried: HashSet<String> = db
+        .query("SELECT id FROM jobs WHERE retries > 0")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    // A killed job that never ran again finished in the killed worker: its
+    // outcome was committed in the instant before the kill, ahead of its
+    // "job completed" line.
+    let finished_unlogged: HashSet<String> = killed.difference(&retried).cloned().collect();
     let mut renders: HashMap<String, usize> = HashMap::new();
     for id in jobs_logged(&doomed_log, "job completed")
         .into_iter()
         .chain(jobs_logged(&survivor.log(), "job completed"))
+        .chain(finished_unlogged.iter().cloned())
     {
         *renders.entry(id).or_default() += 1;
     }
@@ -279,16 +289,12 @@ async fn two_api_nodes_and_two_workers_on_postgres_and_s3() {
         assert_eq!(renders.get(id), Some(&1), "renders of {id}");
     }
     assert_eq!(renders.len(), JOBS);
-    // Only the killed worker's jobs ran again: those it had started, and at
-    // most its other slot's job if the kill landed between that claim's commit
-    // and its "job started" line.
-    let retried: HashSet<String> = db
-        .query("SELECT id FROM jobs WHERE retries > 0")
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert!(killed.is_subset(&retried), "{killed:?} ⊄ {retried:?}");
-    assert!(retried.len() <= WORKER_CONCURRENCY, "{retried:?}");
+    // Only the killed worker's jobs ran again: those it had started and not
+    // finished (rendering, or done with the outcome not yet recorded), and
+    // at most one claim's worth more if the kill landed between a claim's
+    // commit and its "job started" lines.
+    let unlogged = retried.difference(&killed).count();
+    assert!(unlogged <= WORKER_CONCURRENCY, "{retried:?}");
     assert!(retried.is_disjoint(&doomed_done), "{retried:?}");
     assert_eq!(count("SELECT count(*) FROM jobs WHERE retries > 1"), 0);
 
