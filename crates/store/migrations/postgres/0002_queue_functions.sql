@@ -154,10 +154,59 @@ BEGIN
 END
 $$;
 
--- A completion, failure or cancellation under the caller's lease, settled
--- in the same statement: the refund of a failed or cancelled job that was
+-- What a job's move to a terminal state owes, recorded in the transaction
+-- that made the move: the refund of a failed or cancelled job that was
 -- charged (once: the ledger's unique index refuses a second), its model's
--- run time, and the webhook it owes. NULL outputs or error: left as is.
+-- run time, and the webhook it owes. Each only when the job has a price, a
+-- model or a URL, so a plain job touches no other table.
+CREATE FUNCTION genq_settle(
+    settle_id TEXT,
+    settle_state TEXT,
+    settle_at BIGINT,
+    settle_delivery_id TEXT,
+    settle_event TEXT,
+    run_time_weight DOUBLE PRECISION
+) RETURNS VOID
+LANGUAGE plpgsql
+AS $$
+#variable_conflict use_column
+DECLARE
+    done_account TEXT;
+    done_cost BIGINT;
+    done_model TEXT;
+    done_started BIGINT;
+    done_webhook TEXT;
+BEGIN
+    SELECT account_id, cost_micro_cents, model, started_at, webhook_url
+    INTO done_account, done_cost, done_model, done_started, done_webhook
+    FROM jobs WHERE id = settle_id;
+
+    IF done_cost > 0 AND settle_state IN ('FAILED', 'CANCELLED') THEN
+        UPDATE accounts SET balance_micro_cents = balance_micro_cents + done_cost
+        WHERE id = done_account;
+        INSERT INTO ledger (account_id, job_id, amount_micro_cents, reason, created_at)
+        VALUES (done_account, settle_id, done_cost, 'refund', settle_at);
+    END IF;
+
+    IF settle_state = 'COMPLETED' AND done_model IS NOT NULL AND done_started IS NOT NULL THEN
+        INSERT INTO model_stats (model, runs, avg_run_ms)
+        VALUES (done_model, 1, GREATEST(settle_at - done_started, 0))
+        ON CONFLICT (model) DO UPDATE SET runs = model_stats.runs + 1,
+            avg_run_ms = model_stats.avg_run_ms * (1 - run_time_weight)
+                + excluded.avg_run_ms * run_time_weight;
+    END IF;
+
+    IF done_webhook IS NOT NULL THEN
+        INSERT INTO webhook_deliveries (id, job_id, account_id, url, event, state, attempts,
+            next_attempt_at, created_at, updated_at)
+        VALUES (settle_delivery_id, settle_id, done_account, done_webhook, settle_event,
+            'PENDING', 0, settle_at, settle_at, settle_at);
+    END IF;
+END
+$$;
+
+-- A completion, failure or cancellation under the caller's lease, settled
+-- (genq_settle) in the same statement. NULL outputs or error: left as is.
 -- True when the job was PROCESSING under this attempt and has moved.
 CREATE FUNCTION genq_finish(
     finish_id TEXT,
@@ -174,12 +223,6 @@ CREATE FUNCTION genq_finish(
 LANGUAGE plpgsql
 AS $$
 #variable_conflict use_column
-DECLARE
-    done_account TEXT;
-    done_cost BIGINT;
-    done_model TEXT;
-    done_started BIGINT;
-    done_webhook TEXT;
 BEGIN
     UPDATE jobs SET state = finish_state,
         progress = CASE WHEN finish_state = 'COMPLETED' THEN 100 ELSE progress END,
@@ -188,34 +231,12 @@ BEGIN
         error_message = COALESCE(finish_error_message, error_message),
         completed_at = finish_at, updated_at = finish_at,
         lease_owner = NULL, lease_until = NULL
-    WHERE id = finish_id AND attempt = finish_attempt AND state = 'PROCESSING'
-    RETURNING account_id, cost_micro_cents, model, started_at, webhook_url
-    INTO done_account, done_cost, done_model, done_started, done_webhook;
+    WHERE id = finish_id AND attempt = finish_attempt AND state = 'PROCESSING';
     IF NOT FOUND THEN
         RETURN FALSE;
     END IF;
-
-    IF done_cost > 0 AND finish_state IN ('FAILED', 'CANCELLED') THEN
-        UPDATE accounts SET balance_micro_cents = balance_micro_cents + done_cost
-        WHERE id = done_account;
-        INSERT INTO ledger (account_id, job_id, amount_micro_cents, reason, created_at)
-        VALUES (done_account, finish_id, done_cost, 'refund', finish_at);
-    END IF;
-
-    IF finish_state = 'COMPLETED' AND done_model IS NOT NULL AND done_started IS NOT NULL THEN
-        INSERT INTO model_stats (model, runs, avg_run_ms)
-        VALUES (done_model, 1, GREATEST(finish_at - done_started, 0))
-        ON CONFLICT (model) DO UPDATE SET runs = model_stats.runs + 1,
-            avg_run_ms = model_stats.avg_run_ms * (1 - run_time_weight)
-                + excluded.avg_run_ms * run_time_weight;
-    END IF;
-
-    IF done_webhook IS NOT NULL THEN
-        INSERT INTO webhook_deliveries (id, job_id, account_id, url, event, state, attempts,
-            next_attempt_at, created_at, updated_at)
-        VALUES (finish_delivery_id, finish_id, done_account, done_webhook, finish_event,
-            'PENDING', 0, finish_at, finish_at, finish_at);
-    END IF;
+    PERFORM genq_settle(finish_id, finish_state, finish_at, finish_delivery_id, finish_event,
+        run_time_weight);
     RETURN TRUE;
 END
 $$;

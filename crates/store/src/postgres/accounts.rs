@@ -10,7 +10,7 @@ use super::{column, db_err, parse, patterns_from, patterns_to, PostgresStore};
 
 /// Moves an account's balance and records why, in one transaction. The
 /// new balance, or None when there is no such account (nothing written).
-pub(super) async fn post_ledger(
+async fn post_ledger(
     tx: &mut Transaction<'_, Postgres>,
     account: &str,
     job: Option<&str>,

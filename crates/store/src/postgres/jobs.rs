@@ -12,11 +12,10 @@ use genq_engine::{
     AccountId, Job, JobFailure, JobId, JobOutput, JobQuery, JobState, StoreError, SubmitLimits,
 };
 
-use super::accounts::post_ledger;
 use super::finish::Outcome;
 use super::{
-    column, db_err, job_from_row, parse, text, to_json, webhooks, PostgresStore, JOBS_CHANNEL,
-    JOB_COLUMNS, SWEEP_EVERY_MS,
+    column, db_err, job_from_row, parse, text, to_json, PostgresStore, JOBS_CHANNEL, JOB_COLUMNS,
+    SWEEP_EVERY_MS,
 };
 use crate::queue_depth::EXACT_AHEAD;
 
@@ -348,56 +347,24 @@ async fn notify_jobs(tx: &mut Transaction<'_, Postgres>) -> StoreResult<()> {
     Ok(())
 }
 
-/// What a job's move to a terminal state owes, recorded in the same
-/// transaction: its refund (failed or cancelled, once — the ledger's unique
-/// index refuses a second), its webhook, and its model's run time.
+/// What a job's move to a terminal state owes (refund, run time, webhook),
+/// recorded in the caller's transaction by `genq_settle`
+/// (migrations/postgres/0002_queue_functions.sql).
 async fn settle(
     tx: &mut Transaction<'_, Postgres>,
     job: &str,
     state: JobState,
     now: Millis,
 ) -> StoreResult<()> {
-    let row: Settling = sqlx::query_as(&format!("SELECT {SETTLING} FROM jobs WHERE id = $1"))
+    sqlx::query("SELECT genq_settle($1, $2, $3, $4, $5, $6)")
         .bind(job)
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db_err("reading a job"))?;
-    settle_known(tx, job, row, state, now).await
-}
-
-/// What settling needs to know of a job: its account, cost, model, start,
-/// and whether it has a webhook. A finishing `UPDATE` returns it, sparing a
-/// round trip.
-type Settling = (String, i64, Option<String>, Option<i64>, bool);
-const SETTLING: &str =
-    "account_id, cost_micro_cents, model, started_at, webhook_url IS NOT NULL AS has_webhook";
-
-async fn settle_known(
-    tx: &mut Transaction<'_, Postgres>,
-    job: &str,
-    (account, cost, model, started_at, has_webhook): Settling,
-    state: JobState,
-    now: Millis,
-) -> StoreResult<()> {
-    if cost > 0 && matches!(state, JobState::Failed | JobState::Cancelled) {
-        post_ledger(tx, &account, Some(job), cost, "refund", now).await?;
-    }
-    if let (JobState::Completed, Some(model), Some(started)) = (state, model, started_at) {
-        let run_ms = (now - started).max(0) as f64;
-        sqlx::query(
-            "INSERT INTO model_stats (model, runs, avg_run_ms) VALUES ($1, 1, $2) \
-             ON CONFLICT (model) DO UPDATE SET runs = model_stats.runs + 1, \
-             avg_run_ms = model_stats.avg_run_ms * (1 - $3) + $2 * $3",
-        )
-        .bind(model)
-        .bind(run_ms)
+        .bind(state.as_str())
+        .bind(now)
+        .bind(new_delivery_id())
+        .bind(event_for(state))
         .bind(RUN_TIME_WEIGHT)
         .execute(&mut **tx)
         .await
-        .map_err(db_err("recording run time"))?;
-    }
-    if has_webhook {
-        webhooks::enqueue(tx, job, event_for(state), now).await?;
-    }
+        .map_err(db_err("settling a job"))?;
     Ok(())
 }

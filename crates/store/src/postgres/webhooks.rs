@@ -1,39 +1,13 @@
 //! The webhook outbox in PostgreSQL.
 
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 
 use genq_engine::store::StoreResult;
 use genq_engine::time::Millis;
-use genq_engine::webhook::{
-    new_delivery_id, Attempt, Delivery, DeliveryRecord, DeliveryState, NextStep,
-};
+use genq_engine::webhook::{Attempt, Delivery, DeliveryRecord, DeliveryState, NextStep};
 use genq_engine::{AccountId, JobId};
 
 use super::{db_err, parse, text, PostgresStore};
-
-/// Records the webhook a job owes, if it has a URL, inside the transaction
-/// that moved it to a terminal state. True when one was recorded.
-pub(super) async fn enqueue(
-    tx: &mut Transaction<'_, Postgres>,
-    job: &str,
-    event: &str,
-    now: Millis,
-) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "INSERT INTO webhook_deliveries (id, job_id, account_id, url, event, state, attempts, \
-         next_attempt_at, created_at, updated_at) \
-         SELECT $1, id, account_id, webhook_url, $2, 'PENDING', 0, $3, $3, $3 FROM jobs \
-         WHERE id = $4 AND webhook_url IS NOT NULL",
-    )
-    .bind(new_delivery_id())
-    .bind(event)
-    .bind(now)
-    .bind(job)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err("recording a webhook delivery"))?;
-    Ok(done.rows_affected() == 1)
-}
 
 impl PostgresStore {
     pub(super) async fn claim_due_deliveries(
