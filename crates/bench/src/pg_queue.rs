@@ -8,15 +8,14 @@
 //! its own Node.js process (`bench/graphile/bench.mjs`). Neither side logs.
 
 use anyhow::Context;
-use genq_engine::account::NewAccount;
-use genq_engine::{Engine, LocalStorage, Principal, WorkerConfig, WorkerPool};
+use genq_engine::{Engine, Principal, WorkerConfig, WorkerPool};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-use crate::queue::{noop_job, Noop};
+use crate::queue::{engine_with_account, noop_job, Noop};
 use crate::stats::Summary;
 use crate::table::{Row, Target};
 use crate::{graphile, pg, Plan};
@@ -157,19 +156,7 @@ async fn genq_once(
     jobs: usize,
     concurrency: usize,
 ) -> anyhow::Result<(Duration, Duration)> {
-    tokio::fs::create_dir_all(dir).await?;
-    let store = genq_store::open(url).await?;
-    let storage = Arc::new(LocalStorage::new(dir.join("files"))?);
-    let engine = Engine::new(store, storage, dir.join("tmp/uploads"))?;
-    let account = NewAccount {
-        name: "bench".into(),
-        ..NewAccount::default()
-    };
-    let (_, _, key) = engine.create_account(&account).await?;
-    let principal = engine
-        .authenticate(&key)
-        .await?
-        .context("the new key does not authenticate")?;
+    let (engine, principal) = engine_with_account(url, dir).await?;
 
     let started = Instant::now();
     enqueue(&engine, &principal, jobs, concurrency).await?;

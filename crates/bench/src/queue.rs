@@ -98,6 +98,28 @@ impl JobHandler for Noop {
     }
 }
 
+/// An engine on the store at `url` (files under `dir`) and one account's
+/// principal to submit with.
+pub(crate) async fn engine_with_account(
+    url: &str,
+    dir: &Path,
+) -> anyhow::Result<(Engine, Principal)> {
+    tokio::fs::create_dir_all(dir).await?;
+    let store = genq_store::open(url).await?;
+    let storage = Arc::new(LocalStorage::new(dir.join("files"))?);
+    let engine = Engine::new(store, storage, dir.join("tmp/uploads"))?;
+    let account = NewAccount {
+        name: "bench".into(),
+        ..NewAccount::default()
+    };
+    let (_, _, key) = engine.create_account(&account).await?;
+    let principal = engine
+        .authenticate(&key)
+        .await?
+        .context("the new key does not authenticate")?;
+    Ok((engine, principal))
+}
+
 struct Bench {
     engine: Engine,
     principal: Principal,
@@ -107,20 +129,8 @@ struct Bench {
 
 impl Bench {
     async fn open(dir: &Path) -> anyhow::Result<Bench> {
-        tokio::fs::create_dir_all(dir).await?;
         let url = format!("sqlite://{}", dir.join("genq.db").display());
-        let store = genq_store::open(&url).await?;
-        let storage = Arc::new(LocalStorage::new(dir.join("files"))?);
-        let engine = Engine::new(store, storage, dir.join("tmp/uploads"))?;
-        let account = NewAccount {
-            name: "bench".into(),
-            ..NewAccount::default()
-        };
-        let (_, _, key) = engine.create_account(&account).await?;
-        let principal = engine
-            .authenticate(&key)
-            .await?
-            .context("the new key does not authenticate")?;
+        let (engine, principal) = engine_with_account(&url, dir).await?;
         let handler = Arc::new(Noop::default());
         let config = WorkerConfig {
             slots: SLOTS,

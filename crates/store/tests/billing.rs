@@ -41,14 +41,7 @@ async fn submission_reserves_and_failure_refunds_exactly_once(backend: Backend) 
 
     let kinds = kinds();
     let now = now_ms();
-    let (_, lease) = store(&h)
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (_, lease) = claim_one(store(&h), &kinds, now, 3).await.unwrap();
     let failure = JobFailure::new("GENERATION_FAILED", "boom");
     assert!(store(&h).fail(&lease, &failure, now).await.unwrap());
     assert!(!store(&h).fail(&lease, &failure, now).await.unwrap());
@@ -78,14 +71,7 @@ async fn completed_jobs_keep_their_charge_and_cancelled_ones_are_refunded(backen
         .unwrap();
     let kinds = kinds();
     let now = now_ms();
-    let (_, lease) = store(&h)
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (_, lease) = claim_one(store(&h), &kinds, now, 3).await.unwrap();
     assert!(store(&h).complete(&lease, &[], now + 1_000).await.unwrap());
     assert_eq!(
         h.engine.store().model_run_ms("genq/test").await.unwrap(),
@@ -110,14 +96,7 @@ async fn a_running_job_can_be_cancelled_through_its_heartbeat(backend: Backend) 
         .unwrap();
     let kinds = kinds();
     let now = now_ms();
-    let (_, lease) = store(&h)
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (_, lease) = claim_one(store(&h), &kinds, now, 3).await.unwrap();
     assert_eq!(
         store(&h).heartbeat(&lease, now + 1_000).await.unwrap(),
         LeaseStatus::Held
@@ -248,23 +227,9 @@ async fn finished_jobs_free_their_place_under_the_concurrency_limit(backend: Bac
     let kinds = kinds();
     let store = store(&h);
     let now = now_ms();
-    let (_, done) = store
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (_, done) = claim_one(store, &kinds, now, 3).await.unwrap();
     assert!(store.complete(&done, &[], now).await.unwrap());
-    let (_, failed) = store
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (_, failed) = claim_one(store, &kinds, now, 3).await.unwrap();
     assert!(store
         .fail(&failed, &JobFailure::new("X", "x"), now)
         .await
@@ -277,14 +242,7 @@ async fn finished_jobs_free_their_place_under_the_concurrency_limit(backend: Bac
     );
 
     let first = submit().await.unwrap();
-    let (_, released) = store
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (_, released) = claim_one(store, &kinds, now, 3).await.unwrap();
     assert_eq!(released.job_id, first.id);
     assert!(store.release(&released, now).await.unwrap());
     submit().await.unwrap();

@@ -46,14 +46,7 @@ async fn terminal_jobs_owe_one_webhook_each_and_record_their_attempts(backend: B
     let kinds = kinds();
     let now = now_ms();
     for _ in 0..3 {
-        let (job, lease) = store(&h)
-            .claim(&claim_at(&kinds, now, 3))
-            .await
-            .unwrap()
-            .claimed
-            .into_iter()
-            .next()
-            .unwrap();
+        let (job, lease) = claim_one(store(&h), &kinds, now, 3).await.unwrap();
         if job.id == failed {
             let failure = JobFailure::new("X", "x");
             assert!(store(&h).fail(&lease, &failure, now).await.unwrap());

@@ -51,14 +51,7 @@ async fn four_claimers_in_separate_processes_take_each_job_once() {
             let mut mine = Vec::new();
             loop {
                 let now = now_ms();
-                let Some((job, lease)) = store
-                    .claim(&claim_at(&kinds, now, 3))
-                    .await
-                    .unwrap()
-                    .claimed
-                    .into_iter()
-                    .next()
-                else {
+                let Some((job, lease)) = claim_one(&store, &kinds, now, 3).await else {
                     return mine;
                 };
                 let failed = mine.len() % 2 == 0;
@@ -99,14 +92,7 @@ async fn a_job_lost_too_often_is_given_up_and_refunded_once_among_claimers() {
         .unwrap();
     let kinds = kinds();
     let t0 = now_ms();
-    store_of(&engine)
-        .claim(&claim_at(&kinds, t0, 0))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    claim_one(store_of(&engine), &kinds, t0, 0).await.unwrap();
     let mut stores = Vec::new();
     for _ in 0..4 {
         stores.push(genq_store::open(&db.url).await.unwrap());
@@ -151,14 +137,7 @@ async fn another_process_hears_of_new_and_released_jobs() {
 
     let kinds = kinds();
     let now = now_ms();
-    let (_, lease) = store_of(&engine)
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (_, lease) = claim_one(store_of(&engine), &kinds, now, 3).await.unwrap();
     assert!(tokio::time::timeout(quiet, waiter.wait_for_jobs())
         .await
         .is_err());
@@ -196,14 +175,7 @@ async fn a_failure_message_with_a_nul_still_fails_the_job() {
     let job = engine.submit(&principal, new_job(None)).await.unwrap();
     let kinds = kinds();
     let now = now_ms();
-    let (_, lease) = store_of(&engine)
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (_, lease) = claim_one(store_of(&engine), &kinds, now, 3).await.unwrap();
     // PostgreSQL text cannot hold NUL (SQLite's can); a renderer's stderr might.
     let failure = JobFailure::new("RENDER_FAILED", "bad\0byte");
     assert!(store_of(&engine).fail(&lease, &failure, now).await.unwrap());

@@ -31,43 +31,15 @@ async fn claims_oldest_first_and_each_job_once(backend: Backend) {
     let b = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
     let kinds = kinds();
     let now = now_ms();
-    let first = store(&h)
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
-    let second = store(&h)
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let first = claim_one(store(&h), &kinds, now, 3).await.unwrap();
+    let second = claim_one(store(&h), &kinds, now, 3).await.unwrap();
     assert_eq!((first.0.id, second.0.id), (a.id, b.id));
     assert_eq!(first.0.state, JobState::Processing);
-    assert!(store(&h)
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .is_none());
+    assert!(claim_one(store(&h), &kinds, now, 3).await.is_none());
     // A worker that does not handle the kind gets nothing.
     let other = vec!["something_else".to_owned()];
     h.engine.submit(&h.principal, new_job(None)).await.unwrap();
-    assert!(store(&h)
-        .claim(&claim_at(&other, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .is_none());
+    assert!(claim_one(store(&h), &other, now, 3).await.is_none());
 }
 
 async fn an_expired_lease_is_claimed_again_and_the_old_worker_is_locked_out(backend: Backend) {
@@ -75,32 +47,11 @@ async fn an_expired_lease_is_claimed_again_and_the_old_worker_is_locked_out(back
     let job = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
     let kinds = kinds();
     let t0 = now_ms();
-    let (_, old_lease) = store(&h)
-        .claim(&claim_at(&kinds, t0, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (_, old_lease) = claim_one(store(&h), &kinds, t0, 3).await.unwrap();
     // Still leased: nobody else gets it.
-    assert!(store(&h)
-        .claim(&claim_at(&kinds, t0 + 500, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .is_none());
+    assert!(claim_one(store(&h), &kinds, t0 + 500, 3).await.is_none());
 
-    let (again, new_lease) = store(&h)
-        .claim(&claim_at(&kinds, t0 + 1_001, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (again, new_lease) = claim_one(store(&h), &kinds, t0 + 1_001, 3).await.unwrap();
     assert_eq!(again.id, job.id);
     assert_eq!(again.retries, 1);
     assert_ne!(old_lease.attempt, new_lease.attempt);
@@ -130,14 +81,7 @@ async fn a_job_lost_too_often_fails_with_a_message_that_says_so(backend: Backend
     let kinds = kinds();
     let mut now = now_ms();
     for expected_retries in 0..=2 {
-        let (claimed, _) = store(&h)
-            .claim(&claim_at(&kinds, now, 2))
-            .await
-            .unwrap()
-            .claimed
-            .into_iter()
-            .next()
-            .unwrap();
+        let (claimed, _) = claim_one(store(&h), &kinds, now, 2).await.unwrap();
         assert_eq!(claimed.retries, expected_retries);
         now += 1_001;
     }
@@ -160,23 +104,9 @@ async fn release_returns_a_job_to_the_queue_without_counting_a_retry(backend: Ba
     let job = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
     let kinds = kinds();
     let now = now_ms();
-    let (_, lease) = store(&h)
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (_, lease) = claim_one(store(&h), &kinds, now, 3).await.unwrap();
     assert!(store(&h).release(&lease, now).await.unwrap());
-    let (again, _) = store(&h)
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()
-        .unwrap();
+    let (again, _) = claim_one(store(&h), &kinds, now, 3).await.unwrap();
     assert_eq!((again.id, again.retries), (job.id, 0));
 }
 
@@ -217,14 +147,7 @@ async fn concurrent_workers_never_claim_a_job_twice(backend: Backend) {
         tokio::spawn(async move {
             let kinds = kinds();
             let mut mine = Vec::new();
-            while let Some((job, _)) = store
-                .claim(&claim_at(&kinds, now_ms(), 3))
-                .await
-                .unwrap()
-                .claimed
-                .into_iter()
-                .next()
-            {
+            while let Some((job, _)) = claim_one(&store, &kinds, now_ms(), 3).await {
                 mine.push(job.id);
             }
             mine
@@ -295,13 +218,7 @@ async fn revoked_keys_authenticate_no_one(backend: Backend) {
 async fn claim_and_complete(h: &Harness) -> Option<JobId> {
     let kinds = kinds();
     let now = now_ms();
-    let (job, lease) = store(h)
-        .claim(&claim_at(&kinds, now, 3))
-        .await
-        .unwrap()
-        .claimed
-        .into_iter()
-        .next()?;
+    let (job, lease) = claim_one(store(h), &kinds, now, 3).await?;
     assert!(store(h).complete(&lease, &[], now).await.unwrap());
     Some(job.id)
 }

@@ -13,29 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const PREFIX: &str = "genq_test_";
 const STALE_AFTER_SECS: u64 = 3600;
 
-/// The server to create databases on; None when PostgreSQL tests are off.
-pub fn base_url() -> Option<String> {
-    match std::env::var("GENQ_TEST_POSTGRES_URL") {
-        Ok(url) if url.is_empty() || url == "off" => None,
-        Ok(url) => Some(url),
-        Err(_) => Some("postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
-    }
-}
-
-/// `base` with its database replaced by `name` (query string kept).
-fn with_database(base: &str, name: &str) -> String {
-    let (base, query) = base.split_once('?').unwrap_or((base, ""));
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| i + authority);
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    format!("{}/{name}{query}", &base[..path])
-}
+#[path = "../../../store/tests/common/pg_url.rs"]
+mod pg_url;
+pub use pg_url::{base_url, with_database};
 
 /// Runs one statement with `psql` against `url`, returning its unaligned
 /// tuples-only output; panics (with psql's stderr) when it fails.

@@ -4,11 +4,13 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod pg_url;
 
 use genq_engine::account::NewAccount;
 use genq_engine::job::kinds::IMAGE_AUDIO_VIDEO;
+use genq_engine::job::Lease;
 use genq_engine::store::ClaimRequest;
-use genq_engine::{AccountId, Engine, LocalStorage, NewJob, Principal, Store, SubmitLimits};
+use genq_engine::{AccountId, Engine, Job, LocalStorage, NewJob, Principal, Store, SubmitLimits};
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +159,23 @@ pub fn priced_job(cost: i64, max_active_per_account: Option<u32>) -> NewJob {
 
 pub fn kinds() -> Vec<String> {
     vec![IMAGE_AUDIO_VIDEO.to_owned()]
+}
+
+/// A one-slot claim: the next job and its lease, if any.
+pub async fn claim_one(
+    store: &Arc<dyn Store>,
+    kinds: &[String],
+    now: i64,
+    max_retries: u32,
+) -> Option<(Job, Lease)> {
+    let request = claim_at(kinds, now, max_retries);
+    store
+        .claim(&request)
+        .await
+        .unwrap()
+        .claimed
+        .into_iter()
+        .next()
 }
 
 pub fn claim_at(kinds: &[String], now: i64, max_retries: u32) -> ClaimRequest<'_> {
