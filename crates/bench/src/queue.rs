@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use async_trait::async_trait;
 use genq_engine::account::NewAccount;
 use genq_engine::{
-    Engine, JobContext, JobFailure, JobHandler, JobId, LocalStorage, NewJob, Principal,
+    Engine, JobContext, JobFailure, JobHandler, JobId, LocalFiles, NewJob, Principal,
     ProducedOutput, SubmitLimits, WorkerConfig, WorkerPool,
 };
 use std::collections::HashMap;
@@ -105,14 +105,14 @@ pub(crate) async fn engine_with_account(
     dir: &Path,
 ) -> anyhow::Result<(Engine, Principal)> {
     tokio::fs::create_dir_all(dir).await?;
-    let store = genq_store::open(url).await?;
-    let storage = Arc::new(LocalStorage::new(dir.join("files"))?);
-    let engine = Engine::new(store, storage, dir.join("tmp/uploads"))?;
+    let db = genq_db::open(url).await?;
+    let files = Arc::new(LocalFiles::new(dir.join("files"))?);
+    let engine = Engine::new(db, files, dir.join("tmp/uploads"))?;
     let account = NewAccount {
         name: "bench".into(),
         ..NewAccount::default()
     };
-    let (_, _, key) = engine.create_account(&account).await?;
+    let (_, _, key) = engine.create_account(&account, vec![]).await?;
     let principal = engine
         .authenticate(&key)
         .await?
@@ -214,11 +214,8 @@ pub(crate) fn noop_job() -> NewJob {
         kind: KIND.into(),
         dialect: "bench".into(),
         input: serde_json::json!({}),
-        files: Vec::new(),
-        webhook_url: None,
-        model: None,
-        cost_micro_cents: 0,
         limits: SubmitLimits::default(),
+        ..NewJob::default()
     }
 }
 

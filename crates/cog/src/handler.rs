@@ -1,8 +1,7 @@
 //! Catalog models served by Cog, as an engine job handler.
 
 use async_trait::async_trait;
-use genq_engine::catalog::{Backend, Catalog};
-use genq_engine::job::kinds;
+use genq_catalog::{kinds, Backend, Catalog};
 use genq_engine::{JobContext, JobFailure, JobHandler, OutputKind, OutputRole, ProducedOutput};
 use std::sync::Arc;
 use url::Url;
@@ -23,11 +22,12 @@ impl CogBackend {
 
     fn server_for(&self, ctx: &JobContext) -> Result<Url, JobFailure> {
         let unknown = |why: String| JobFailure::new("BACKEND_ERROR", why);
-        let (slug, version) = ctx
+        let model = ctx
             .job
             .model
             .as_ref()
             .ok_or_else(|| unknown("the job names no model".into()))?;
+        let (slug, version) = (&model.slug, &model.version);
         let model = self
             .catalog
             .get(slug)

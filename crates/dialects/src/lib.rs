@@ -1,20 +1,48 @@
-//! genq's HTTP surface. Each API dialect is a thin adapter: it parses its own
-//! wire shape, calls the [`genq_engine::Engine`], and renders the answer in
-//! its own shape. What every dialect needs (API keys, uploads, output
-//! downloads, share pages) lives in [`shared`].
+//! genq's HTTP surface. Each API dialect is a thin adapter in a folder of
+//! its own: it parses its wire shape, calls the [`genq_engine::Engine`],
+//! and renders the answer in its own shape ([`Dialect`]). What every
+//! dialect uses — API keys and scopes, rate limits, uploads, typed query and
+//! body extractors, output downloads, request ids, live job events — lives
+//! in [`shared`] and knows no dialect by name or path.
 
+pub mod dialect;
+pub mod gateway;
 pub mod shared;
-pub mod v1;
-pub mod video;
+pub mod video_api;
 
-use axum::routing::get;
-use axum::{Json, Router};
-use genq_engine::catalog::Catalog;
-use genq_engine::webhook::WebhookPayload;
-use genq_engine::Engine;
-use shared::rate_limit::{rate_limit, RateLimitConfig, RateLimits};
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use axum::middleware::from_fn_with_state;
+use axum::routing::get;
+use axum::{Json, Router};
+use genq_catalog::Catalog;
+use genq_engine::webhook::WebhookPayload;
+use genq_engine::{Engine, Job};
+
+use dialect::{mount, Registered};
+pub use dialect::{Ctx, Dialect, JobShape, Routes};
+use shared::rate_limit::{rate_limit, RateLimitConfig, RateLimits, RouteKind};
+
+/// Every dialect genq speaks. Adding one is its folder and a line here.
+fn dialects() -> Vec<Box<dyn Registered>> {
+    vec![mount::<video_api::VideoApi>(), mount::<gateway::Gateway>()]
+}
+
+/// What the dialects take from the server's settings.
+pub struct DialectSettings {
+    /// Absolute base for links handed to clients.
+    pub public_url: String,
+    /// Largest accepted upload, per file.
+    pub max_upload_bytes: u64,
+    /// The models jobs can run.
+    pub catalog: Arc<Catalog>,
+    /// PENDING + PROCESSING jobs of a model per account, unless the account
+    /// sets its own.
+    pub max_concurrent_jobs: u32,
+    /// Workers serving the queue, for completion estimates.
+    pub worker_slots: usize,
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -24,86 +52,107 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Largest accepted upload, per file.
     pub max_upload_bytes: u64,
-    pub gateway: Arc<GatewaySettings>,
-}
-
-/// What the model gateway (Jobs v1) needs beyond the engine.
-pub struct GatewaySettings {
-    pub catalog: Arc<Catalog>,
-    /// PENDING + PROCESSING jobs per account, unless the account sets its own.
-    pub max_concurrent_jobs: u32,
-    /// Workers serving the queue, for completion estimates.
-    pub worker_slots: usize,
+    /// How each dialect shows a job, by the name its jobs carry.
+    pub shapes: Arc<HashMap<&'static str, Arc<dyn JobShape>>>,
 }
 
 impl AppState {
-    pub fn new(
-        engine: Engine,
-        public_url: &str,
-        max_upload_bytes: u64,
-        gateway: GatewaySettings,
-    ) -> Self {
+    fn new(engine: Engine, settings: &DialectSettings) -> Self {
+        let public_url: Arc<str> = settings.public_url.trim_end_matches('/').into();
+        let shapes = dialects()
+            .iter()
+            .map(|d| (d.name(), d.shape(public_url.clone())))
+            .collect();
         Self {
             engine,
-            public_url: public_url.trim_end_matches('/').into(),
-            max_upload_bytes,
-            gateway: Arc::new(gateway),
+            public_url,
+            max_upload_bytes: settings.max_upload_bytes,
+            shapes: Arc::new(shapes),
         }
+    }
+
+    /// How `job`'s own dialect shows it.
+    pub fn shape_of(&self, job: &Job) -> Option<&Arc<dyn JobShape>> {
+        self.shapes.get(job.dialect.as_str())
     }
 }
 
-/// Each dialect's webhook body, by the dialect name jobs carry.
-pub fn webhook_payloads(public_url: &str) -> HashMap<String, Arc<dyn WebhookPayload>> {
-    let public_url: Arc<str> = public_url.trim_end_matches('/').into();
-    let mut payloads: HashMap<String, Arc<dyn WebhookPayload>> = HashMap::new();
-    payloads.insert(
-        video::DIALECT.into(),
-        Arc::new(video::StatusWebhook {
-            public_url: public_url.clone(),
-        }),
-    );
-    payloads.insert(v1::DIALECT.into(), Arc::new(v1::JobWebhook { public_url }));
-    payloads
-}
-
-/// The whole HTTP application: every dialect plus the shared routes, with
-/// per-client rate limits on the API paths. Serve it with
+/// The whole HTTP application: every dialect, the account-wide event
+/// stream, and the shared routes. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()` so limits see the
 /// client's address.
-pub fn router(state: AppState, rate_limits: RateLimitConfig) -> Router {
-    Router::new()
+pub fn router(engine: Engine, settings: &DialectSettings, rate_limits: RateLimitConfig) -> Router {
+    let app = AppState::new(engine, settings);
+    let limits = RateLimits::new(rate_limits);
+    let mut router = Router::new();
+    for dialect in dialects() {
+        router = router.merge(dialect.router(&app, settings, &limits));
+    }
+    let shared = Router::new()
         .route("/health", get(health))
-        .merge(video::routes(&state))
-        .merge(v1::routes())
+        .route("/openapi.json", get(openapi_json))
+        .route(
+            "/events",
+            get(shared::events::account_events).layer(from_fn_with_state(
+                (limits, RouteKind::General),
+                rate_limit::<shared::events::EventsError>,
+            )),
+        )
         .merge(shared::media::routes())
-        .route("/openapi.json", get(openapi))
-        .with_state(state)
-        // Outside the routes, since it decides by path.
-        .layer(axum::middleware::from_fn_with_state(
-            RateLimits::new(rate_limits),
-            rate_limit,
-        ))
-        // Outside the rate limit, so that its refusals carry a request id too.
+        .with_state(app);
+    router
+        .merge(shared)
+        // Outside the rate limits, so that their refusals carry a request id too.
         .layer(axum::middleware::from_fn(shared::request_id::assign))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-/// A 429 in the error shape of the dialect that owns `path`.
-pub(crate) fn rate_limited_response(path: &str, retry_after_secs: u64) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if path == "/v1" || path.starts_with("/v1/") {
-        v1::V1Error::rate_limited(retry_after_secs).into_response()
-    } else {
-        video::ApiError::rate_limited(retry_after_secs).into_response()
+/// Each dialect's webhook body, by the dialect name jobs carry: the body of
+/// its status endpoint.
+pub fn webhook_payloads(public_url: &str) -> HashMap<String, Arc<dyn WebhookPayload>> {
+    let public_url: Arc<str> = public_url.trim_end_matches('/').into();
+    dialects()
+        .iter()
+        .map(|d| {
+            let payload: Arc<dyn WebhookPayload> =
+                Arc::new(ShapeWebhook(d.shape(public_url.clone())));
+            (d.name().to_owned(), payload)
+        })
+        .collect()
+}
+
+struct ShapeWebhook(Arc<dyn JobShape>);
+
+impl WebhookPayload for ShapeWebhook {
+    fn body(&self, job: &Job) -> serde_json::Value {
+        self.0.body(job)
     }
+}
+
+/// Every scope some dialect's routes check: what a key may hold.
+pub fn known_scopes() -> Vec<&'static str> {
+    let mut scopes: Vec<&'static str> = dialects()
+        .iter()
+        .flat_map(|d| d.scopes().iter().copied())
+        .collect();
+    scopes.sort_unstable();
+    scopes.dedup();
+    scopes
+}
+
+/// The OpenAPI document of every dialect and the shared routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = shared::events::openapi();
+    for dialect in dialects() {
+        doc.merge(dialect.openapi());
+    }
+    doc
 }
 
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    let mut doc = video::openapi();
-    doc.merge(v1::openapi());
-    Json(doc)
+async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(openapi())
 }

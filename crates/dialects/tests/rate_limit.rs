@@ -4,20 +4,51 @@ use std::net::SocketAddr;
 
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use genq_dialects::shared::rate_limit::{rate_limit, RateLimitConfig, RateLimits};
+use genq_dialects::shared::rate_limit::{rate_limit, RateLimitConfig, RateLimits, RouteKind};
+use genq_dialects::shared::Refusal;
 use reqwest::header::HeaderMap;
 
+/// A dialect's error shape, as far as these routes refuse.
+struct TestError(Refusal);
+
+impl From<Refusal> for TestError {
+    fn from(refusal: Refusal) -> Self {
+        TestError(refusal)
+    }
+}
+
+impl IntoResponse for TestError {
+    fn into_response(self) -> Response {
+        let message = match self.0 {
+            Refusal::RateLimited { retry_after_secs } => {
+                format!("Rate limit exceeded — slow down. Retry in {retry_after_secs} s.")
+            }
+            other => format!("{other:?}"),
+        };
+        let body = serde_json::json!({ "error": message });
+        (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
+    }
+}
+
+/// A read route and a submission route, limited as a dialect's are, and an
+/// unlimited one.
 fn app(config: RateLimitConfig) -> Router {
+    let limits = RateLimits::new(config);
+    let limited = |kind| from_fn_with_state((limits.clone(), kind), rate_limit::<TestError>);
     Router::new()
-        .route("/api/things", get(|| async { "things" }))
+        .route(
+            "/api/things",
+            get(|| async { "things" }).layer(limited(RouteKind::General)),
+        )
         .route(
             "/api/jobs",
-            post(|| async { (StatusCode::CREATED, "created") }),
+            post(|| async { (StatusCode::CREATED, "created") })
+                .layer(limited(RouteKind::Submission)),
         )
         .route("/health", get(|| async { "ok" }))
-        .layer(from_fn_with_state(RateLimits::new(config), rate_limit))
 }
 
 struct Server {

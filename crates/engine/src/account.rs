@@ -11,59 +11,10 @@ use sha2::{Digest, Sha256};
 
 use crate::time::Millis;
 
-/// Scopes a key can hold. Dialects decide which endpoint needs which.
-pub const ALL_SCOPES: &[&str] = &["submit_job", "check_status"];
+pub use crate::ids::{AccountId, KeyId};
 
 const API_KEY_PREFIX: &str = "genq_";
 const WEBHOOK_SECRET_PREFIX: &str = "whsec_";
-
-macro_rules! uuid_id {
-    ($name:ident) => {
-        #[derive(
-            Clone,
-            Copy,
-            Debug,
-            PartialEq,
-            Eq,
-            Hash,
-            PartialOrd,
-            Ord,
-            ::serde::Serialize,
-            ::serde::Deserialize,
-        )]
-        #[serde(transparent)]
-        pub struct $name(pub ::uuid::Uuid);
-
-        impl $name {
-            pub fn new() -> Self {
-                Self(::uuid::Uuid::now_v7())
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-
-        impl ::std::fmt::Display for $name {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-
-        impl ::std::str::FromStr for $name {
-            type Err = ::uuid::Error;
-            fn from_str(s: &str) -> Result<Self, Self::Err> {
-                ::uuid::Uuid::parse_str(s).map(Self)
-            }
-        }
-    };
-}
-pub(crate) use uuid_id;
-
-uuid_id!(AccountId);
-uuid_id!(KeyId);
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Account {
@@ -97,6 +48,8 @@ pub struct ApiKeyRecord {
     pub id: KeyId,
     pub account_id: AccountId,
     pub key_hash: Vec<u8>,
+    /// What the key may do. The dialects name the scopes and decide which
+    /// route needs which; the engine only stores them.
     pub scopes: Vec<String>,
     /// Slug patterns of the models this key may use; None: all the account may.
     pub model_patterns: Option<Vec<String>>,
@@ -118,17 +71,6 @@ pub struct Principal {
 impl Principal {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
-    }
-
-    /// Whether both the account and the key may use this model.
-    pub fn may_use_model(&self, slug: &str) -> bool {
-        let allows = |patterns: &Option<Vec<String>>| {
-            patterns.as_ref().is_none_or(|p| {
-                p.iter()
-                    .any(|pattern| crate::catalog::slug_matches(pattern, slug))
-            })
-        };
-        allows(&self.account_models) && allows(&self.key_models)
     }
 }
 

@@ -1,21 +1,20 @@
 //! The engine's front door: what dialects and the CLI call.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
+use std::sync::{Arc, Once};
+use std::time::Duration;
 
 use crate::account::{
-    generate_api_key, generate_token, generate_webhook_secret, hash_api_key, Account, AccountId,
-    ApiKeyRecord, KeyId, NewAccount, Principal, ALL_SCOPES,
+    generate_api_key, generate_token, generate_webhook_secret, hash_api_key, Account, ApiKeyRecord,
+    NewAccount, Principal,
 };
+use crate::db::{CancelMode, CancelOutcome, CancelRequest, Database, InsertOutcome, LedgerEntry};
 use crate::error::EngineError;
-use crate::job::{input_key, Job, JobId, JobQuery, JobState, SubmitLimits};
-use crate::storage::Storage;
-use crate::store::LedgerEntry;
-use crate::store::{CancelOutcome, InsertOutcome, Store};
-use crate::time::now_ms;
+use crate::events::{EventBus, HookGuard, Interest, JobEvent, Notice, Signal, Subscription};
+use crate::files::FileStore;
+use crate::ids::{AccountId, JobId, KeyId};
+use crate::job::{input_key, Job, JobQuery, JobState, ModelRef, SubmitLimits};
+use crate::time::{now_ms, Millis};
 
 /// An uploaded input file, already streamed to local disk under
 /// [`Engine::staging_dir`], waiting to become part of a job.
@@ -26,19 +25,29 @@ pub struct StagedInput {
 }
 
 /// What a dialect asks the engine to run.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct NewJob {
     pub kind: String,
     pub dialect: String,
     pub input: serde_json::Value,
     pub files: Vec<StagedInput>,
     pub webhook_url: Option<String>,
-    /// The catalog model (slug, version), for model-gateway jobs.
-    pub model: Option<(String, String)>,
+    /// The catalog model, for jobs of a model.
+    pub model: Option<ModelRef>,
     /// Reserved from the balance in the same transaction that records the job.
     pub cost_micro_cents: i64,
     pub limits: SubmitLimits,
+    /// The client's correlation id (at most
+    /// [`crate::job::MAX_CORRELATION_ID_BYTES`]; the dialect checks).
+    pub correlation_id: Option<String>,
 }
+
+/// How often a database that does not announce changes is asked for other
+/// processes' changes to what subscribers follow.
+const POLL_OTHER_PROCESSES: Duration = Duration::from_secs(1);
+/// How far back each poll looks: a change committed a little after the time
+/// it carries is still found.
+const POLL_OVERLAP_MS: Millis = 2_000;
 
 #[derive(Clone)]
 pub struct Engine {
@@ -46,44 +55,40 @@ pub struct Engine {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
-    storage: Arc<dyn Storage>,
+    db: Arc<dyn Database>,
+    files: Arc<dyn FileStore>,
     staging_dir: PathBuf,
-    /// Wakes idle workers of this process the moment a job is enqueued.
-    job_enqueued: Notify,
-    /// Wakes this process's webhook dispatcher when a delivery is recorded.
-    webhook_enqueued: Notify,
-    /// Jobs this process's workers are running, so a cancel stops them at
-    /// once (workers elsewhere learn of it from their next heartbeat).
-    running: std::sync::Mutex<HashMap<JobId, CancellationToken>>,
+    bus: EventBus,
+    /// The source of other processes' events, started on first use.
+    feed: Once,
 }
 
 impl Engine {
     pub fn new(
-        store: Arc<dyn Store>,
-        storage: Arc<dyn Storage>,
+        db: Arc<dyn Database>,
+        files: Arc<dyn FileStore>,
         staging_dir: impl Into<PathBuf>,
     ) -> std::io::Result<Self> {
         let staging_dir = staging_dir.into();
         std::fs::create_dir_all(&staging_dir)?;
+        let bus = EventBus::new(!db.announces_changes());
         Ok(Self {
             inner: Arc::new(Inner {
-                store,
-                storage,
+                db,
+                files,
                 staging_dir,
-                job_enqueued: Notify::new(),
-                webhook_enqueued: Notify::new(),
-                running: Default::default(),
+                bus,
+                feed: Once::new(),
             }),
         })
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.inner.store
+    pub fn db(&self) -> &Arc<dyn Database> {
+        &self.inner.db
     }
 
-    pub fn storage(&self) -> &Arc<dyn Storage> {
-        &self.inner.storage
+    pub fn files(&self) -> &Arc<dyn FileStore> {
+        &self.inner.files
     }
 
     /// Where dialects stream uploads before submitting them.
@@ -105,48 +110,62 @@ impl Engine {
         Ok(removed)
     }
 
-    pub(crate) fn job_enqueued(&self) -> &Notify {
-        &self.inner.job_enqueued
+    // ---- events ----
+
+    /// The bus, for publishing this process's own changes.
+    pub fn bus(&self) -> &EventBus {
+        &self.inner.bus
     }
 
-    pub(crate) fn webhook_enqueued(&self) -> &Notify {
-        &self.inner.webhook_enqueued
+    /// Follows the changes of one job or of one account's jobs, in every
+    /// process.
+    pub fn subscribe(&self, interest: Interest) -> Subscription {
+        self.start_feed();
+        self.inner.bus.subscribe(interest)
     }
 
-    /// Registers a job this process runs; `stop` fires if it is cancelled.
-    pub(crate) fn track_running(&self, id: JobId, stop: CancellationToken) {
-        self.inner
-            .running
-            .lock()
-            .expect("not poisoned")
-            .insert(id, stop);
+    /// Calls `hook` for every change of any job in every process (see
+    /// [`EventBus::on_event`]).
+    pub fn on_event(&self, hook: impl Fn(Signal<'_>) + Send + Sync + 'static) -> HookGuard {
+        self.start_feed();
+        self.inner.bus.on_event(hook)
     }
 
-    pub(crate) fn untrack_running(&self, id: JobId) {
-        self.inner.running.lock().expect("not poisoned").remove(&id);
+    /// Other processes' changes reach this one's bus from the first
+    /// subscriber on: announced by the database, or found by a poll.
+    fn start_feed(&self) {
+        self.inner.feed.call_once(|| {
+            let db = self.inner.db.clone();
+            if db.announces_changes() {
+                let bus = self.inner.bus.clone();
+                tokio::spawn(async move { db.follow_changes(bus).await });
+            } else {
+                tokio::spawn(poll_other_processes(db, self.inner.bus.downgrade()));
+            }
+        });
     }
 
     // ---- accounts and keys ----
 
-    /// A new account with one key holding every scope. Returns the raw key:
-    /// it is shown once and never stored.
+    /// A new account with one key holding `scopes`. Returns the raw key: it
+    /// is shown once and never stored.
     pub async fn create_account(
         &self,
         new: &NewAccount,
+        scopes: Vec<String>,
     ) -> Result<(Account, KeyId, String), EngineError> {
         let id = AccountId::new();
         self.inner
-            .store
+            .db
             .insert_account(id, new, &generate_webhook_secret(), now_ms())
             .await?;
-        let scopes = ALL_SCOPES.iter().map(|s| s.to_string()).collect();
         let (key_id, raw) = self.create_key(id, scopes, None).await?;
         Ok((self.account(id).await?, key_id, raw))
     }
 
     pub async fn account(&self, id: AccountId) -> Result<Account, EngineError> {
         self.inner
-            .store
+            .db
             .get_account(id)
             .await?
             .ok_or(EngineError::AccountNotFound)
@@ -155,18 +174,18 @@ impl Engine {
     /// Adds credits; returns the new balance.
     pub async fn credit(&self, id: AccountId, micro_cents: i64) -> Result<i64, EngineError> {
         self.inner
-            .store
+            .db
             .credit_account(id, micro_cents, now_ms())
             .await?
             .ok_or(EngineError::AccountNotFound)
     }
 
     pub async fn ledger(&self, id: AccountId) -> Result<Vec<LedgerEntry>, EngineError> {
-        Ok(self.inner.store.ledger(id).await?)
+        Ok(self.inner.db.ledger(id).await?)
     }
 
     pub async fn active_jobs(&self, id: AccountId) -> Result<u64, EngineError> {
-        Ok(self.inner.store.active_jobs(id).await?)
+        Ok(self.inner.db.active_jobs(id).await?)
     }
 
     pub async fn create_key(
@@ -175,7 +194,7 @@ impl Engine {
         scopes: Vec<String>,
         model_patterns: Option<Vec<String>>,
     ) -> Result<(KeyId, String), EngineError> {
-        if self.inner.store.get_account(account_id).await?.is_none() {
+        if self.inner.db.get_account(account_id).await?.is_none() {
             return Err(EngineError::AccountNotFound);
         }
         let (raw, key_hash) = generate_api_key();
@@ -187,7 +206,7 @@ impl Engine {
             model_patterns,
             created_at: now_ms(),
         };
-        self.inner.store.insert_api_key(&record).await?;
+        self.inner.db.insert_api_key(&record).await?;
         Ok((record.id, raw))
     }
 
@@ -197,12 +216,12 @@ impl Engine {
         &self,
         account: AccountId,
         overlap: std::time::Duration,
-    ) -> Result<(String, crate::time::Millis), EngineError> {
+    ) -> Result<(String, Millis), EngineError> {
         let secret = generate_webhook_secret();
         let until = now_ms() + overlap.as_millis() as i64;
         if !self
             .inner
-            .store
+            .db
             .rotate_webhook_secret(account, &secret, until)
             .await?
         {
@@ -212,18 +231,18 @@ impl Engine {
     }
 
     pub async fn revoke_key(&self, key_id: KeyId) -> Result<bool, EngineError> {
-        Ok(self.inner.store.revoke_api_key(key_id, now_ms()).await?)
+        Ok(self.inner.db.revoke_api_key(key_id, now_ms()).await?)
     }
 
     pub async fn account_count(&self) -> Result<u64, EngineError> {
-        Ok(self.inner.store.account_count().await?)
+        Ok(self.inner.db.account_count().await?)
     }
 
     /// The principal for a raw API key, or None for an unknown or revoked key.
     pub async fn authenticate(&self, raw_key: &str) -> Result<Option<Principal>, EngineError> {
         Ok(self
             .inner
-            .store
+            .db
             .principal_for_key(&hash_api_key(raw_key))
             .await?)
     }
@@ -239,7 +258,7 @@ impl Engine {
         for file in &new.files {
             if let Err(e) = self
                 .inner
-                .storage
+                .files
                 .put_file(&input_key(id, &file.name), &file.path)
                 .await
             {
@@ -266,28 +285,29 @@ impl Engine {
             cost_micro_cents: new.cost_micro_cents,
             media_token: generate_token(),
             share_token: generate_token(),
+            correlation_id: new.correlation_id,
             created_at: now,
             updated_at: now,
             started_at: None,
             completed_at: None,
         };
-        match self.inner.store.insert_job(&job, &new.limits).await {
+        match self.inner.db.insert_job(&job, &new.limits).await {
             Ok(InsertOutcome::Inserted) => {
-                self.inner.job_enqueued.notify_one();
+                self.inner.bus.publish_local(JobEvent::of(&job));
                 tracing::info!(job = %job.id, kind = %job.kind, "job enqueued");
                 Ok(job)
             }
             Ok(refused) => {
                 self.discard_inputs(id).await;
                 Err(match refused {
-                    InsertOutcome::ConcurrencyLimit => EngineError::ConcurrencyLimit,
+                    InsertOutcome::LimitReached(limit) => EngineError::LimitReached(limit),
                     InsertOutcome::InsufficientBalance { balance } => {
                         EngineError::InsufficientBalance {
                             balance,
                             cost: job.cost_micro_cents,
                         }
                     }
-                    _ => EngineError::ActiveLimit,
+                    InsertOutcome::Inserted => unreachable!("matched above"),
                 })
             }
             Err(e) => {
@@ -300,7 +320,7 @@ impl Engine {
     async fn discard_inputs(&self, id: JobId) {
         if let Err(e) = self
             .inner
-            .storage
+            .files
             .delete_prefix(&format!("inputs/{id}"))
             .await
         {
@@ -311,7 +331,7 @@ impl Engine {
     /// One of the caller's jobs; another account's job is NotFound.
     pub async fn job(&self, principal: &Principal, id: JobId) -> Result<Job, EngineError> {
         self.inner
-            .store
+            .db
             .get_job(principal.account_id, id)
             .await?
             .ok_or(EngineError::NotFound)
@@ -322,51 +342,40 @@ impl Engine {
         principal: &Principal,
         query: &JobQuery,
     ) -> Result<Vec<Job>, EngineError> {
-        Ok(self
-            .inner
-            .store
-            .list_jobs(principal.account_id, query)
-            .await?)
+        Ok(self.inner.db.list_jobs(principal.account_id, query).await?)
     }
 
-    /// Cancels a PENDING job.
-    pub async fn cancel(&self, principal: &Principal, id: JobId) -> Result<Job, EngineError> {
-        self.cancel_job(principal, id, false).await
-    }
-
-    /// Cancels a PENDING job, or asks a PROCESSING one to stop (its renderer
-    /// is killed; it becomes CANCELLED and is refunded once its worker stops).
-    /// Returns the job as it is after the request.
-    pub async fn cancel_even_if_running(
+    /// Cancels one of the caller's jobs as far as `mode` allows, and only a
+    /// job of `dialect` when one is named. Returns the job as it is after
+    /// the request: CANCELLED, or (a running job asked to stop) PROCESSING.
+    pub async fn cancel(
         &self,
         principal: &Principal,
         id: JobId,
+        dialect: Option<&str>,
+        mode: CancelMode,
     ) -> Result<Job, EngineError> {
-        self.cancel_job(principal, id, true).await
-    }
-
-    async fn cancel_job(
-        &self,
-        principal: &Principal,
-        id: JobId,
-        processing: bool,
-    ) -> Result<Job, EngineError> {
-        match self
-            .inner
-            .store
-            .cancel(principal.account_id, id, processing, now_ms())
-            .await?
-        {
+        let request = CancelRequest {
+            account: principal.account_id,
+            job: id,
+            dialect,
+            mode,
+            now: now_ms(),
+        };
+        match self.inner.db.cancel(&request).await? {
             CancelOutcome::Cancelled(job) => {
                 tracing::info!(job = %id, "job cancelled");
-                self.inner.webhook_enqueued.notify_one();
+                self.inner.bus.publish_local(JobEvent::of(&job));
                 Ok(*job)
             }
             CancelOutcome::CancelRequested(job) => {
                 tracing::info!(job = %id, "cancel requested for a running job");
-                if let Some(stop) = self.inner.running.lock().expect("not poisoned").get(&id) {
-                    stop.cancel();
-                }
+                // The worker running it, if in this process, stops at once;
+                // one elsewhere hears of it from the database.
+                self.inner.bus.publish_local(JobEvent {
+                    cancel_requested: true,
+                    ..JobEvent::of(&job)
+                });
                 Ok(*job)
             }
             CancelOutcome::NotFound => Err(EngineError::NotFound),
@@ -374,23 +383,28 @@ impl Engine {
         }
     }
 
-    /// When a just-submitted job should be done: the jobs ahead of it spread
-    /// over `slots` workers, each taking the model's observed average run time
-    /// (or `typical_seconds` before it has run).
-    pub async fn estimate_completion(
+    /// Waits (at most `timeout`) until one of the caller's jobs satisfies
+    /// `done`, following its events; returns it as it then is.
+    pub async fn wait_for_job(
         &self,
-        job: &Job,
-        typical_seconds: f64,
-        slots: usize,
-    ) -> Result<crate::time::Millis, EngineError> {
-        let ahead = self.inner.store.jobs_ahead(job.id).await?;
-        let run_ms = match &job.model {
-            Some((slug, _)) => self.inner.store.model_run_ms(slug).await?,
-            None => None,
+        principal: &Principal,
+        id: JobId,
+        timeout: Duration,
+        done: impl Fn(&Job) -> bool,
+    ) -> Result<Job, EngineError> {
+        let mut events = self.subscribe(Interest::Job(id));
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let job = self.job(principal, id).await?;
+            if done(&job) {
+                return Ok(job);
+            }
+            // Any notice (a change, or a loss) means: look again.
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(Notice::Changed(_) | Notice::Missed)) => {}
+                Ok(None) | Err(_) => return self.job(principal, id).await,
+            }
         }
-        .unwrap_or(typical_seconds * 1000.0);
-        let rounds = (ahead / slots.max(1) as u64) as f64 + 1.0;
-        Ok(job.created_at + (rounds * run_ms) as i64)
     }
 
     /// The webhook deliveries of one of the caller's jobs.
@@ -402,16 +416,52 @@ impl Engine {
         let job = self.job(principal, id).await?;
         Ok(self
             .inner
-            .store
+            .db
             .deliveries_for_job(job.account_id, job.id)
             .await?)
     }
 
     pub async fn job_by_media_token(&self, token: &str) -> Result<Option<Job>, EngineError> {
-        Ok(self.inner.store.job_by_media_token(token).await?)
+        Ok(self.inner.db.job_by_media_token(token).await?)
     }
 
     pub async fn job_by_share_token(&self, token: &str) -> Result<Option<Job>, EngineError> {
-        Ok(self.inner.store.job_by_share_token(token).await?)
+        Ok(self.inner.db.job_by_share_token(token).await?)
+    }
+}
+
+/// For a database that does not announce changes (SQLite): while anyone
+/// follows anything, asks it every second for changes to what is followed
+/// and publishes those this process has not (another process made them).
+async fn poll_other_processes(db: Arc<dyn Database>, bus: crate::events::WeakBus) {
+    let mut tick = tokio::time::interval(POLL_OTHER_PROCESSES);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut since = now_ms();
+    loop {
+        tick.tick().await;
+        let Some(bus) = bus.upgrade() else {
+            return;
+        };
+        let checked_at = now_ms();
+        if !bus.has_subscribers() {
+            since = checked_at;
+            continue;
+        }
+        let (jobs, accounts) = bus.followed();
+        match db
+            .changed_jobs(&jobs, &accounts, since - POLL_OVERLAP_MS)
+            .await
+        {
+            Ok(changes) => {
+                for event in changes {
+                    if !bus.delivered_since(event.job_id, event.at) {
+                        bus.publish(event);
+                    }
+                }
+                since = checked_at;
+            }
+            Err(e) => tracing::warn!(error = %e, "looking for other processes' job changes failed"),
+        }
+        bus.forget_deliveries_before(checked_at - 10 * POLL_OVERLAP_MS);
     }
 }

@@ -1,5 +1,5 @@
-use crate::job::JobState;
-use crate::store::StoreError;
+use crate::db::DbError;
+use crate::job::{JobState, LimitKind};
 
 /// What the engine can answer besides success. Dialects map each variant to
 /// their own wire shape and status code.
@@ -10,18 +10,17 @@ pub enum EngineError {
     NotFound,
     #[error("account not found")]
     AccountNotFound,
-    #[error("an active job limit was reached")]
-    ActiveLimit,
-    #[error("the account's concurrent job limit was reached")]
-    ConcurrencyLimit,
+    /// One of the submission's [`crate::SubmitLimits`] would be exceeded.
+    #[error("the active job limit ({0:?}) was reached")]
+    LimitReached(LimitKind),
     #[error("the balance ({balance} micro-cents) does not cover the cost ({cost} micro-cents)")]
     InsufficientBalance { balance: i64, cost: i64 },
     #[error("job is {0} and can no longer be cancelled")]
     NotCancellable(JobState),
-    #[error("storage error: {0}")]
-    Storage(#[from] std::io::Error),
+    #[error("file storage error: {0}")]
+    Files(#[from] std::io::Error),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Db(#[from] DbError),
 }
 
 impl EngineError {
@@ -30,12 +29,11 @@ impl EngineError {
         match self {
             EngineError::NotFound => "JOB_NOT_FOUND",
             EngineError::AccountNotFound => "ACCOUNT_NOT_FOUND",
-            EngineError::ActiveLimit => "ACTIVE_LIMIT",
-            EngineError::ConcurrencyLimit => "CONCURRENCY_LIMIT",
+            EngineError::LimitReached(_) => "LIMIT_REACHED",
             EngineError::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
             EngineError::NotCancellable(_) => "NOT_CANCELLABLE",
-            EngineError::Storage(_) => "STORAGE_ERROR",
-            EngineError::Store(_) => "STORE_ERROR",
+            EngineError::Files(_) => "STORAGE_ERROR",
+            EngineError::Db(_) => "DATABASE_ERROR",
         }
     }
 }

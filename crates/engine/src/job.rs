@@ -4,17 +4,17 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::account::{uuid_id, AccountId, KeyId};
+pub use crate::ids::JobId;
+use crate::ids::{AccountId, KeyId};
 use crate::time::Millis;
 
-// Time-ordered (UUID v7): ids sort by creation, so keyset pagination needs no
-// second column, and the Provider dialect's UUID requirement holds.
-uuid_id!(JobId);
+/// Longest correlation id a job may carry (it travels in every event).
+pub const MAX_CORRELATION_ID_BYTES: usize = 256;
 
 /// PENDING → PROCESSING → COMPLETED | FAILED, and PENDING → CANCELLED.
 ///
-/// Transitions happen only through the guarded [`crate::Store`] methods
-/// (`claim`, `complete`, `fail`, `release`, `cancel_pending`), each of which
+/// Transitions happen only through the guarded [`crate::db`] methods
+/// (`claim`, `complete`, `fail`, `release`, `cancel`), each of which
 /// states the state it moves from; there is no "set state" operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -115,6 +115,13 @@ pub struct JobOutput {
     pub size: u64,
 }
 
+/// The catalog model (and version) a job runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRef {
+    pub slug: String,
+    pub version: String,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {
     pub id: JobId,
@@ -122,7 +129,8 @@ pub struct Job {
     pub api_key_id: KeyId,
     /// Which handler runs it (e.g. `image_audio_video`).
     pub kind: String,
-    /// Which dialect accepted it; decides the shape of its webhook body.
+    /// Which dialect accepted it; decides the shape of its webhook body and
+    /// events, and which dialect's routes see it.
     pub dialect: String,
     pub input: serde_json::Value,
     /// Names of uploaded input files, stored under `inputs/{job_id}/{name}`.
@@ -134,14 +142,17 @@ pub struct Job {
     /// How many times the job was claimed again after a worker lost it.
     pub retries: u32,
     pub webhook_url: Option<String>,
-    /// The catalog model (slug, version) a model-gateway job runs.
-    pub model: Option<(String, String)>,
+    /// The catalog model a job of a model runs.
+    pub model: Option<ModelRef>,
     /// Reserved at submission; refunded if the job fails or is cancelled.
     pub cost_micro_cents: i64,
     /// Unguessable; output downloads live under it.
     pub media_token: String,
     /// Unguessable; the share page lives under it.
     pub share_token: String,
+    /// A client's id for correlating notifications (the Provider dialect's
+    /// `session_id`); events carry it and can be filtered by it.
+    pub correlation_id: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
     pub started_at: Option<Millis>,
@@ -171,7 +182,8 @@ pub fn output_key(job: JobId, name: &str) -> String {
 }
 
 /// Limits checked in the same transaction that records a job, so that no
-/// race between concurrent submissions lets two through.
+/// race between concurrent submissions lets two through. Each dialect states
+/// its own rule as these numbers.
 #[derive(Clone, Debug, Default)]
 pub struct SubmitLimits {
     /// Most PENDING + PROCESSING jobs one API key may have.
@@ -181,14 +193,28 @@ pub struct SubmitLimits {
     pub max_active_per_account: Option<u32>,
 }
 
-/// A page of an account's jobs, newest first.
-#[derive(Clone, Debug)]
+/// Which limit of [`SubmitLimits`] refused a job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitKind {
+    PerKey,
+    PerAccount,
+}
+
+/// A page of an account's jobs, newest first. Every filter left `None`
+/// lets everything through.
+#[derive(Clone, Debug, Default)]
 pub struct JobQuery {
     /// Only jobs older than this one (the previous page's last id).
     pub before: Option<JobId>,
     pub state: Option<JobState>,
     /// Only jobs of this model slug.
     pub model: Option<String>,
+    /// Only jobs accepted by this dialect.
+    pub dialect: Option<String>,
+    /// Only jobs with this correlation id.
+    pub correlation_id: Option<String>,
+    /// Only jobs changed at or after this time.
+    pub updated_since: Option<Millis>,
     pub limit: u32,
 }
 
@@ -213,23 +239,4 @@ mod tests {
         }
         assert!("pending".parse::<JobState>().is_err());
     }
-
-    #[test]
-    fn job_ids_sort_by_creation() {
-        let ids: Vec<JobId> = (0..100).map(|_| JobId::new()).collect();
-        let mut sorted = ids.clone();
-        sorted.sort_by_key(|id| id.to_string());
-        assert_eq!(ids, sorted);
-    }
-}
-
-/// Job kinds the engine's handlers know. Dialects submit these; renderers
-/// register for them.
-pub mod kinds {
-    /// A still image and an audio track rendered to an MP4.
-    pub const IMAGE_AUDIO_VIDEO: &str = "image_audio_video";
-    pub const TEXT_TO_SPEECH: &str = "text_to_speech";
-    pub const TITLE_CARD: &str = "title_card";
-    /// A model served by a Cog prediction server.
-    pub const COG: &str = "cog";
 }

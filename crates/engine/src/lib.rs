@@ -1,27 +1,36 @@
-//! genq's engine: one durable job store that is also the queue, workers that
-//! claim jobs with leases, and the storage where inputs and outputs live.
+//! genq's engine: one durable job database that is also the queue, workers
+//! that claim jobs with leases, the files where inputs and outputs live, the
+//! event bus that announces every change of a job, and the webhook outbox.
 //!
-//! Nothing here knows about HTTP or any API dialect. Dialects call [`Engine`];
-//! renderers implement [`JobHandler`]; backends implement [`Store`] and
-//! [`Storage`].
+//! Nothing here knows about HTTP or any API dialect. Dialects call
+//! [`Engine`]; renderers implement [`Renderer`]; backends implement
+//! [`Database`] and [`FileStore`].
+//!
+//! Modules depend one way: `ids` and `time`; then `account` and `job`;
+//! then `events`, `db` and `files`; then [`Engine`]; then `worker` and
+//! `webhook`, which run on an engine and hear from it through the bus.
 
 pub mod account;
-pub mod catalog;
+pub mod db;
 mod engine;
 mod error;
+pub mod events;
+pub mod files;
+pub mod ids;
 pub mod job;
-pub mod storage;
-pub mod store;
 pub mod time;
 pub mod webhook;
 pub mod worker;
 
-pub use account::{Account, AccountId, KeyId, Principal, ALL_SCOPES};
+pub use account::{Account, Principal};
+pub use db::{Database, DbError};
 pub use engine::{Engine, NewJob, StagedInput};
 pub use error::EngineError;
+pub use events::{Interest, JobEvent, Notice};
+pub use files::{ByteStream, FileStore, LocalFiles};
+pub use ids::{AccountId, JobId, KeyId};
 pub use job::{
-    Job, JobFailure, JobId, JobOutput, JobQuery, JobState, OutputKind, OutputRole, SubmitLimits,
+    Job, JobFailure, JobOutput, JobQuery, JobState, LimitKind, ModelRef, OutputKind, OutputRole,
+    SubmitLimits,
 };
-pub use storage::{ByteStream, LocalStorage, Storage};
-pub use store::{Store, StoreError};
-pub use worker::{JobContext, JobHandler, ProducedOutput, WorkerConfig, WorkerPool};
+pub use worker::{JobContext, JobHandler, ProducedOutput, Renderer, WorkerConfig, WorkerPool};

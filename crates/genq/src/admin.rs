@@ -2,13 +2,13 @@
 //! on stdout, so scripts can read it; logs go to stderr.
 
 use anyhow::{bail, Context};
-use clap::Subcommand;
+use clap::{ArgMatches, Subcommand};
 use genq_engine::account::NewAccount;
 use genq_engine::time::iso8601_ms;
-use genq_engine::{AccountId, KeyId, ALL_SCOPES};
+use genq_engine::{AccountId, KeyId};
 use serde_json::json;
 
-use crate::config::{DataSettings, DatabaseArgs};
+use crate::config::{load, DataSettings, RotateSettings};
 
 #[derive(Subcommand)]
 pub enum AccountsCommand {
@@ -26,7 +26,7 @@ pub enum AccountsCommand {
         #[arg(long, value_delimiter = ',')]
         models: Option<Vec<String>>,
         #[command(flatten)]
-        db: DatabaseArgs,
+        db: DataSettings,
     },
     /// Add credits to an account (a negative amount removes them).
     Credit {
@@ -35,16 +35,13 @@ pub enum AccountsCommand {
         #[arg(allow_hyphen_values = true)]
         micro_cents: i64,
         #[command(flatten)]
-        db: DatabaseArgs,
+        db: DataSettings,
     },
     /// Replace an account's webhook secret; the old one keeps signing during the overlap.
     RotateWebhookSecret {
         account_id: String,
-        /// Hours the previous secret still signs deliveries [default: 24]
-        #[arg(long, env = "GENQ_WEBHOOK_SECRET_OVERLAP_HOURS")]
-        overlap_hours: Option<u64>,
         #[command(flatten)]
-        db: DatabaseArgs,
+        settings: RotateSettings,
     },
 }
 
@@ -54,20 +51,20 @@ pub enum KeysCommand {
     Create {
         #[arg(long)]
         account: String,
-        /// Comma-separated scopes [default: all: submit_job,check_status]
+        /// Comma-separated scopes [default: every scope: check_status,submit_job]
         #[arg(long, value_delimiter = ',')]
         scopes: Option<Vec<String>>,
         /// Comma-separated model slug patterns this key may use [default: all the account may]
         #[arg(long, value_delimiter = ',')]
         models: Option<Vec<String>>,
         #[command(flatten)]
-        db: DatabaseArgs,
+        db: DataSettings,
     },
     /// Revoke an API key; requests using it get 401 from now on.
     Revoke {
         key_id: String,
         #[command(flatten)]
-        db: DatabaseArgs,
+        db: DataSettings,
     },
 }
 
@@ -80,24 +77,32 @@ fn account_id(raw: &str) -> anyhow::Result<AccountId> {
         .with_context(|| format!("{raw:?} is not an account id"))
 }
 
-pub async fn accounts(command: AccountsCommand) -> anyhow::Result<()> {
+/// Every scope a key may hold: those some dialect checks.
+fn all_scopes() -> Vec<String> {
+    genq_dialects::known_scopes()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
+pub async fn accounts(command: AccountsCommand, matches: &ArgMatches) -> anyhow::Result<()> {
     match command {
         AccountsCommand::Create {
             name,
             credits,
             max_concurrent_jobs,
             models,
-            db,
+            db: _,
         } => {
             anyhow::ensure!(credits >= 0, "--credits cannot be negative");
-            let engine = crate::open::engine(&DataSettings::load(&db)?).await?;
+            let engine = crate::open::admin_engine(&load(matches)?).await?;
             let new = NewAccount {
                 name,
                 credits_micro_cents: credits,
                 max_concurrent_jobs,
                 model_patterns: models,
             };
-            let (account, _key_id, api_key) = engine.create_account(&new).await?;
+            let (account, _key_id, api_key) = engine.create_account(&new, all_scopes()).await?;
             print(json!({
                 "accountId": account.id.to_string(),
                 "apiKey": api_key,
@@ -107,21 +112,21 @@ pub async fn accounts(command: AccountsCommand) -> anyhow::Result<()> {
         AccountsCommand::Credit {
             account_id: raw,
             micro_cents,
-            db,
+            db: _,
         } => {
             let account = account_id(&raw)?;
-            let engine = crate::open::engine(&DataSettings::load(&db)?).await?;
+            let engine = crate::open::admin_engine(&load(matches)?).await?;
             let balance = engine.credit(account, micro_cents).await?;
             print(json!({ "accountId": account.to_string(), "balanceMicroCents": balance }));
         }
         AccountsCommand::RotateWebhookSecret {
             account_id: raw,
-            overlap_hours,
-            db,
+            settings: _,
         } => {
             let account = account_id(&raw)?;
-            let hours = DataSettings::secret_overlap_hours(&db, overlap_hours)?;
-            let engine = crate::open::engine(&DataSettings::load(&db)?).await?;
+            let settings: RotateSettings = load(matches)?;
+            let hours = settings.webhook_secret_overlap_hours;
+            let engine = crate::open::admin_engine(&settings.data).await?;
             let (secret, until) = engine
                 .rotate_webhook_secret(account, std::time::Duration::from_secs(hours * 3600))
                 .await?;
@@ -135,30 +140,30 @@ pub async fn accounts(command: AccountsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+pub async fn keys(command: KeysCommand, matches: &ArgMatches) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create {
             account,
             scopes,
             models,
-            db,
+            db: _,
         } => {
             let account = account_id(&account)?;
-            let scopes =
-                scopes.unwrap_or_else(|| ALL_SCOPES.iter().map(|s| s.to_string()).collect());
-            if let Some(unknown) = scopes.iter().find(|s| !ALL_SCOPES.contains(&s.as_str())) {
+            let known = all_scopes();
+            let scopes = scopes.unwrap_or_else(|| known.clone());
+            if let Some(unknown) = scopes.iter().find(|s| !known.contains(s)) {
                 bail!(
                     "unknown scope {unknown:?}; known scopes: {}",
-                    ALL_SCOPES.join(", ")
+                    known.join(", ")
                 );
             }
-            let engine = crate::open::engine(&DataSettings::load(&db)?).await?;
+            let engine = crate::open::admin_engine(&load(matches)?).await?;
             let (key_id, api_key) = engine.create_key(account, scopes, models).await?;
             print(json!({ "keyId": key_id.to_string(), "apiKey": api_key }));
         }
-        KeysCommand::Revoke { key_id, db } => {
+        KeysCommand::Revoke { key_id, db: _ } => {
             let key: KeyId = key_id.parse().context("not a key id")?;
-            let engine = crate::open::engine(&DataSettings::load(&db)?).await?;
+            let engine = crate::open::admin_engine(&load(matches)?).await?;
             if !engine.revoke_key(key).await? {
                 bail!("no live key with id {key}");
             }

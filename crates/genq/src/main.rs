@@ -8,10 +8,10 @@ mod render;
 mod serve;
 mod worker;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::IsTerminal;
 
-use config::ServeArgs;
+use config::Settings;
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP API and in-process workers.
-    Serve(Box<ServeArgs>),
+    Serve(Box<Settings>),
     /// Run workers only (API nodes run `genq serve --workers 0`).
     Worker(Box<worker::WorkerArgs>),
     /// Render an image and an audio track to an MP4, without a server.
@@ -41,7 +41,14 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Settings are layered from what the command line and environment set,
+    // as these matches tell.
+    let mut leaf = &matches;
+    while let Some((_, sub)) = leaf.subcommand() {
+        leaf = sub;
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -53,11 +60,14 @@ fn main() -> std::process::ExitCode {
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(*args).await,
-            Command::Worker(args) => worker::run(*args).await,
+            Command::Serve(_) => match config::load::<Settings>(leaf) {
+                Ok(settings) => serve::run(settings).await,
+                Err(e) => Err(e),
+            },
+            Command::Worker(args) => worker::run(*args, leaf).await,
             Command::Render(args) => render::run(args).await,
-            Command::Accounts(cmd) => admin::accounts(cmd).await,
-            Command::Keys(cmd) => admin::keys(cmd).await,
+            Command::Accounts(cmd) => admin::accounts(cmd, leaf).await,
+            Command::Keys(cmd) => admin::keys(cmd, leaf).await,
         }
     });
     match result {

@@ -1,14 +1,13 @@
 //! `genq serve`: the HTTP API and, unless `--workers 0`, in-process workers.
 
 use anyhow::Context;
+use genq_catalog::Catalog;
 use genq_cog::{CogBackend, CogClient};
-use genq_dialects::{AppState, GatewaySettings};
-use genq_engine::catalog::Catalog;
+use genq_dialects::DialectSettings;
 use genq_engine::webhook::{WebhookConfig, WebhookDispatcher};
+use genq_engine::worker::typed;
 use genq_engine::{Engine, JobHandler, WorkerConfig, WorkerPool};
-use genq_media::{
-    ImageAudioVideo, RenderSettings, SpeechSettings, TextToSpeech, TitleCardVideo, Tool,
-};
+use genq_media::{ImageAudioVideo, SpeechSettings, TextToSpeech, TitleCardVideo, Tool};
 use genq_outbound::fetch::Fetcher;
 use genq_outbound::OutboundPolicy;
 use std::net::SocketAddr;
@@ -16,11 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ServeArgs, ServeSettings};
+use crate::config::Settings;
 
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let settings = ServeSettings::load(args)?;
-    let engine = crate::open::engine(&settings.data).await?;
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let engine = crate::open::engine(&settings).await?;
     if engine.account_count().await? == 0 {
         tracing::info!(
             "no accounts yet. Create one (it prints an API key) with:\n    genq accounts create --name NAME --data-dir {}\n\
@@ -35,34 +33,36 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "could not sweep staged uploads"),
     }
 
-    let catalog = Arc::new(Catalog::load(&settings.models_file)?);
-    tracing::info!(models = catalog.models().count(), file = %settings.models_file.display(), "model catalog loaded");
-
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
+    let catalog = catalog(&settings)?;
+    let listen = &settings.server.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listening on {}", settings.listen))?;
+        .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let public_url = settings
+        .server
         .public_url
         .clone()
         .unwrap_or_else(|| derived_public_url(addr));
 
-    let pool = if settings.workers > 0 {
-        Some(start_workers(&settings, &engine, catalog.clone(), settings.workers).await?)
+    let workers = settings.server.workers();
+    let pool = if workers > 0 {
+        Some(start_workers(&settings, &engine, catalog.clone(), workers).await?)
     } else {
         tracing::info!("workers disabled (--workers 0): jobs stay PENDING until a worker runs");
         None
     };
 
+    let hooks = &settings.webhooks;
     let webhooks = WebhookDispatcher::start(
         engine.clone(),
         genq_dialects::webhook_payloads(&public_url),
         WebhookConfig {
-            schedule: settings.webhooks.schedule.clone(),
-            timeout: settings.webhooks.timeout,
+            schedule: hooks.schedule()?,
+            timeout: Duration::from_secs(hooks.webhook_timeout_seconds),
             policy: OutboundPolicy {
-                allow_private: settings.webhooks.allow_private,
-                ca_file: settings.webhooks.ca_file.clone(),
+                allow_private: hooks.webhook_allow_private,
+                ca_file: hooks.webhook_ca_file.clone(),
             },
             poll_interval: Duration::from_secs(1),
             concurrency: 16,
@@ -70,15 +70,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .context("starting the webhook dispatcher")?;
 
-    let gateway = GatewaySettings {
-        catalog: catalog.clone(),
-        max_concurrent_jobs: settings.max_concurrent_jobs,
-        worker_slots: settings.workers.max(1),
+    let dialects = DialectSettings {
+        public_url: public_url.clone(),
+        max_upload_bytes: settings.limits.max_upload_bytes(),
+        catalog,
+        max_concurrent_jobs: settings.limits.max_concurrent_jobs,
+        worker_slots: workers.max(1),
     };
-    let app = genq_dialects::router(
-        AppState::new(engine, &public_url, settings.max_upload_bytes, gateway),
-        settings.rate_limits.clone(),
-    );
+    let app = genq_dialects::router(engine, &dialects, settings.limits.rate_limits());
     tracing::info!(public_url = %public_url, "listening on http://{addr}");
     let stop = CancellationToken::new();
     tokio::spawn(wait_for_signal(stop.clone()));
@@ -98,9 +97,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The built-in models plus those of the catalog file.
+pub fn catalog(settings: &Settings) -> anyhow::Result<Arc<Catalog>> {
+    let file = settings
+        .render
+        .models
+        .clone()
+        .unwrap_or_else(|| settings.data.data_dir.join("models.toml"));
+    let catalog = Catalog::load(genq_media::builtin_models(), &file)?;
+    tracing::info!(models = catalog.models().count(), file = %file.display(), "model catalog loaded");
+    Ok(Arc::new(catalog))
+}
+
 /// Starts `slots` workers in this process with every job handler.
 pub async fn start_workers(
-    settings: &ServeSettings,
+    settings: &Settings,
     engine: &Engine,
     catalog: Arc<Catalog>,
     slots: usize,
@@ -110,19 +121,19 @@ pub async fn start_workers(
     if check_tool("espeak-ng", "--version").await.is_err() {
         tracing::warn!("espeak-ng is not installed: text-to-speech jobs will fail until it is");
     }
-    let render = RenderSettings {
-        max_long_side: settings.max_long_side,
-        timeout: settings.render_timeout,
-        ..RenderSettings::default()
+    let render = genq_media::RenderSettings {
+        max_long_side: settings.render.max_long_side,
+        timeout: Duration::from_secs(settings.render.render_timeout_seconds),
+        ..genq_media::RenderSettings::default()
     };
     let input_policy = OutboundPolicy {
-        allow_private: settings.input_allow_private,
+        allow_private: settings.render.input_allow_private,
         ca_file: None,
     };
     let fetcher = Arc::new(
         Fetcher::new(
             &input_policy,
-            settings.max_input_bytes,
+            settings.limits.max_input_bytes(),
             Duration::from_secs(120),
         )
         .context("creating the input fetcher")?,
@@ -133,20 +144,23 @@ pub async fn start_workers(
         allow_private: true,
         ca_file: None,
     };
-    let cog = CogClient::new(&cog_policy, (*fetcher).clone(), settings.cog_timeout)
+    let cog_timeout = Duration::from_secs(settings.render.cog_timeout_seconds);
+    let cog = CogClient::new(&cog_policy, (*fetcher).clone(), cog_timeout)
         .context("creating the Cog client")?;
     let handlers: Vec<Arc<dyn JobHandler>> = vec![
         Arc::new(CogBackend::new(cog, catalog)),
-        Arc::new(ImageAudioVideo::new(render.clone(), fetcher)),
-        Arc::new(TitleCardVideo::new(render)),
-        Arc::new(TextToSpeech::new(SpeechSettings::default())),
+        typed(ImageAudioVideo::new(render.clone(), fetcher)),
+        typed(TitleCardVideo::new(render)),
+        typed(TextToSpeech::new(SpeechSettings::default())),
     ];
+    let lease = settings.queue.lease();
+    anyhow::ensure!(!lease.is_zero(), "lease_seconds must be at least 1");
     let config = WorkerConfig {
         slots,
-        lease: settings.lease,
-        poll_interval: Duration::from_secs(1).min(settings.lease / 2),
-        max_retries: settings.max_retries,
-        shutdown_grace: settings.shutdown_grace,
+        lease,
+        poll_interval: Duration::from_secs(1).min(lease / 2),
+        max_retries: settings.queue.max_retries,
+        shutdown_grace: settings.queue.shutdown_grace(),
         scratch_dir: settings.data.data_dir.join("tmp/work"),
         owner: worker_owner(),
     };

@@ -1,25 +1,57 @@
-//! The renderers as engine job handlers.
+//! The renderers as the engine's [`Renderer`]s, each with its typed input.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use genq_outbound::fetch::Fetcher;
-
 use async_trait::async_trait;
-use genq_engine::job::kinds;
-use genq_engine::{JobContext, JobFailure, JobHandler, OutputKind, OutputRole, ProducedOutput};
-use serde_json::Value;
+use genq_catalog::kinds;
+use genq_engine::{JobContext, JobFailure, OutputKind, OutputRole, ProducedOutput, Renderer};
+use genq_outbound::fetch::Fetcher;
+use genq_sniff::{MediaClass, SNIFF_BYTES};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::MediaError;
-use crate::sniff::{MediaClass, SNIFF_BYTES};
-use crate::speech::{synthesize_speech, SpeechRequest, SpeechSettings, SPEECH_FILE};
+use crate::speech::{synthesize_speech, SpeechInput, SpeechSettings, SPEECH_FILE};
 use crate::still::{
     render_still_video, RenderSettings, StillVideo, POSTER_FILE, THUMBNAIL_FILE, VIDEO_FILE,
 };
-use crate::title_card::{render_title_card, TitleCard};
+use crate::title_card::{render_title_card, TitleCard, TitleCardInput};
 
 type ProgressSink<'a> = &'a (dyn Fn(u8) + Send + Sync);
+
+/// An `image_audio_video` job's input: where the picture and the sound come
+/// from. Either uploaded with the job (the Image+Audio Video API, which also
+/// notes what it received) or given as URLs.
+#[derive(Debug, Clone, Deserialize, JsonSchema, validator::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ImageAudioInput {
+    /// http(s) or data: URL of a JPEG, PNG or WebP image
+    #[schemars(with = "String")]
+    #[validate(length(min = 1))]
+    pub image_url: Option<String>,
+    /// http(s) or data: URL of an MP3, WAV, M4A or OGG file
+    #[schemars(with = "String")]
+    #[validate(length(min = 1))]
+    pub audio_url: Option<String>,
+    /// The uploaded image, as the Image+Audio Video API received it (not
+    /// part of the model's input).
+    #[serde(default)]
+    #[schemars(skip)]
+    pub image: Option<UploadedFile>,
+    #[serde(default)]
+    #[schemars(skip)]
+    pub audio: Option<UploadedFile>,
+}
+
+/// What an upload was, as its dialect recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadedFile {
+    pub content_type: String,
+    pub size: u64,
+}
 
 /// `image_audio_video`: a still image held for the length of an audio track.
 /// The files come uploaded with the job, or as `image_url` / `audio_url` in
@@ -35,10 +67,11 @@ impl ImageAudioVideo {
     }
 
     /// A local path of the job's `name` input: its upload, or its URL fetched.
-    async fn input(
+    async fn source(
         &self,
         ctx: &JobContext,
         name: &str,
+        url: Option<&str>,
         class: MediaClass,
     ) -> Result<PathBuf, JobFailure> {
         if ctx.job.input_files.iter().any(|f| f == name) {
@@ -46,9 +79,7 @@ impl ImageAudioVideo {
         }
         let field = format!("{name}_url");
         let invalid = |message: String| JobFailure::new("INVALID_INPUT", message);
-        let url = ctx.job.input[field.as_str()]
-            .as_str()
-            .ok_or_else(|| invalid(format!("{field} is missing")))?;
+        let url = url.ok_or_else(|| invalid(format!("{field} is missing")))?;
         let dst = ctx.workdir().await?.join(format!("input-{name}"));
         tokio::select! {
             fetched = self.fetcher.fetch_to(url, &dst) => {
@@ -134,14 +165,21 @@ fn video_outputs(video: StillVideo) -> Vec<ProducedOutput> {
 }
 
 #[async_trait]
-impl JobHandler for ImageAudioVideo {
-    fn kind(&self) -> &'static str {
-        kinds::IMAGE_AUDIO_VIDEO
-    }
+impl Renderer for ImageAudioVideo {
+    const KIND: &'static str = kinds::IMAGE_AUDIO_VIDEO;
+    type Input = ImageAudioInput;
 
-    async fn run(&self, ctx: &JobContext) -> Result<Vec<ProducedOutput>, JobFailure> {
-        let image = self.input(ctx, "image", MediaClass::Image).await?;
-        let audio = self.input(ctx, "audio", MediaClass::Audio).await?;
+    async fn render(
+        &self,
+        input: ImageAudioInput,
+        ctx: &JobContext,
+    ) -> Result<Vec<ProducedOutput>, JobFailure> {
+        let image = self
+            .source(ctx, "image", input.image_url.as_deref(), MediaClass::Image)
+            .await?;
+        let audio = self
+            .source(ctx, "audio", input.audio_url.as_deref(), MediaClass::Audio)
+            .await?;
         let progress = |pct: u8| ctx.set_progress(pct);
         let video = render_still_video(
             &image,
@@ -157,7 +195,7 @@ impl JobHandler for ImageAudioVideo {
     }
 }
 
-/// `text_to_speech`: `{text, voice?, speed?}` spoken into an MP3.
+/// `text_to_speech`: text spoken into an MP3.
 pub struct TextToSpeech {
     settings: SpeechSettings,
 }
@@ -167,19 +205,18 @@ impl TextToSpeech {
         Self { settings }
     }
 
-    /// The job minus the engine, so it can be tested without a store.
+    /// The job minus the engine, so it can be tested without a database.
     async fn produce(
         &self,
-        input: &Value,
+        input: &SpeechInput,
         workdir: &Path,
         progress: ProgressSink<'_>,
         cancel: &CancellationToken,
     ) -> Result<Vec<ProducedOutput>, MediaError> {
-        let req = SpeechRequest::from_input(input)?;
         let speech = synthesize_speech(
-            &req.text,
-            req.voice.as_deref(),
-            req.speed,
+            &input.text,
+            input.voice.as_deref(),
+            input.speed,
             workdir,
             &self.settings,
             progress,
@@ -197,21 +234,24 @@ impl TextToSpeech {
 }
 
 #[async_trait]
-impl JobHandler for TextToSpeech {
-    fn kind(&self) -> &'static str {
-        kinds::TEXT_TO_SPEECH
-    }
+impl Renderer for TextToSpeech {
+    const KIND: &'static str = kinds::TEXT_TO_SPEECH;
+    type Input = SpeechInput;
 
-    async fn run(&self, ctx: &JobContext) -> Result<Vec<ProducedOutput>, JobFailure> {
+    async fn render(
+        &self,
+        input: SpeechInput,
+        ctx: &JobContext,
+    ) -> Result<Vec<ProducedOutput>, JobFailure> {
         let progress = |pct: u8| ctx.set_progress(pct);
-        self.produce(&ctx.job.input, ctx.workdir().await?, &progress, &ctx.cancel)
+        self.produce(&input, ctx.workdir().await?, &progress, &ctx.cancel)
             .await
             .map_err(failure)
     }
 }
 
-/// `title_card`: `{prompt, duration?, background?, resolution?}` as text on
-/// a solid colour, rendered to an MP4 with poster and thumbnail.
+/// `title_card`: text on a solid colour, rendered to an MP4 with poster and
+/// thumbnail.
 pub struct TitleCardVideo {
     settings: RenderSettings,
 }
@@ -223,26 +263,29 @@ impl TitleCardVideo {
 
     async fn produce(
         &self,
-        input: &Value,
+        input: TitleCardInput,
         workdir: &Path,
         progress: ProgressSink<'_>,
         cancel: &CancellationToken,
     ) -> Result<Vec<ProducedOutput>, MediaError> {
-        let card = TitleCard::from_input(input)?;
+        let card = TitleCard::from(input);
         let video = render_title_card(&card, workdir, &self.settings, progress, cancel).await?;
         Ok(video_outputs(video))
     }
 }
 
 #[async_trait]
-impl JobHandler for TitleCardVideo {
-    fn kind(&self) -> &'static str {
-        kinds::TITLE_CARD
-    }
+impl Renderer for TitleCardVideo {
+    const KIND: &'static str = kinds::TITLE_CARD;
+    type Input = TitleCardInput;
 
-    async fn run(&self, ctx: &JobContext) -> Result<Vec<ProducedOutput>, JobFailure> {
+    async fn render(
+        &self,
+        input: TitleCardInput,
+        ctx: &JobContext,
+    ) -> Result<Vec<ProducedOutput>, JobFailure> {
         let progress = |pct: u8| ctx.set_progress(pct);
-        self.produce(&ctx.job.input, ctx.workdir().await?, &progress, &ctx.cancel)
+        self.produce(input, ctx.workdir().await?, &progress, &ctx.cancel)
             .await
             .map_err(failure)
     }
@@ -251,6 +294,7 @@ impl JobHandler for TitleCardVideo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use genq_engine::worker::parse_input;
     use serde_json::json;
 
     fn summary(outputs: &[ProducedOutput]) -> Vec<(&str, OutputRole, OutputKind, &str)> {
@@ -262,21 +306,36 @@ mod tests {
 
     #[test]
     fn kinds() {
-        assert_eq!(
-            TextToSpeech::new(SpeechSettings::default()).kind(),
-            "text_to_speech"
-        );
-        assert_eq!(
-            TitleCardVideo::new(RenderSettings::default()).kind(),
-            "title_card"
-        );
+        assert_eq!(TextToSpeech::KIND, "text_to_speech");
+        assert_eq!(TitleCardVideo::KIND, "title_card");
+        assert_eq!(ImageAudioVideo::KIND, "image_audio_video");
+    }
+
+    #[test]
+    fn image_audio_inputs_are_urls_or_uploads() {
+        let urls: ImageAudioInput =
+            parse_input(&json!({"image_url": "https://x/i.png", "audio_url": "data:,"})).unwrap();
+        assert_eq!(urls.image_url.as_deref(), Some("https://x/i.png"));
+        let uploads: ImageAudioInput = parse_input(&json!({
+            "image": {"contentType": "image/png", "size": 10},
+            "audio": {"contentType": "audio/mpeg", "size": 20},
+        }))
+        .unwrap();
+        assert_eq!(uploads.audio.unwrap().size, 20);
+        // The model's schema asks for both URLs and nothing else.
+        let schema = genq_engine::worker::input_schema::<ImageAudioVideo>();
+        assert_eq!(schema["required"], json!(["image_url", "audio_url"]));
+        assert_eq!(schema["properties"]["image_url"]["type"], json!("string"));
+        assert!(schema["properties"].get("image").is_none());
+        assert_eq!(schema["additionalProperties"], json!(false));
     }
 
     #[tokio::test]
     async fn text_to_speech_produces_one_mp3() {
         let dir = tempfile::tempdir().unwrap();
         let handler = TextToSpeech::new(SpeechSettings::default());
-        let input = json!({"text": "Hello there.", "voice": "en-us", "speed": 1.2});
+        let input =
+            parse_input(&json!({"text": "Hello there.", "voice": "en-us", "speed": 1.2})).unwrap();
         let outputs = handler
             .produce(&input, dir.path(), &|_| {}, &CancellationToken::new())
             .await
@@ -300,7 +359,12 @@ mod tests {
         let handler = TitleCardVideo::new(RenderSettings::default());
         let input = json!({"prompt": "Chapter one", "duration": 1, "resolution": "720x1280"});
         let outputs = handler
-            .produce(&input, dir.path(), &|_| {}, &CancellationToken::new())
+            .produce(
+                parse_input(&input).unwrap(),
+                dir.path(),
+                &|_| {},
+                &CancellationToken::new(),
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -333,22 +397,26 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn bad_input_fails_with_invalid_input() {
+    async fn inputs_that_pass_their_type_can_still_be_refused_by_the_renderer() {
         let dir = tempfile::tempdir().unwrap();
         let cancel = CancellationToken::new();
-        let tts = TextToSpeech::new(SpeechSettings::default());
-        let err = tts
-            .produce(&json!({"text": ""}), dir.path(), &|_| {}, &cancel)
-            .await
-            .unwrap_err();
-        assert_eq!(failure(err).code, "INVALID_INPUT");
         let card = TitleCardVideo::new(RenderSettings::default());
-        let err = card
-            .produce(&json!({"prompt": 1}), dir.path(), &|_| {}, &cancel)
-            .await
-            .unwrap_err();
-        let f = failure(err);
+        let input = parse_input(&json!({"prompt": " \n "})).unwrap();
+        let f = failure(
+            card.produce(input, dir.path(), &|_| {}, &cancel)
+                .await
+                .unwrap_err(),
+        );
         assert_eq!(f.code, "INVALID_INPUT");
-        assert!(f.message.contains("\"prompt\""), "{}", f.message);
+        assert!(f.message.contains("\"prompt\" is empty"), "{}", f.message);
+        let tts = TextToSpeech::new(SpeechSettings::default());
+        let input = parse_input(&json!({"text": "hi", "voice": "xx-nonexistent"})).unwrap();
+        let f = failure(
+            tts.produce(&input, dir.path(), &|_| {}, &cancel)
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(f.code, "INVALID_INPUT");
+        assert!(f.message.contains("unknown voice"), "{}", f.message);
     }
 }

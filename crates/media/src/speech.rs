@@ -1,9 +1,12 @@
 //! Text → spoken MP3: espeak-ng synthesises a WAV, ffmpeg encodes it.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use serde_json::Value;
+use regex::Regex;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::diagnostics::{summarize_stderr, tool_error};
@@ -21,8 +24,14 @@ const WAV_SCRATCH: &str = ".speech.wav";
 pub const DEFAULT_VOICE: &str = "en";
 /// espeak-ng's own default rate; `speed` 1.0 means exactly this.
 const BASE_WPM: f64 = 175.0;
-const SPEED_RANGE: std::ops::RangeInclusive<f64> = 0.5..=2.0;
-const MAX_VOICE_CHARS: usize = 40;
+pub const MIN_SPEED: f64 = 0.5;
+pub const MAX_SPEED: f64 = 2.0;
+/// The longest text one job speaks, in characters.
+pub const MAX_TEXT_CHARS: u64 = 5000;
+/// An espeak-ng voice name, optionally with a `+variant`: it never reaches
+/// the command line looking like an option.
+static VOICE_NAME: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_+-]{0,39}$").expect("a valid pattern"));
 
 const SYNTHESIZED_PCT: u8 = 10;
 const ENCODED_PCT: u8 = 90;
@@ -45,7 +54,7 @@ impl Default for SpeechSettings {
             ffmpeg: PathBuf::from("ffmpeg"),
             ffprobe: PathBuf::from("ffprobe"),
             timeout: Duration::from_secs(60),
-            max_chars: 5000,
+            max_chars: MAX_TEXT_CHARS as usize,
         }
     }
 }
@@ -57,37 +66,21 @@ pub struct Speech {
     pub duration_secs: f64,
 }
 
-/// A `text_to_speech` job's input, `{text, voice?, speed?}`. Only the JSON
-/// types are checked here; [`synthesize_speech`] checks the values.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SpeechRequest {
+/// A `text_to_speech` job's input. Its JSON Schema (what submissions are
+/// checked against) and its limits come from these fields;
+/// [`synthesize_speech`] checks the same limits for direct callers.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema, validator::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechInput {
+    /// The text to speak.
+    #[validate(length(min = 1, max = MAX_TEXT_CHARS))]
     pub text: String,
+    /// An espeak-ng voice, e.g. en, en-us, de, fr (optionally `+variant`).
+    #[validate(regex(path = *VOICE_NAME))]
     pub voice: Option<String>,
+    /// 1 is espeak-ng's normal rate.
+    #[validate(range(min = MIN_SPEED, max = MAX_SPEED))]
     pub speed: Option<f64>,
-}
-
-impl SpeechRequest {
-    pub fn from_input(input: &Value) -> Result<Self, MediaError> {
-        let obj = input
-            .as_object()
-            .ok_or_else(|| invalid("the input must be a JSON object"))?;
-        let text = match obj.get("text") {
-            Some(Value::String(s)) => s.clone(),
-            None | Some(Value::Null) => return Err(invalid("\"text\" is required")),
-            Some(_) => return Err(invalid("\"text\" must be a string")),
-        };
-        let voice = match obj.get("voice") {
-            Some(Value::String(s)) => Some(s.clone()),
-            None | Some(Value::Null) => None,
-            Some(_) => return Err(invalid("\"voice\" must be a string")),
-        };
-        let speed = match obj.get("speed") {
-            Some(Value::Number(n)) => n.as_f64(),
-            None | Some(Value::Null) => None,
-            Some(_) => return Err(invalid("\"speed\" must be a number")),
-        };
-        Ok(SpeechRequest { text, voice, speed })
-    }
 }
 
 fn invalid(msg: impl Into<String>) -> MediaError {
@@ -268,29 +261,22 @@ fn checked_text(text: &str, max_chars: usize) -> Result<String, MediaError> {
 
 fn words_per_minute(speed: Option<f64>) -> Result<u32, MediaError> {
     let speed = speed.unwrap_or(1.0);
-    if !SPEED_RANGE.contains(&speed) {
+    if !(MIN_SPEED..=MAX_SPEED).contains(&speed) {
         return Err(invalid(format!(
-            "\"speed\" must be between {} and {} (got {speed})",
-            SPEED_RANGE.start(),
-            SPEED_RANGE.end()
+            "\"speed\" must be between {MIN_SPEED} and {MAX_SPEED} (got {speed})"
         )));
     }
     Ok((BASE_WPM * speed).round() as u32)
 }
 
 fn check_voice_syntax(voice: &str) -> Result<(), MediaError> {
-    let ok = voice.len() <= MAX_VOICE_CHARS
-        && voice.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && voice
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-'));
-    if ok {
+    if VOICE_NAME.is_match(voice) {
         Ok(())
     } else {
-        Err(invalid(format!(
+        Err(invalid(
             "\"voice\" must be an espeak-ng voice name such as \"en\" or \"de\" \
-             (letters, digits, '_', '+' and '-', at most {MAX_VOICE_CHARS} characters)"
-        )))
+             (letters, digits, '_', '+' and '-', at most 40 characters)",
+        ))
     }
 }
 
@@ -449,27 +435,17 @@ Pty Language       Age/Gender VoiceName          File                 Other Lang
     }
 
     #[test]
-    fn request_from_input_checks_types() {
-        let r = SpeechRequest::from_input(&serde_json::json!({"text": "hi"})).unwrap();
-        assert_eq!((r.voice, r.speed), (None, None));
-        let r = SpeechRequest::from_input(
-            &serde_json::json!({"text": "hi", "voice": "de", "speed": 1.5}),
-        )
-        .unwrap();
-        assert_eq!((r.voice.as_deref(), r.speed), (Some("de"), Some(1.5)));
-        for (input, field) in [
-            (serde_json::json!({}), "\"text\""),
-            (serde_json::json!({"text": 3}), "\"text\""),
-            (serde_json::json!({"text": "x", "voice": 1}), "\"voice\""),
-            (
-                serde_json::json!({"text": "x", "speed": "fast"}),
-                "\"speed\"",
-            ),
-            (serde_json::json!("x"), "object"),
+    fn voice_names_look_like_voices_not_options() {
+        for ok in [
+            "en",
+            "en-us",
+            "de+f3",
+            "English_(x)".split('(').next().unwrap(),
         ] {
-            let err = SpeechRequest::from_input(&input).unwrap_err();
-            assert_eq!(err.code(), "INVALID_INPUT");
-            assert!(err.to_string().contains(field), "{err}");
+            assert!(check_voice_syntax(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-w", "+f3", "en us", "a/b", &"x".repeat(41)] {
+            assert!(check_voice_syntax(bad).is_err(), "{bad}");
         }
     }
 

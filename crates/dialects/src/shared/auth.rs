@@ -1,16 +1,85 @@
-//! API key extraction. Keys come in `X-API-Key` or `Authorization: Bearer`.
+//! API keys and scopes. A key comes in `X-API-Key` or `Authorization:
+//! Bearer`; [`Authed`] checks it, and the scope the route needs, before the
+//! handler runs, refusing in the route's dialect's error shape.
 
+use std::marker::PhantomData;
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
-use genq_engine::{Engine, EngineError, Principal};
+use axum::response::IntoResponse;
+use genq_engine::{EngineError, Principal};
 
-#[derive(Debug, thiserror::Error)]
-pub enum AuthFailure {
-    #[error("missing API key")]
-    Missing,
-    #[error("API key not recognized or revoked")]
-    Invalid,
-    #[error(transparent)]
-    Engine(#[from] EngineError),
+use super::Refusal;
+use crate::AppState;
+
+/// May create and cancel jobs.
+pub const SUBMIT_JOB: &str = "submit_job";
+/// May read jobs (status, lists, events, webhook deliveries).
+pub const CHECK_STATUS: &str = "check_status";
+
+/// The scope a route needs, as a type: `Authed<E, Submit>`.
+pub trait Scope: Send + Sync + 'static {
+    /// `None`: any valid key will do.
+    const REQUIRED: Option<&'static str>;
+}
+
+/// Routes that create or cancel jobs.
+pub struct Submit;
+impl Scope for Submit {
+    const REQUIRED: Option<&'static str> = Some(SUBMIT_JOB);
+}
+
+/// Routes that read jobs.
+pub struct Read;
+impl Scope for Read {
+    const REQUIRED: Option<&'static str> = Some(CHECK_STATUS);
+}
+
+/// Routes any valid key may call (the model catalog, the account).
+pub struct AnyScope;
+impl Scope for AnyScope {
+    const REQUIRED: Option<&'static str> = None;
+}
+
+/// An error type a route can refuse with: its dialect's.
+pub trait Rejects: From<Refusal> + From<EngineError> + IntoResponse + Send + 'static {}
+impl<E: From<Refusal> + From<EngineError> + IntoResponse + Send + 'static> Rejects for E {}
+
+/// The caller, once its key and the route's scope `S` are checked; any
+/// refusal is an `E`.
+pub struct Authed<E, S = AnyScope> {
+    pub principal: Principal,
+    _route: PhantomData<fn() -> (E, S)>,
+}
+
+impl<E, S, St> FromRequestParts<St> for Authed<E, S>
+where
+    E: Rejects,
+    S: Scope,
+    AppState: FromRef<St>,
+    St: Send + Sync,
+{
+    type Rejection = E;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, E> {
+        let app = AppState::from_ref(state);
+        let key = presented_key(&parts.headers).ok_or(Refusal::MissingKey)?;
+        let principal = app
+            .engine
+            .authenticate(key)
+            .await?
+            .ok_or(Refusal::InvalidKey)?;
+        if let Some(scope) = S::REQUIRED {
+            if !principal.has_scope(scope) {
+                return Err(Refusal::MissingScope(scope).into());
+            }
+        }
+        Ok(Self {
+            principal,
+            _route: PhantomData,
+        })
+    }
 }
 
 /// The raw key a request carries, if any.
@@ -25,11 +94,6 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     let (scheme, token) = auth.trim().split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-pub async fn authenticate(engine: &Engine, headers: &HeaderMap) -> Result<Principal, AuthFailure> {
-    let key = presented_key(headers).ok_or(AuthFailure::Missing)?;
-    engine.authenticate(key).await?.ok_or(AuthFailure::Invalid)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use genq_engine::{Job, JobState, OutputRole, Storage};
+use genq_engine::{FileStore, Job, JobState, OutputRole};
 use std::ops::Range;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
@@ -60,8 +60,8 @@ async fn download(
         return not_found();
     };
     let key = job.output_key(&output.name);
-    let storage = state.engine.storage();
-    let mut response = match storage.local_path(&key) {
+    let files = state.engine.files();
+    let mut response = match files.local_path(&key) {
         // ServeFile answers Range requests (browsers seek in videos with
         // them) and conditional GETs.
         Some(path) => match ServeFile::new(path).oneshot(request).await {
@@ -69,7 +69,7 @@ async fn download(
             Err(infallible) => match infallible {},
         },
         // An object store: stream the object (or the asked range) through.
-        None => match stream_object(storage.as_ref(), &key, request.headers()).await {
+        None => match stream_object(files.as_ref(), &key, request.headers()).await {
             Ok(response) => response,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return not_found(),
             Err(e) => {
@@ -147,11 +147,11 @@ fn wanted(range: Option<&HeaderValue>, size: u64) -> Wanted {
 /// Streams an object from storage with Range support; the body is never
 /// held whole in memory.
 async fn stream_object(
-    storage: &dyn Storage,
+    files: &dyn FileStore,
     key: &str,
     headers: &HeaderMap,
 ) -> std::io::Result<Response> {
-    let size = storage.size(key).await?;
+    let size = files.size(key).await?;
     let (status, range) = match wanted(headers.get(header::RANGE), size) {
         Wanted::Whole => (StatusCode::OK, 0..size),
         Wanted::Part(range) => (StatusCode::PARTIAL_CONTENT, range),
@@ -172,7 +172,7 @@ async fn stream_object(
         range.start,
         range.end.saturating_sub(1)
     );
-    let body = storage.read_range(key, range).await?;
+    let body = files.read_range(key, range).await?;
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();

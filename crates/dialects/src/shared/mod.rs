@@ -1,11 +1,39 @@
-//! Pieces every dialect uses. None of them decides a wire shape: each returns
-//! plain results that the dialect renders in its own error format.
+//! What every dialect uses. None of it decides a wire shape: whatever it
+//! refuses is a [`Refusal`], which the calling route's dialect renders in
+//! its own error shape; none of it knows a dialect by name or path.
 
 pub mod auth;
+pub mod events;
+pub mod extract;
 pub mod media;
 pub mod rate_limit;
 pub mod request_id;
 pub mod upload;
+
+/// What a shared layer refuses before (or instead of) a dialect's handler.
+/// Each dialect's error type is `From<Refusal>`, with its own words.
+#[derive(Debug)]
+pub enum Refusal {
+    /// No API key in the request.
+    MissingKey,
+    /// An unknown or revoked key.
+    InvalidKey,
+    /// The key lacks the route's scope.
+    MissingScope(&'static str),
+    RateLimited {
+        retry_after_secs: u64,
+    },
+    /// A malformed query, body or form; the message says what is wrong.
+    BadRequest(String),
+    /// No such job of the caller's (of this dialect's).
+    NotFound,
+    /// An upload over its limit.
+    TooLarge(String),
+    /// An upload whose bytes are not of an accepted type.
+    UnsupportedType(String),
+    /// Our fault, already logged; the message is for the log, not the client.
+    Internal(String),
+}
 
 /// A webhook URL as every dialect accepts it: absolute, https, with a host.
 /// (Where it may point is checked at delivery, on the resolved address.)
@@ -18,18 +46,6 @@ pub fn validate_webhook_url(raw: &str) -> Result<String, String> {
         return Err("it has no host".into());
     }
     Ok(url.to_string())
-}
-
-/// The `limit` both list endpoints accept: 1–100, 20 when absent.
-pub fn page_limit(raw: Option<&String>) -> Result<u32, &'static str> {
-    match raw {
-        None => Ok(20),
-        Some(raw) => raw
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=100).contains(n))
-            .ok_or("limit must be an integer from 1 to 100"),
-    }
 }
 
 /// One page of the caller's jobs, and whether more follow (the query asks

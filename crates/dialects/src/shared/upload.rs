@@ -4,8 +4,8 @@
 
 use axum::extract::multipart::{Field, MultipartError};
 use axum::http::StatusCode;
-pub use genq_media::sniff::MediaClass;
-use genq_media::sniff::{sniffed_type, SNIFF_BYTES};
+pub use genq_sniff::MediaClass;
+use genq_sniff::{sniffed_type, SNIFF_BYTES};
 use std::io;
 use std::path::{Path, PathBuf};
 use tokio::io::AsyncWriteExt;
@@ -34,6 +34,21 @@ impl From<MultipartError> for UploadError {
             }
         } else {
             UploadError::Malformed(e.body_text())
+        }
+    }
+}
+
+impl From<UploadError> for super::Refusal {
+    fn from(error: UploadError) -> Self {
+        use super::Refusal;
+        match error {
+            UploadError::TooLarge { .. } => Refusal::TooLarge(error.to_string()),
+            UploadError::UnsupportedType { .. } => Refusal::UnsupportedType(error.to_string()),
+            UploadError::Malformed(_) => Refusal::BadRequest(error.to_string()),
+            UploadError::Io(e) => {
+                tracing::error!(error = %e, "storing an upload failed");
+                Refusal::Internal(e.to_string())
+            }
         }
     }
 }

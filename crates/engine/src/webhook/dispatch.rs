@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -11,6 +11,7 @@ use genq_outbound::{error_chain, OutboundError, OutboundPolicy};
 
 use super::{next_step, sign, Attempt, Delivery, NextStep, WebhookPayload};
 use crate::engine::Engine;
+use crate::events::Signal;
 use crate::time::now_ms;
 
 #[derive(Clone, Debug)]
@@ -61,6 +62,16 @@ impl WebhookDispatcher {
 
 async fn run(engine: Engine, sender: Arc<Sender>, config: WebhookConfig, stop: CancellationToken) {
     let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    // A job that reached its end (in any process) may owe a delivery.
+    let due = Arc::new(Notify::new());
+    let _hook = {
+        let due = due.clone();
+        engine.on_event(move |signal| match signal {
+            Signal::Changed(event) if event.state.is_terminal() => due.notify_one(),
+            Signal::Changed(_) => {}
+            Signal::Missed => due.notify_one(),
+        })
+    };
     let mut in_flight = JoinSet::new();
     // Long enough that a delivery is never sent twice at once: the request's
     // timeout plus room to record its outcome.
@@ -72,7 +83,7 @@ async fn run(engine: Engine, sender: Arc<Sender>, config: WebhookConfig, stop: C
         if free > 0 {
             let now = now_ms();
             match engine
-                .store()
+                .db()
                 .claim_deliveries(now, now + lease.as_millis() as i64, free as u32)
                 .await
             {
@@ -101,7 +112,7 @@ async fn run(engine: Engine, sender: Arc<Sender>, config: WebhookConfig, stop: C
             }
         }
         tokio::select! {
-            _ = engine.webhook_enqueued().notified() => {}
+            _ = due.notified() => {}
             _ = tokio::time::sleep(config.poll_interval) => {}
             _ = stop.cancelled() => break,
         }
@@ -172,7 +183,7 @@ impl Sender {
         }
         if let Err(e) = self
             .engine
-            .store()
+            .db()
             .finish_attempt(&delivery.id, &attempt, next)
             .await
         {
@@ -181,10 +192,10 @@ impl Sender {
     }
 
     async fn attempt(&self, delivery: &Delivery) -> Outcome {
-        let store = self.engine.store();
+        let db = self.engine.db();
         let (job, account) = match (
-            store.get_job(delivery.account_id, delivery.job_id).await,
-            store.get_account(delivery.account_id).await,
+            db.get_job(delivery.account_id, delivery.job_id).await,
+            db.get_account(delivery.account_id).await,
         ) {
             (Ok(Some(job)), Ok(Some(account))) => (job, account),
             (Ok(None), _) | (_, Ok(None)) => {

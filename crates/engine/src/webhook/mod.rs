@@ -12,8 +12,9 @@ pub mod sign;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-use crate::account::AccountId;
-use crate::job::{Job, JobId, JobState};
+use crate::ids::AccountId;
+use crate::ids::JobId;
+use crate::job::{Job, JobState};
 use crate::time::Millis;
 
 pub use dispatch::{WebhookConfig, WebhookDispatcher};
@@ -98,6 +99,18 @@ pub enum NextStep {
     Delivered,
     RetryAt(Millis),
     GiveUp,
+}
+
+impl NextStep {
+    /// What the delivery records after `attempt`: its state, when it is
+    /// tried next, and when it was delivered.
+    pub fn columns(self, attempt: &Attempt) -> (DeliveryState, Option<Millis>, Option<Millis>) {
+        match self {
+            NextStep::Delivered => (DeliveryState::Delivered, None, Some(attempt.attempted_at)),
+            NextStep::RetryAt(at) => (DeliveryState::Pending, Some(at), None),
+            NextStep::GiveUp => (DeliveryState::Failed, None, None),
+        }
+    }
 }
 
 /// A delivery as its owner sees it.

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const PREFIX: &str = "genq_test_";
 const STALE_AFTER_SECS: u64 = 3600;
 
-#[path = "../../../store/tests/common/pg_url.rs"]
+#[path = "../../../db/tests/common/pg_url.rs"]
 mod pg_url;
 pub use pg_url::{base_url, with_database};
 

@@ -12,7 +12,8 @@ mod layout;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
+use schemars::JsonSchema;
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::diagnostics::{summarize_stderr, tool_error};
@@ -34,19 +35,88 @@ use layout::{layout, Layout};
 const FRAME_SCRATCH: &str = ".title-frame.ppm";
 const LINE_SCRATCH_PREFIX: &str = ".title-line-";
 
-pub const MAX_PROMPT_CHARS: usize = 300;
-const DURATION_RANGE: std::ops::RangeInclusive<f64> = 1.0..=60.0;
+pub const MAX_PROMPT_CHARS: u64 = 300;
+pub const MIN_DURATION_SECS: f64 = 1.0;
+pub const MAX_DURATION_SECS: f64 = 60.0;
 const DEFAULT_DURATION_SECS: f64 = 5.0;
 const DEFAULT_BACKGROUND: &str = "#101828";
 
 /// The sizes a card may have, as the `resolution` input spells them.
-pub const RESOLUTIONS: [(&str, u32, u32); 5] = [
-    ("1920x1080", 1920, 1080),
-    ("1280x720", 1280, 720),
-    ("1080x1920", 1080, 1920),
-    ("1080x1080", 1080, 1080),
-    ("720x1280", 720, 1280),
-];
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[schemars(inline)]
+pub enum Resolution {
+    #[serde(rename = "1920x1080")]
+    Landscape1080,
+    #[serde(rename = "1280x720")]
+    Landscape720,
+    #[serde(rename = "1080x1920")]
+    Portrait1080,
+    #[serde(rename = "1080x1080")]
+    Square1080,
+    #[serde(rename = "720x1280")]
+    Portrait720,
+}
+
+impl Resolution {
+    pub const ALL: [Resolution; 5] = [
+        Resolution::Landscape1080,
+        Resolution::Landscape720,
+        Resolution::Portrait1080,
+        Resolution::Square1080,
+        Resolution::Portrait720,
+    ];
+
+    /// Width and height in pixels.
+    pub fn size(self) -> (u32, u32) {
+        match self {
+            Resolution::Landscape1080 => (1920, 1080),
+            Resolution::Landscape720 => (1280, 720),
+            Resolution::Portrait1080 => (1080, 1920),
+            Resolution::Square1080 => (1080, 1080),
+            Resolution::Portrait720 => (720, 1280),
+        }
+    }
+
+    /// As the input spells it (`1920x1080`).
+    pub fn name(self) -> String {
+        let (w, h) = self.size();
+        format!("{w}x{h}")
+    }
+}
+
+/// A `title_card` job's input. Its JSON Schema (what submissions are
+/// checked against) and its limits come from these fields; missing optional
+/// fields take their defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema, validator::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct TitleCardInput {
+    /// The text on the card.
+    #[validate(length(min = 1, max = MAX_PROMPT_CHARS))]
+    pub prompt: String,
+    /// Seconds (5 when absent).
+    #[validate(range(min = MIN_DURATION_SECS, max = MAX_DURATION_SECS))]
+    pub duration: Option<f64>,
+    /// #RRGGBB or a colour name
+    pub background: Option<String>,
+    /// 1280x720 when absent.
+    pub resolution: Option<Resolution>,
+}
+
+impl From<TitleCardInput> for TitleCard {
+    fn from(input: TitleCardInput) -> Self {
+        let defaults = TitleCard::default();
+        let (width, height) = input
+            .resolution
+            .map_or((defaults.width, defaults.height), Resolution::size);
+        TitleCard {
+            text: input.prompt,
+            duration_secs: input.duration.unwrap_or(defaults.duration_secs),
+            background: input.background.unwrap_or(defaults.background),
+            width,
+            height,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TitleCard {
@@ -55,7 +125,7 @@ pub struct TitleCard {
     pub duration_secs: f64,
     /// `#RRGGBB` or one of [`COLOUR_NAMES`].
     pub background: String,
-    /// One of [`RESOLUTIONS`].
+    /// One of the [`Resolution`]s.
     pub width: u32,
     pub height: u32,
 }
@@ -73,45 +143,6 @@ impl Default for TitleCard {
 }
 
 impl TitleCard {
-    /// Reads a `title_card` job's input, `{prompt, duration?, background?,
-    /// resolution?}`, and checks every value (a missing or null optional
-    /// field takes its default).
-    pub fn from_input(input: &Value) -> Result<TitleCard, MediaError> {
-        let obj = input
-            .as_object()
-            .ok_or_else(|| invalid("the input must be a JSON object"))?;
-        let field = |name| obj.get(name).filter(|v| !v.is_null());
-        let mut card = TitleCard {
-            text: match field("prompt") {
-                Some(Value::String(s)) => s.clone(),
-                Some(_) => return Err(invalid("\"prompt\" must be a string")),
-                None => return Err(invalid("\"prompt\" is required")),
-            },
-            ..TitleCard::default()
-        };
-        if let Some(v) = field("duration") {
-            card.duration_secs = v
-                .as_f64()
-                .ok_or_else(|| invalid("\"duration\" must be a number of seconds"))?;
-        }
-        if let Some(v) = field("background") {
-            card.background = v
-                .as_str()
-                .ok_or_else(|| invalid("\"background\" must be a string"))?
-                .to_owned();
-        }
-        if let Some(v) = field("resolution") {
-            let given = v.as_str().unwrap_or_default();
-            let (_, w, h) = RESOLUTIONS
-                .iter()
-                .find(|(name, _, _)| *name == given)
-                .ok_or_else(|| bad_resolution(v))?;
-            (card.width, card.height) = (*w, *h);
-        }
-        card.plan()?;
-        Ok(card)
-    }
-
     /// Everything about the card that can be wrong, checked before any work.
     fn plan(&self) -> Result<Plan, MediaError> {
         // Control characters would be drawn as boxes; treated as spaces they
@@ -126,16 +157,15 @@ impl TitleCard {
             return Err(invalid("\"prompt\" is empty"));
         }
         let chars = text.chars().count();
-        if chars > MAX_PROMPT_CHARS {
+        if chars as u64 > MAX_PROMPT_CHARS {
             return Err(invalid(format!(
                 "\"prompt\" is too long ({chars} characters; at most {MAX_PROMPT_CHARS})"
             )));
         }
-        if !DURATION_RANGE.contains(&self.duration_secs) {
+        if !(MIN_DURATION_SECS..=MAX_DURATION_SECS).contains(&self.duration_secs) {
             return Err(invalid(format!(
-                "\"duration\" must be between {} and {} seconds (got {})",
-                DURATION_RANGE.start(),
-                DURATION_RANGE.end(),
+                "\"duration\" must be between {MIN_DURATION_SECS} and {MAX_DURATION_SECS} \
+                 seconds (got {})",
                 self.duration_secs
             )));
         }
@@ -146,14 +176,17 @@ impl TitleCard {
                 quoted(&self.background)
             ))
         })?;
-        if !RESOLUTIONS
+        if !Resolution::ALL
             .iter()
-            .any(|&(_, w, h)| (w, h) == (self.width, self.height))
+            .any(|r| r.size() == (self.width, self.height))
         {
-            return Err(bad_resolution(&Value::String(format!(
-                "{}x{}",
-                self.width, self.height
-            ))));
+            let names: Vec<String> = Resolution::ALL.iter().map(|r| r.name()).collect();
+            return Err(invalid(format!(
+                "\"resolution\" must be one of {} (got \"{}x{}\")",
+                names.join(", "),
+                self.width,
+                self.height
+            )));
         }
         let layout = layout(text, self.width, self.height).ok_or_else(|| {
             invalid("\"prompt\" has too many lines to fit on the card".to_owned())
@@ -174,18 +207,6 @@ struct Plan {
 
 fn invalid(msg: impl Into<String>) -> MediaError {
     MediaError::InvalidInput(msg.into())
-}
-
-fn bad_resolution(given: &Value) -> MediaError {
-    let names: Vec<&str> = RESOLUTIONS.iter().map(|(n, _, _)| *n).collect();
-    let given = match given {
-        Value::String(s) => quoted(s),
-        other => quoted(&other.to_string()),
-    };
-    invalid(format!(
-        "\"resolution\" must be one of {} (got {given})",
-        names.join(", ")
-    ))
 }
 
 /// Echoes a user's value back, short enough for an error message.
@@ -369,9 +390,19 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// A job's input as the worker reads it: parsed, limits checked, then
+    /// planned.
+    fn card_from(input: serde_json::Value) -> Result<TitleCard, String> {
+        let input: TitleCardInput =
+            genq_engine::worker::parse_input(&input).map_err(|f| f.message)?;
+        let card = TitleCard::from(input);
+        card.plan().map_err(|e| e.to_string())?;
+        Ok(card)
+    }
+
     #[test]
     fn input_defaults() {
-        let card = TitleCard::from_input(&json!({"prompt": "Hello"})).unwrap();
+        let card = card_from(json!({"prompt": "Hello"})).unwrap();
         assert_eq!(
             card,
             TitleCard {
@@ -379,7 +410,7 @@ mod tests {
                 ..TitleCard::default()
             }
         );
-        let card = TitleCard::from_input(&json!({
+        let card = card_from(json!({
             "prompt": "Hi", "duration": 12.5, "background": "white",
             "resolution": "1080x1920"
         }))
@@ -387,33 +418,36 @@ mod tests {
         assert_eq!(card.duration_secs, 12.5);
         assert_eq!(card.background, "white");
         assert_eq!((card.width, card.height), (1080, 1920));
-        let card = TitleCard::from_input(&json!({"prompt": "Hi", "duration": null})).unwrap();
+        let card = card_from(json!({"prompt": "Hi", "duration": null})).unwrap();
         assert_eq!(card.duration_secs, 5.0);
     }
 
     #[test]
     fn bad_input_names_the_field() {
         let cases = [
-            (json!({}), "\"prompt\" is required"),
-            (json!({"prompt": 5}), "\"prompt\" must be a string"),
+            (json!({}), "prompt"),
+            (json!({"prompt": 5}), "input.prompt: invalid type"),
             (json!({"prompt": "  \n "}), "\"prompt\" is empty"),
             (json!({"prompt": "\u{7}\t\r\n"}), "\"prompt\" is empty"),
-            (json!({"prompt": "x".repeat(301)}), "\"prompt\" is too long"),
+            (
+                json!({"prompt": "x".repeat(301)}),
+                "input.prompt: must be 1 to 300",
+            ),
             (
                 json!({"prompt": "a\n\nb\n\nc\n".repeat(30)}),
                 "\"prompt\" has too many lines",
             ),
             (
                 json!({"prompt": "x", "duration": 0.5}),
-                "\"duration\" must be between 1 and 60",
+                "input.duration: must be from 1",
             ),
             (
                 json!({"prompt": "x", "duration": 61}),
-                "\"duration\" must be between",
+                "input.duration: must be from",
             ),
             (
                 json!({"prompt": "x", "duration": "5"}),
-                "\"duration\" must be a number",
+                "input.duration: invalid type",
             ),
             (
                 json!({"prompt": "x", "background": "#12"}),
@@ -421,23 +455,37 @@ mod tests {
             ),
             (
                 json!({"prompt": "x", "background": 3}),
-                "\"background\" must be a string",
+                "input.background: invalid type",
             ),
             (
                 json!({"prompt": "x", "resolution": "800x600"}),
-                "\"resolution\" must be one of",
+                "input.resolution: unknown variant",
             ),
             (
                 json!({"prompt": "x", "resolution": 720}),
-                "\"resolution\" must be one of",
+                "input.resolution: invalid type",
             ),
-            (json!([1]), "JSON object"),
+            (json!([1]), "input: must be a JSON object"),
         ];
         for (input, expected) in cases {
-            let err = TitleCard::from_input(&input).unwrap_err();
-            assert_eq!(err.code(), "INVALID_INPUT", "{input}");
-            assert!(err.to_string().contains(expected), "{input}: {err}");
+            let err = card_from(input.clone()).unwrap_err();
+            assert!(err.contains(expected), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn the_schema_lists_the_resolutions_and_limits() {
+        let schema = serde_json::to_value(schemars::schema_for!(TitleCardInput)).unwrap();
+        let text = serde_json::to_string(&schema).unwrap();
+        for resolution in Resolution::ALL {
+            assert!(
+                text.contains(&format!("\"{}\"", resolution.name())),
+                "{text}"
+            );
+        }
+        assert_eq!(schema["properties"]["prompt"]["maxLength"], json!(300));
+        assert_eq!(schema["required"], json!(["prompt"]));
+        assert_eq!(schema["additionalProperties"], json!(false));
     }
 
     #[test]

@@ -3,37 +3,32 @@
 //! `RateLimit-Limit` / `-Remaining` / `-Reset` / `-Policy` fields).
 //!
 //! Two limits, each a GCRA bucket per client IP ([`governor`]) that holds
-//! `N` requests and refills continuously at `N` per minute:
+//! `N` requests and refills continuously at `N` per minute, shared by every
+//! route that counts against them, whichever dialect it belongs to:
 //!
-//! - the general limit: every request whose path is under `/api/` or `/v1/`
-//!   ([`is_limited_path`]); 600 a minute by default;
-//! - the submission limit: requests that create jobs ([`is_submission`]:
-//!   `POST /api/jobs`, `POST /v1/jobs/submit`); 30 a minute by default.
+//! - the general limit: every request to a dialect's routes (600 a minute
+//!   by default);
+//! - the submission limit: requests that create jobs (30 a minute by
+//!   default). Which routes those are, each dialect says when it lists its
+//!   routes (`Routes::submit`).
 //!
 //! A submission is checked against the general limit first, then against the
-//! submission limit; a refusal by either is a `429` with `Retry-After`. A
-//! submission refused by the submission limit has already used one request of
-//! its general quota (GCRA cannot give a cell back; keeping it simple).
+//! submission limit; a refusal by either is a `429` with `Retry-After`, in
+//! the error shape of the dialect whose route was called ([`rate_limit`]'s
+//! `E`). A submission refused by the submission limit has already used one
+//! request of its general quota (GCRA cannot give a cell back; keeping it
+//! simple).
 //!
-//! Every response to a limited path carries the `RateLimit-*` fields of the
-//! limit closest to exhaustion (least remaining). Other paths (`/health`,
-//! `/media/…`, `/share/…`, `/openapi.json`) are neither limited nor annotated.
+//! Every response of a limited route carries the `RateLimit-*` fields of the
+//! limit closest to exhaustion (least remaining). Routes outside the
+//! dialects (`/health`, `/media/…`, `/share/…`, `/openapi.json`) are neither
+//! limited nor annotated.
 //!
-//! The middleware classifies requests by `request.uri().path()`, so apply it
-//! to the outermost router, not inside a `Router::nest` (which strips the
-//! prefix):
-//!
-//! ```no_run
-//! # use genq_dialects::shared::rate_limit::{rate_limit, RateLimitConfig, RateLimits};
-//! # use std::net::SocketAddr;
-//! # async fn run(router: axum::Router, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-//! let app = router.layer(axum::middleware::from_fn_with_state(
-//!     RateLimits::new(RateLimitConfig::default()),
-//!     rate_limit,
-//! ));
-//! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await
-//! # }
-//! ```
+//! The client's address comes from `ConnectInfo<SocketAddr>`: serve with
+//! `into_make_service_with_connect_info::<SocketAddr>()`.
+
+mod client_ip;
+mod headers;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
@@ -44,19 +39,19 @@ use std::time::{Duration, Instant};
 use axum::extract::connect_info::{ConnectInfo, MockConnectInfo};
 use axum::extract::{Request, State};
 use axum::http::header::RETRY_AFTER;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 use ipnet::IpNet;
 
-pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+use crate::shared::Refusal;
+pub(crate) use client_ip::{canonical_net, client_ip};
+use headers::{ceil_secs, policy_item, Figures, RateLimitHeaders};
+pub use headers::{RATELIMIT_LIMIT, RATELIMIT_POLICY, RATELIMIT_REMAINING, RATELIMIT_RESET};
 
 /// How often stale per-IP entries are dropped (see [`RateLimits::sweep`]).
 const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
@@ -66,9 +61,9 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// `0` the middleware passes everything through untouched).
 #[derive(Clone, Debug)]
 pub struct RateLimitConfig {
-    /// Requests per minute per client IP on every `/api/*` (and `/v1/*`) path.
+    /// Requests per minute per client IP to every dialect route.
     pub api_per_minute: u32,
-    /// Job submissions per minute per client IP ([`is_submission`]).
+    /// Job submissions per minute per client IP.
     pub submit_per_minute: u32,
     /// Peers whose `X-Forwarded-For` is believed (reverse proxies, load
     /// balancers). Empty: the TCP peer is always the client.
@@ -85,19 +80,13 @@ impl Default for RateLimitConfig {
     }
 }
 
-/// Whether a request counts against the general limit: the API paths of every
-/// dialect. `/health`, `/media/…`, `/share/…` and `/openapi.json` do not.
-pub fn is_limited_path(path: &str) -> bool {
-    ["/api", "/v1"].iter().any(|prefix| {
-        path.strip_prefix(prefix)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
-}
-
-/// Whether a request is a job submission (counts against the submission
-/// limit too). Exact method and path; add new dialects' submit routes here.
-pub fn is_submission(method: &Method, path: &str) -> bool {
-    *method == Method::POST && matches!(path, "/api/jobs" | "/v1/jobs/submit")
+/// Which limits a route counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteKind {
+    /// The general limit.
+    General,
+    /// The general limit, then the submission limit.
+    Submission,
 }
 
 type KeyedLimiter =
@@ -273,22 +262,18 @@ impl RateLimits {
     }
 }
 
-/// The middleware: `router.layer(axum::middleware::from_fn_with_state(limits, rate_limit))`.
+/// The middleware of one route: `method_router.layer(from_fn_with_state((limits,
+/// kind), rate_limit::<E>))`, where `E` is the error type of the route's
+/// dialect, so that its 429 comes out in that dialect's shape.
 ///
-/// The client's address comes from `ConnectInfo<SocketAddr>` (serve with
-/// `into_make_service_with_connect_info::<SocketAddr>()`; `MockConnectInfo`
-/// works too). Without it every request shares the bucket of `0.0.0.0`, and a
-/// warning is logged once.
-pub async fn rate_limit(
-    State(limits): State<RateLimits>,
+/// Without `ConnectInfo<SocketAddr>` (or `MockConnectInfo`) every request
+/// shares the bucket of `0.0.0.0`, and a warning is logged once.
+pub async fn rate_limit<E: From<Refusal> + IntoResponse>(
+    State((limits, kind)): State<(RateLimits, RouteKind)>,
     request: Request,
     next: Next,
 ) -> Response {
-    let path = request.uri().path();
-    if !is_limited_path(path) {
-        return next.run(request).await;
-    }
-    let submission = is_submission(request.method(), path);
+    let submission = kind == RouteKind::Submission;
     let peer = peer_ip(&request).unwrap_or_else(|| {
         if !limits
             .inner
@@ -313,7 +298,7 @@ pub async fn rate_limit(
         }
         Verdict::Refused(headers) => {
             tracing::debug!(%client, path = %request.uri().path(), "rate limited");
-            too_many_requests(path, headers)
+            too_many_requests::<E>(headers)
         }
     }
 }
@@ -330,16 +315,14 @@ fn peer_ip(request: &Request) -> Option<IpAddr> {
         })
 }
 
-/// The 429: this module's own `{"error": …}` body (the Image+Audio Video
-/// dialect's shape) with `Retry-After` and the refusing limit's figures.
-/// A 429 in the shape of the dialect that owns `path`.
-fn too_many_requests(path: &str, headers: RateLimitHeaders) -> Response {
-    let retry_after = headers.figures.reset.max(1);
-    let mut response = crate::rate_limited_response(path, retry_after);
+/// The 429, with `Retry-After` and the refusing limit's figures.
+fn too_many_requests<E: From<Refusal> + IntoResponse>(headers: RateLimitHeaders) -> Response {
+    let retry_after_secs = headers.figures.reset.max(1);
+    let mut response = E::from(Refusal::RateLimited { retry_after_secs }).into_response();
     headers.write(response.headers_mut());
     response
         .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(retry_after));
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
     response
 }
 
@@ -348,40 +331,6 @@ enum Verdict {
     Unlimited,
     Allowed(RateLimitHeaders),
     Refused(RateLimitHeaders),
-}
-
-/// What one limit says about one request, as the headers report it.
-#[derive(Clone, Copy, Debug)]
-struct Figures {
-    /// The quota: requests per window (the bucket's burst size).
-    limit: u32,
-    /// Requests left right now.
-    remaining: u32,
-    /// Whole seconds until the bucket is full again, or, when `remaining` is
-    /// 0, until the next request is allowed. At least 1.
-    reset: u64,
-}
-
-struct RateLimitHeaders {
-    figures: Figures,
-    policy: Option<HeaderValue>,
-}
-
-impl RateLimitHeaders {
-    /// Where the `RateLimit-*` fields are written (allowed and refused alike).
-    fn write(&self, headers: &mut HeaderMap) {
-        let Figures {
-            limit,
-            remaining,
-            reset,
-        } = self.figures;
-        headers.insert(RATELIMIT_LIMIT, HeaderValue::from(limit));
-        headers.insert(RATELIMIT_REMAINING, HeaderValue::from(remaining));
-        headers.insert(RATELIMIT_RESET, HeaderValue::from(reset));
-        if let Some(policy) = &self.policy {
-            headers.insert(RATELIMIT_POLICY, policy.clone());
-        }
-    }
 }
 
 struct Limit {
@@ -429,80 +378,6 @@ impl Limit {
             }),
         }
     }
-}
-
-/// `N;w=SECONDS`, one quota policy item of `RateLimit-Policy`.
-fn policy_item(quota: Quota) -> String {
-    let window = ceil_secs(quota.burst_size_replenished_in()).max(1);
-    format!("{};w={window}", quota.burst_size())
-}
-
-fn ceil_secs(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
-}
-
-/// The standard right-most-untrusted algorithm. `X-Forwarded-For` is read
-/// only when the peer is trusted; entries (over all the header's lines, in
-/// order) are walked from the right, skipping trusted proxies; the first
-/// untrusted one is the client. If every entry is trusted, the left-most is
-/// the client. An entry that is not an address (e.g. `unknown`) stops the walk
-/// and the last address verified so far (the trusted hop that reported it) is
-/// used: nothing to its left can be believed.
-fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let peer = peer.to_canonical();
-    if !is_trusted(&peer) {
-        return peer;
-    }
-    let mut client = peer;
-    for line in headers.get_all("x-forwarded-for").iter().rev() {
-        let Ok(line) = line.to_str() else {
-            return client;
-        };
-        for entry in line.rsplit(',') {
-            let entry = entry.trim();
-            if entry.is_empty() {
-                continue; // "a,,b" or a trailing comma: no hop there
-            }
-            let Some(ip) = parse_forwarded_entry(entry) else {
-                return client;
-            };
-            client = ip;
-            if !is_trusted(&ip) {
-                return ip;
-            }
-        }
-    }
-    client
-}
-
-/// An `X-Forwarded-For` entry: an address, possibly with a port
-/// (`1.2.3.4:5678`, `[2001:db8::1]:443`) or in brackets.
-fn parse_forwarded_entry(entry: &str) -> Option<IpAddr> {
-    let ip = entry
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| entry.parse::<SocketAddr>().ok().map(|addr| addr.ip()))
-        .or_else(|| {
-            entry
-                .strip_prefix('[')
-                .and_then(|rest| rest.strip_suffix(']'))
-                .and_then(|inner| inner.parse::<IpAddr>().ok())
-        })?;
-    Some(ip.to_canonical())
-}
-
-/// `::ffff:a.b.c.d/(96+n)` → `a.b.c.d/n`, so a trusted proxy written either
-/// way matches the canonical (IPv4) form of a peer on a dual-stack socket.
-fn canonical_net(net: IpNet) -> IpNet {
-    if let IpNet::V6(v6) = net {
-        if let (Some(v4), true) = (v6.addr().to_ipv4_mapped(), v6.prefix_len() >= 96) {
-            if let Ok(v4net) = ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96) {
-                return IpNet::V4(v4net);
-            }
-        }
-    }
-    net
 }
 
 #[cfg(test)]

@@ -1,0 +1,24 @@
+-- Job events (engine/src/events.rs) and what the dialects' routes filter by.
+
+-- A client's correlation id (the Provider dialect's `session_id`): events
+-- carry it, and `GET /events?session_id=` follows one.
+ALTER TABLE jobs ADD COLUMN correlation_id TEXT;
+
+-- Another process's changes are found by time (`changed_jobs`), and a
+-- client reconnecting to `GET /events` gets the jobs changed since its last
+-- event; both per account.
+CREATE INDEX jobs_by_account_updated ON jobs (account_id, updated_at);
+-- Each dialect's routes list only its own jobs.
+CREATE INDEX jobs_by_account_dialect ON jobs (account_id, dialect, id);
+CREATE INDEX jobs_by_account_correlation ON jobs (account_id, correlation_id, id)
+    WHERE correlation_id IS NOT NULL;
+-- Expired leases are reclaimed earliest-expired first, ties by id (the
+-- same on both backends).
+DROP INDEX jobs_leased;
+CREATE INDEX jobs_leased ON jobs (lease_until, id) WHERE state = 'PROCESSING';
+
+-- With nothing pending, a new job's fair-queue round is the newest job's
+-- (a primary-key lookup, as on PostgreSQL) rather than the highest round:
+-- rounds only order pending jobs among themselves, so either serves, and
+-- the index that found the highest is no longer read.
+DROP INDEX jobs_by_round;

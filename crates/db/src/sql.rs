@@ -1,0 +1,104 @@
+//! Statements that are the same text on both backends. They use `$N`
+//! placeholders, which PostgreSQL numbers natively and sqlx's SQLite driver
+//! binds by the same numbers (SQLite names them `$1`, `$2`, …; sqlx maps
+//! each name to its argument). NULL checks cast the parameter
+//! (`CAST($2 AS TEXT) IS NULL`) so PostgreSQL can type an absent filter.
+//! The hot paths that differ for measured reasons (submission, claims,
+//! outcomes, the SQLite inline reads) keep their own statements.
+
+use std::sync::LazyLock;
+
+use crate::codec::JOB_COLUMNS;
+
+pub(crate) const INSERT_ACCOUNT: &str = "INSERT INTO accounts \
+    (id, name, webhook_secret, max_concurrent_jobs, model_patterns, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6)";
+
+/// Moves a balance; answers with the new balance (no row: no account).
+pub(crate) const MOVE_BALANCE: &str = "UPDATE accounts \
+    SET balance_micro_cents = balance_micro_cents + $1 WHERE id = $2 \
+    RETURNING balance_micro_cents";
+
+pub(crate) const INSERT_LEDGER: &str = "INSERT INTO ledger \
+    (account_id, job_id, amount_micro_cents, reason, created_at) VALUES ($1, $2, $3, $4, $5)";
+
+pub(crate) const COUNT_ACTIVE: &str = "SELECT count(*) FROM jobs \
+    WHERE account_id = $1 AND state IN ('PENDING', 'PROCESSING')";
+
+pub(crate) const COUNT_ACCOUNTS: &str = "SELECT count(*) FROM accounts";
+
+pub(crate) const ROTATE_SECRET: &str = "UPDATE accounts SET \
+    previous_webhook_secret = webhook_secret, previous_secret_valid_until = $1, \
+    webhook_secret = $2 WHERE id = $3";
+
+pub(crate) const INSERT_KEY: &str = "INSERT INTO api_keys \
+    (id, account_id, key_hash, scopes, model_patterns, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(crate) const REVOKE_KEY: &str =
+    "UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL";
+
+pub(crate) const MODEL_RUN_MS: &str = "SELECT avg_run_ms FROM model_stats WHERE model = $1";
+
+pub(crate) const COUNT_PENDING: &str = "SELECT count(*) FROM jobs WHERE state = 'PENDING'";
+
+/// One job by one of its tokens (`$1`).
+pub(crate) static JOB_BY_MEDIA_TOKEN: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {JOB_COLUMNS} FROM jobs WHERE media_token = $1"));
+pub(crate) static JOB_BY_SHARE_TOKEN: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {JOB_COLUMNS} FROM jobs WHERE share_token = $1"));
+
+/// A page of an account's jobs (`$1`), newest first. An absent filter binds
+/// NULL and drops out: `$2` before this id, `$3` state, `$4` model,
+/// `$5` dialect, `$6` correlation id, `$7` changed since; `$8` the limit.
+pub(crate) static JOB_PAGE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = $1 \
+         AND (CAST($2 AS TEXT) IS NULL OR id < $2) \
+         AND (CAST($3 AS TEXT) IS NULL OR state = $3) \
+         AND (CAST($4 AS TEXT) IS NULL OR model = $4) \
+         AND (CAST($5 AS TEXT) IS NULL OR dialect = $5) \
+         AND (CAST($6 AS TEXT) IS NULL OR correlation_id = $6) \
+         AND (CAST($7 AS BIGINT) IS NULL OR updated_at >= $7) \
+         ORDER BY id DESC LIMIT $8"
+    )
+});
+
+/// PENDING → CANCELLED for job `$2` of account `$3` (of dialect `$4`, when
+/// not NULL) at `$1`.
+pub(crate) static CANCEL_PENDING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE jobs SET state = 'CANCELLED', updated_at = $1, completed_at = $1 \
+         WHERE id = $2 AND account_id = $3 AND (CAST($4 AS TEXT) IS NULL OR dialect = $4) \
+         AND state = 'PENDING' RETURNING {JOB_COLUMNS}"
+    )
+});
+
+/// Marks a PROCESSING job for its worker to stop (parameters as above).
+pub(crate) static REQUEST_CANCEL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE jobs SET cancel_requested = TRUE, updated_at = $1 \
+         WHERE id = $2 AND account_id = $3 AND (CAST($4 AS TEXT) IS NULL OR dialect = $4) \
+         AND state = 'PROCESSING' RETURNING {JOB_COLUMNS}"
+    )
+});
+
+/// The state of job `$1` of account `$2` (of dialect `$3`, when not NULL).
+pub(crate) const STATE_OF_JOB: &str = "SELECT state FROM jobs WHERE id = $1 AND account_id = $2 \
+    AND (CAST($3 AS TEXT) IS NULL OR dialect = $3)";
+
+pub(crate) const HEARTBEAT: &str = "UPDATE jobs SET lease_until = $1 \
+    WHERE id = $2 AND attempt = $3 AND state = 'PROCESSING' RETURNING cancel_requested";
+
+pub(crate) const RECORD_PROGRESS: &str = "UPDATE jobs SET progress = $1, updated_at = $2 \
+    WHERE id = $3 AND attempt = $4 AND state = 'PROCESSING'";
+
+pub(crate) const RELEASE: &str = "UPDATE jobs SET state = 'PENDING', progress = 0, \
+    updated_at = $1, lease_owner = NULL, lease_until = NULL \
+    WHERE id = $2 AND attempt = $3 AND state = 'PROCESSING'";
+
+pub(crate) const INSERT_ATTEMPT: &str = "INSERT INTO webhook_attempts \
+    (delivery_id, attempted_at, status_code, latency_ms, error) VALUES ($1, $2, $3, $4, $5)";
+
+pub(crate) const FINISH_ATTEMPT: &str = "UPDATE webhook_deliveries SET \
+    attempts = attempts + 1, state = $1, next_attempt_at = $2, delivered_at = $3, \
+    lease_until = NULL, updated_at = $4 WHERE id = $5 AND state = 'PENDING'";

@@ -1,0 +1,84 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`,
+//! so a commit is on disk before the call returns.
+//!
+//! Writes go through a pool of one connection: SQLite admits one writer at a
+//! time anyway, and funnelling them here avoids lock-upgrade deadlocks between
+//! our own connections. Transactions that read before writing start with
+//! `BEGIN IMMEDIATE` so other processes (the CLI) queue on the busy timeout
+//! instead of failing.
+//!
+//! Each trait of the database is implemented in its own file: `accounts.rs`,
+//! `jobs.rs`, `queue.rs`, `outbox.rs`, `feed.rs`. Submissions are group
+//! committed (`group_commit.rs`); the point reads of the request path run
+//! inline (`inline_read.rs`).
+
+mod accounts;
+mod feed;
+mod group_commit;
+mod inline_read;
+mod jobs;
+mod outbox;
+mod queue;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+use std::str::FromStr;
+use std::time::Duration;
+
+use genq_engine::db::DbResult;
+use genq_engine::DbError;
+
+use crate::codec::db_err;
+use crate::queue_depth::QueueDepth;
+
+pub struct SqliteDb {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    submissions: group_commit::GroupCommit,
+    inline: inline_read::InlineReader,
+    queue_depth: QueueDepth,
+}
+
+impl SqliteDb {
+    /// Connects to `sqlite://PATH`, creating the file and running migrations.
+    pub async fn connect(url: &str) -> DbResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(db_err("invalid SQLite URL"))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(db_err("could not open the SQLite database"))?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| DbError::new("could not migrate the SQLite database", e))?;
+        let path = options.get_filename().to_owned();
+        let inline = inline_read::InlineReader::new(path.clone());
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db_err("could not open the SQLite database"))?;
+        let submissions = group_commit::GroupCommit::start(path, writer.clone());
+        Ok(Self {
+            writer,
+            reader,
+            submissions,
+            inline,
+            queue_depth: QueueDepth::default(),
+        })
+    }
+
+    async fn begin(&self) -> DbResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.writer
+            .begin()
+            .await
+            .map_err(db_err("starting a transaction"))
+    }
+}

@@ -1,0 +1,317 @@
+//! What only PostgreSQL has: claimers in separate processes (each "process"
+//! here is a store with its own pool over the same database), and
+//! LISTEN/NOTIFY wake-ups. Concurrent submissions on both backends are in
+//! `concurrency.rs`.
+
+mod common;
+
+use common::*;
+use futures::future::join_all;
+use genq_engine::db::CancelMode;
+use genq_engine::events::Subscription;
+use genq_engine::time::now_ms;
+use genq_engine::{Engine, JobFailure, JobId};
+use genq_engine::{Interest, JobEvent, JobState, Notice};
+use sqlx::Connection as _;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Barrier;
+
+/// A fresh PostgreSQL database, or None when those tests are off.
+async fn database() -> Option<TestDb> {
+    if pg::base_url().is_none() {
+        eprintln!("skipped: GENQ_TEST_POSTGRES_URL=off");
+        return None;
+    }
+    Some(TestDb::new(Backend::Postgres).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_claimers_in_separate_processes_take_each_job_once() {
+    let Some(db) = database().await else { return };
+    let engine = db.engine().await;
+    let principal = funded(&engine, "busy", 300).await;
+    let mut submitted = HashSet::new();
+    for _ in 0..30 {
+        let job = engine
+            .submit(&principal, priced_job(10, None))
+            .await
+            .unwrap();
+        submitted.insert(job.id);
+    }
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(genq_db::open(&db.url).await.unwrap());
+    }
+    let barrier = Arc::new(Barrier::new(stores.len()));
+    // Half the jobs fail, so refunds settle concurrently on one account row.
+    let workers = stores.into_iter().map(|store| {
+        let barrier = barrier.clone();
+        tokio::spawn(async move {
+            barrier.wait().await;
+            let kinds = kinds();
+            let mut mine = Vec::new();
+            loop {
+                let now = now_ms();
+                let Some((job, lease)) = claim_one(&store, &kinds, now, 3).await else {
+                    return mine;
+                };
+                let failed = mine.len() % 2 == 0;
+                let moved = if failed {
+                    store.fail(&lease, &JobFailure::new("X", "x"), now).await
+                } else {
+                    store.complete(&lease, &[], now).await
+                };
+                assert!(moved.unwrap());
+                mine.push((job.id, failed));
+            }
+        })
+    });
+    let claimed: Vec<(JobId, bool)> = join_all(workers)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    assert_eq!(claimed.len(), 30);
+    let ids: HashSet<JobId> = claimed.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids, submitted);
+    let failed = claimed.iter().filter(|(_, failed)| *failed).count() as i64;
+    let expected = 300 - 10 * (30 - failed);
+    assert_eq!(
+        balance_and_ledger(&engine, principal.account_id).await,
+        (expected, expected)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_lost_too_often_is_given_up_and_refunded_once_among_claimers() {
+    let Some(db) = database().await else { return };
+    let engine = db.engine().await;
+    let principal = funded(&engine, "unlucky", 1_000).await;
+    let job = engine
+        .submit(&principal, priced_job(250, None))
+        .await
+        .unwrap();
+    let kinds = kinds();
+    let t0 = now_ms();
+    claim_one(db_of(&engine), &kinds, t0, 0).await.unwrap();
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(genq_db::open(&db.url).await.unwrap());
+    }
+    let outcomes = join_all(stores.into_iter().map(|store| {
+        tokio::spawn(async move {
+            let kinds = common::kinds();
+            store.claim(&claim_at(&kinds, t0 + 1_001, 0)).await.unwrap()
+        })
+    }))
+    .await;
+    let gave_up: Vec<JobId> = outcomes
+        .into_iter()
+        .map(Result::unwrap)
+        .inspect(|o| assert!(o.claimed.is_empty()))
+        .flat_map(|o| o.gave_up)
+        .map(|job| job.id)
+        .collect();
+    assert_eq!(gave_up, [job.id]);
+    assert_eq!(
+        balance_and_ledger(&engine, principal.account_id).await,
+        (1_000, 1_000)
+    );
+}
+
+/// The next notice of `events`, within `within`.
+async fn next_notice(events: &mut Subscription, within: Duration) -> Option<Notice> {
+    tokio::time::timeout(within, events.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// The next change `events` announce, within 5 s.
+async fn next_change(events: &mut Subscription) -> JobEvent {
+    match next_notice(events, Duration::from_secs(5)).await {
+        Some(Notice::Changed(event)) => (*event).clone(),
+        other => panic!("expected a change, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn another_process_hears_of_every_committed_change() {
+    let Some(db) = database().await else { return };
+    let engine = db.engine().await;
+    let principal = principal_named(&engine, "announcer").await;
+    // Another process: its own engine over the same database.
+    let listener = db.engine().await;
+    let mut events = listener.subscribe(Interest::Account(principal.account_id));
+    let quiet = Duration::from_millis(300);
+    // Subscribing starts the listener; give it its connection.
+    assert!(next_notice(&mut events, quiet).await.is_none());
+
+    let job = engine.submit(&principal, new_job(Some(1))).await.unwrap();
+    let created = next_change(&mut events).await;
+    assert_eq!(
+        (created.job_id, created.state, created.dialect.as_str()),
+        (job.id, JobState::Pending, "test")
+    );
+    assert_eq!(created.at, job.updated_at);
+    // A refused submission wrote nothing, and nothing is announced.
+    assert!(engine.submit(&principal, new_job(Some(1))).await.is_err());
+    assert!(next_notice(&mut events, quiet).await.is_none());
+
+    let kinds = kinds();
+    let now = now_ms();
+    let (_, lease) = claim_one(db_of(&engine), &kinds, now, 3).await.unwrap();
+    let claimed = next_change(&mut events).await;
+    assert_eq!(
+        (claimed.state, claimed.progress, claimed.at),
+        (JobState::Processing, 0, now)
+    );
+    // A heartbeat is no change anyone follows.
+    db_of(&engine).heartbeat(&lease, now + 5_000).await.unwrap();
+    assert!(db_of(&engine)
+        .record_progress(&lease, 40, now + 1)
+        .await
+        .unwrap());
+    let progress = next_change(&mut events).await;
+    assert_eq!(
+        (progress.state, progress.progress),
+        (JobState::Processing, 40)
+    );
+    assert!(db_of(&engine).release(&lease, now + 2).await.unwrap());
+    let released = next_change(&mut events).await;
+    assert_eq!((released.state, released.progress), (JobState::Pending, 0));
+
+    // Losing the listening connection is told (events may have been lost)…
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = 'genq-listener' AND datname = current_database()) t",
+    )
+    .fetch_one(&mut sqlx::PgConnection::connect(&db.url).await.unwrap())
+    .await
+    .unwrap();
+    assert!(killed >= 1, "the listener's connection");
+    assert!(matches!(
+        next_notice(&mut events, Duration::from_secs(5)).await,
+        Some(Notice::Missed)
+    ));
+    // … and changes are heard again.
+    engine
+        .cancel(&principal, job.id, None, CancelMode::PendingOnly)
+        .await
+        .unwrap();
+    let cancelled = loop {
+        let change = next_change(&mut events).await;
+        if change.state == JobState::Cancelled {
+            break change;
+        }
+    };
+    assert_eq!(cancelled.job_id, job.id);
+}
+
+#[tokio::test]
+async fn a_failure_message_with_a_nul_still_fails_the_job() {
+    let Some(db) = database().await else { return };
+    let engine = db.engine().await;
+    let principal = principal_named(&engine, "nul").await;
+    let job = engine.submit(&principal, new_job(None)).await.unwrap();
+    let kinds = kinds();
+    let now = now_ms();
+    let (_, lease) = claim_one(db_of(&engine), &kinds, now, 3).await.unwrap();
+    // PostgreSQL text cannot hold NUL (SQLite's can); a renderer's stderr might.
+    let failure = JobFailure::new("RENDER_FAILED", "bad\0byte");
+    assert!(db_of(&engine).fail(&lease, &failure, now).await.unwrap());
+    let failed = engine.job(&principal, job.id).await.unwrap();
+    assert_eq!(failed.failure.unwrap().message, "bad\u{FFFD}byte");
+}
+
+/// Outcomes recorded at the same moment go to the database together; each
+/// is still settled once, a stale lease still moves nothing, and one that
+/// cannot be recorded fails alone.
+#[tokio::test]
+async fn outcomes_recorded_together_are_each_settled_once() {
+    let Some(db) = database().await else { return };
+    let engine = db.engine().await;
+    let principal = funded(&engine, "batch", 400).await;
+    for _ in 0..40 {
+        engine
+            .submit(&principal, priced_job(10, None))
+            .await
+            .unwrap();
+    }
+    let kinds = kinds();
+    let now = now_ms();
+    let request = genq_engine::db::ClaimRequest {
+        limit: 40,
+        ..claim_at(&kinds, now, 3)
+    };
+    let claimed = db_of(&engine).claim(&request).await.unwrap().claimed;
+    assert_eq!(claimed.len(), 40, "one claim takes the whole batch");
+
+    let store = db_of(&engine);
+    let failure = JobFailure::new("X", "x");
+    // Even jobs fail (and are refunded), odd ones complete.
+    let record = |batch: std::ops::Range<usize>| {
+        let (claimed, failure) = (&claimed, &failure);
+        join_all(batch.map(move |i| async move {
+            let lease = &claimed[i].1;
+            if i % 2 == 0 {
+                store.fail(lease, failure, now).await
+            } else {
+                store.complete(lease, &[], now).await
+            }
+        }))
+    };
+    for moved in record(0..20).await {
+        assert!(moved.unwrap());
+    }
+
+    // A refund already on the ledger makes job 20's failure unrecordable
+    // (the ledger allows one refund per job); stale leases move nothing.
+    let poisoned = claimed[20].0.id;
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO ledger (account_id, job_id, amount_micro_cents, reason, created_at) \
+         VALUES ($1, $2, 0, 'refund', 0)",
+    )
+    .bind(principal.account_id.to_string())
+    .bind(poisoned.to_string())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let stale = claimed.iter().take(5).map(|(_, lease)| {
+        let stale = genq_engine::job::Lease {
+            attempt: lease.attempt + 1,
+            ..lease.clone()
+        };
+        async move { store.complete(&stale, &[], now).await }
+    });
+    let (recorded, stale) = tokio::join!(record(20..40), join_all(stale));
+    assert!(recorded[0].is_err(), "{:?}", recorded[0]);
+    for (i, moved) in recorded.iter().enumerate().skip(1) {
+        assert!(
+            moved.as_ref().unwrap(),
+            "outcome {} was not recorded",
+            20 + i
+        );
+    }
+    for moved in stale {
+        assert!(!moved.unwrap(), "a stale lease moved a job");
+    }
+
+    // The poisoned job stays PROCESSING (its lease will run out); 19 failed
+    // and were refunded, 20 completed and stay charged.
+    let poisoned = engine.job(&principal, poisoned).await.unwrap();
+    assert_eq!(poisoned.state, genq_engine::JobState::Processing);
+    let expected = 400 - 10 * 21;
+    assert_eq!(
+        balance_and_ledger(&engine, principal.account_id).await,
+        (expected, expected)
+    );
+    assert!(store.model_run_ms("genq/test").await.unwrap().is_some());
+}
+
+fn db_of(engine: &Engine) -> &Arc<dyn genq_engine::Database> {
+    engine.db()
+}

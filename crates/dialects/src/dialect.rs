@@ -1,0 +1,147 @@
+//! The seam every dialect plugs into: a [`Dialect`] gives its name (the
+//! value its jobs carry), its routes (with its submissions marked), its
+//! OpenAPI document, its error shape, how it shows a job (status names and
+//! the status body, which is also its webhook body and its events' data),
+//! its scopes and its own state. `lib.rs` mounts each with one line.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use axum::middleware::from_fn_with_state;
+use axum::routing::MethodRouter;
+use axum::Router;
+use genq_engine::{Job, JobState};
+
+use crate::shared::auth::Rejects;
+use crate::shared::rate_limit::{rate_limit, RateLimits, RouteKind};
+use crate::{AppState, DialectSettings};
+
+pub trait Dialect: Sized + Send + Sync + 'static {
+    /// The value the jobs it accepts carry in `dialect`.
+    const NAME: &'static str;
+    /// The scopes its routes check (see `shared::auth`).
+    const SCOPES: &'static [&'static str];
+    /// Its error shape: every refusal on its routes comes out in it.
+    type Error: Rejects;
+    /// What its handlers need beyond [`AppState`], made once at start.
+    type State: Send + Sync + 'static;
+
+    fn state(settings: &DialectSettings) -> Self::State;
+    /// Its routes; job submissions go in with [`Routes::submit`].
+    fn routes(routes: Routes<Self>, settings: &DialectSettings) -> Routes<Self>;
+    fn openapi() -> utoipa::openapi::OpenApi;
+    /// How it shows a job, with links under `public_url`.
+    fn shape(public_url: Arc<str>) -> Arc<dyn JobShape>;
+}
+
+/// How a dialect shows a job.
+pub trait JobShape: Send + Sync + 'static {
+    /// Its name for a state (`pending`, `PENDING`, …): an event's `event:`.
+    fn status(&self, state: JobState) -> &'static str;
+    /// Its status endpoint's body for the job: also its webhook body and
+    /// an event's `data:`.
+    fn body(&self, job: &Job) -> serde_json::Value;
+}
+
+/// A dialect's handlers' state: the shared state and its own.
+pub struct Ctx<D: Dialect> {
+    pub app: AppState,
+    pub own: Arc<D::State>,
+}
+
+impl<D: Dialect> Clone for Ctx<D> {
+    fn clone(&self) -> Self {
+        Self {
+            app: self.app.clone(),
+            own: self.own.clone(),
+        }
+    }
+}
+
+impl<D: Dialect> FromRef<Ctx<D>> for AppState {
+    fn from_ref(ctx: &Ctx<D>) -> AppState {
+        ctx.app.clone()
+    }
+}
+
+/// A dialect's routes as it lists them. Each is rate limited per client IP
+/// (a submission also against the submission limit), refusing in the
+/// dialect's error shape.
+pub struct Routes<D: Dialect> {
+    router: Router<Ctx<D>>,
+    limits: RateLimits,
+}
+
+impl<D: Dialect> Routes<D> {
+    fn new(limits: RateLimits) -> Self {
+        Self {
+            router: Router::new(),
+            limits,
+        }
+    }
+
+    pub fn route(self, path: &str, handler: MethodRouter<Ctx<D>>) -> Self {
+        self.add(path, handler, RouteKind::General)
+    }
+
+    /// A route that creates jobs.
+    pub fn submit(self, path: &str, handler: MethodRouter<Ctx<D>>) -> Self {
+        self.add(path, handler, RouteKind::Submission)
+    }
+
+    fn add(self, path: &str, handler: MethodRouter<Ctx<D>>, kind: RouteKind) -> Self {
+        let limited = handler.layer(from_fn_with_state(
+            (self.limits.clone(), kind),
+            rate_limit::<D::Error>,
+        ));
+        Self {
+            router: self.router.route(path, limited),
+            limits: self.limits,
+        }
+    }
+}
+
+/// What `lib.rs` needs of a dialect, without its types (so that the
+/// dialects can sit in one list).
+pub(crate) trait Registered: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn scopes(&self) -> &'static [&'static str];
+    fn router(&self, app: &AppState, settings: &DialectSettings, limits: &RateLimits) -> Router;
+    fn openapi(&self) -> utoipa::openapi::OpenApi;
+    fn shape(&self, public_url: Arc<str>) -> Arc<dyn JobShape>;
+}
+
+struct Mounted<D>(PhantomData<fn() -> D>);
+
+/// A dialect, ready for the list in `lib.rs`.
+pub(crate) fn mount<D: Dialect>() -> Box<dyn Registered> {
+    Box::new(Mounted::<D>(PhantomData))
+}
+
+impl<D: Dialect> Registered for Mounted<D> {
+    fn name(&self) -> &'static str {
+        D::NAME
+    }
+
+    fn scopes(&self) -> &'static [&'static str] {
+        D::SCOPES
+    }
+
+    fn router(&self, app: &AppState, settings: &DialectSettings, limits: &RateLimits) -> Router {
+        D::routes(Routes::new(limits.clone()), settings)
+            .router
+            .with_state(Ctx::<D> {
+                app: app.clone(),
+                own: Arc::new(D::state(settings)),
+            })
+    }
+
+    fn openapi(&self) -> utoipa::openapi::OpenApi {
+        D::openapi()
+    }
+
+    fn shape(&self, public_url: Arc<str>) -> Arc<dyn JobShape> {
+        D::shape(public_url)
+    }
+}

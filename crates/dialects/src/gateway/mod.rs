@@ -1,0 +1,368 @@
+//! The Jobs v1 model gateway (seeds 000–002): JSON in, a catalog model run by
+//! the engine, priced in micro-cents. Auth by `Authorization: Bearer` (or
+//! `X-API-Key`) with the `submit_job` / `check_status` scopes; errors as
+//! `{"error": {"code", "message"}, "requestId"}`.
+
+mod error;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use genq_catalog::Catalog;
+use genq_engine::db::CancelMode;
+use genq_engine::{Job, JobId, JobQuery, JobState, ModelRef, NewJob, SubmitLimits};
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+pub use error::V1Error;
+use wire::{
+    AccountView, JobList, JobListItem, JobView, ModelList, ModelView, SubmitRequest, Submitted,
+};
+
+use crate::dialect::{Ctx, Dialect, JobShape, Routes};
+use crate::shared::auth::{self, AnyScope, Read, Submit};
+use crate::shared::events::{job_events, EventStream};
+use crate::shared::extract::values::{non_empty, PageLimit};
+use crate::shared::extract::{JobPath, Json, Query};
+use crate::shared::request_id;
+use crate::DialectSettings;
+
+type Authed<S> = auth::Authed<V1Error, S>;
+
+/// The Jobs v1 model gateway.
+pub struct Gateway;
+
+/// What the gateway needs beyond the engine.
+pub struct GatewayState {
+    catalog: Arc<Catalog>,
+    /// PENDING + PROCESSING jobs per account, unless the account sets its own.
+    max_concurrent_jobs: u32,
+    /// Workers serving the queue, for completion estimates.
+    worker_slots: usize,
+}
+
+impl Dialect for Gateway {
+    const NAME: &'static str = "v1";
+    const SCOPES: &'static [&'static str] = &[auth::SUBMIT_JOB, auth::CHECK_STATUS];
+    type Error = V1Error;
+    type State = GatewayState;
+
+    fn state(settings: &DialectSettings) -> GatewayState {
+        GatewayState {
+            catalog: settings.catalog.clone(),
+            max_concurrent_jobs: settings.max_concurrent_jobs,
+            worker_slots: settings.worker_slots,
+        }
+    }
+
+    fn routes(routes: Routes<Self>, _: &DialectSettings) -> Routes<Self> {
+        routes
+            .submit("/v1/jobs/submit", post(submit))
+            .route("/v1/jobs", get(list))
+            .route("/v1/jobs/{job_id}", get(status))
+            .route("/v1/jobs/{job_id}/events", get(status_events))
+            .route("/v1/jobs/{job_id}/cancel", post(cancel))
+            .route("/v1/models", get(models))
+            .route("/v1/account", get(account))
+    }
+
+    fn openapi() -> utoipa::openapi::OpenApi {
+        GatewayDoc::openapi()
+    }
+
+    fn shape(public_url: Arc<str>) -> Arc<dyn JobShape> {
+        Arc::new(GatewayShape { public_url })
+    }
+}
+
+/// This dialect's view of a job: lowercase status names, and
+/// `GET /v1/jobs/{jobId}`'s body.
+struct GatewayShape {
+    public_url: Arc<str>,
+}
+
+impl JobShape for GatewayShape {
+    fn status(&self, state: JobState) -> &'static str {
+        wire::status_name(state)
+    }
+
+    fn body(&self, job: &Job) -> serde_json::Value {
+        serde_json::to_value(JobView::from_job(job, &self.public_url)).expect("job view serializes")
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(submit, status, status_events, list, cancel, models, account),
+    components(schemas(
+        SubmitRequest,
+        Submitted,
+        JobView,
+        JobList,
+        JobListItem,
+        ModelList,
+        ModelView,
+        AccountView
+    ))
+)]
+struct GatewayDoc;
+
+/// One of the caller's jobs of this dialect; any other is not found.
+async fn own_job(
+    ctx: &Ctx<Gateway>,
+    principal: &genq_engine::Principal,
+    id: JobId,
+) -> Result<Job, V1Error> {
+    let job = ctx.app.engine.job(principal, id).await?;
+    if job.dialect != Gateway::NAME {
+        return Err(V1Error::job_not_found());
+    }
+    Ok(job)
+}
+
+/// Submit a job to a model.
+#[utoipa::path(post, path = "/v1/jobs/submit", request_body = SubmitRequest,
+    responses((status = 200, body = Submitted)), security(("bearer" = [])))]
+async fn submit(
+    State(ctx): State<Ctx<Gateway>>,
+    auth: Authed<Submit>,
+    Json(request, _): Json<SubmitRequest, V1Error>,
+) -> Result<axum::Json<Submitted>, V1Error> {
+    let gateway = &ctx.own;
+    let model = gateway.catalog.get(&request.model).ok_or_else(|| {
+        V1Error::model_not_found(format!("Model {:?} does not exist.", request.model))
+    })?;
+    let version = model.version(request.version.as_deref()).ok_or_else(|| {
+        V1Error::model_not_found(format!(
+            "Model {:?} has no version {:?}.",
+            request.model,
+            request.version.as_deref().unwrap_or_default()
+        ))
+    })?;
+    if !genq_catalog::may_use(&auth.principal, &model.slug) {
+        return Err(V1Error::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "MODEL_ACCESS_DENIED",
+            format!("Your API key does not have access to {:?}.", model.slug),
+        ));
+    }
+    model
+        .validate(&request.input)
+        .map_err(V1Error::invalid_input)?;
+    let webhook_url = request
+        .webhook_url
+        .map(|url| crate::shared::validate_webhook_url(&url))
+        .transpose()
+        .map_err(|e| V1Error::invalid_input(format!("webhookUrl: {e}")))?;
+    let cost = model.price.cost(&request.input);
+    let new = NewJob {
+        kind: model.backend_for(version).job_kind().to_owned(),
+        dialect: Gateway::NAME.into(),
+        input: request.input,
+        webhook_url,
+        model: Some(ModelRef {
+            slug: model.slug.clone(),
+            version: version.id.clone(),
+        }),
+        cost_micro_cents: cost,
+        limits: SubmitLimits {
+            max_active_per_key: None,
+            max_active_per_account: Some(gateway.max_concurrent_jobs),
+        },
+        ..NewJob::default()
+    };
+    let job = ctx.app.engine.submit(&auth.principal, new).await?;
+    let eta = model
+        .estimate_completion(&ctx.app.engine, &job, gateway.worker_slots)
+        .await
+        .unwrap_or_else(|_| model.typical_completion(job.created_at));
+    Ok(axum::Json(Submitted {
+        job_id: job.id.to_string(),
+        request_id: request_id::current(),
+        status: "pending",
+        estimated_completion_time: genq_engine::time::iso8601_s(eta),
+        cost_micro_cents: cost,
+    }))
+}
+
+/// Get a job's status, progress and outputs.
+#[utoipa::path(get, path = "/v1/jobs/{jobId}", params(("jobId" = String, Path)),
+    responses((status = 200, body = JobView)), security(("bearer" = [])))]
+async fn status(
+    State(ctx): State<Ctx<Gateway>>,
+    auth: Authed<Read>,
+    JobPath(id, _): JobPath<V1Error>,
+) -> Result<axum::Json<JobView>, V1Error> {
+    let job = own_job(&ctx, &auth.principal, id).await?;
+    Ok(axum::Json(JobView::from_job(&job, &ctx.app.public_url)))
+}
+
+/// Follow a job live (Server-Sent Events): its status now, then every
+/// change, until it is completed, failed or cancelled.
+#[utoipa::path(get, path = "/v1/jobs/{jobId}/events",
+    params(
+        ("jobId" = String, Path),
+        ("Last-Event-ID" = Option<String>, Header, description = "Sent by a reconnecting client; the current status comes first either way."),
+    ),
+    responses((status = 200, content_type = "text/event-stream",
+        description = "`event:` pending, processing, completed, failed or cancelled; `data:` the GET /v1/jobs/{jobId} body at that moment; `id:` the time of the change. A `: keep-alive` comment every 15 s.")),
+    security(("bearer" = [])))]
+async fn status_events(
+    State(ctx): State<Ctx<Gateway>>,
+    auth: Authed<Read>,
+    JobPath(id, _): JobPath<V1Error>,
+) -> Result<EventStream, V1Error> {
+    Ok(job_events(&ctx.app, auth.principal, Gateway::NAME, id).await?)
+}
+
+/// `GET /v1/jobs`' query.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListParams {
+    #[serde(default)]
+    limit: PageLimit,
+    #[serde(default, deserialize_with = "non_empty")]
+    cursor: Option<Cursor>,
+    status: Option<StatusFilter>,
+    model_id: Option<String>,
+}
+
+/// The opaque `nextCursor`: the page's last job id, base64.
+struct Cursor(JobId);
+
+impl Cursor {
+    fn encode(id: JobId) -> String {
+        URL_SAFE_NO_PAD.encode(id.to_string())
+    }
+}
+
+impl TryFrom<String> for Cursor {
+    type Error = &'static str;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        URL_SAFE_NO_PAD
+            .decode(raw)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|id| id.parse().ok())
+            .map(Cursor)
+            .ok_or("Invalid cursor")
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(try_from = "String")]
+struct StatusFilter(JobState);
+
+impl TryFrom<String> for StatusFilter {
+    type Error = &'static str;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        wire::parse_status(&raw)
+            .map(StatusFilter)
+            .ok_or("status must be one of pending, processing, completed, failed, cancelled")
+    }
+}
+
+/// List your jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs",
+    params(
+        ("limit" = Option<u32>, Query, description = "1–100, default 20"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
+        ("status" = Option<String>, Query, description = "pending, processing, completed, failed or cancelled"),
+        ("modelId" = Option<String>, Query, description = "a model slug"),
+    ),
+    responses((status = 200, body = JobList)), security(("bearer" = [])))]
+async fn list(
+    State(ctx): State<Ctx<Gateway>>,
+    auth: Authed<Read>,
+    Query(params, _): Query<ListParams, V1Error>,
+) -> Result<axum::Json<JobList>, V1Error> {
+    let query = JobQuery {
+        before: params.cursor.map(|c| c.0),
+        state: params.status.map(|s| s.0),
+        model: params.model_id,
+        dialect: Some(Gateway::NAME.into()),
+        limit: params.limit.0,
+        ..JobQuery::default()
+    };
+    let (jobs, has_more) =
+        crate::shared::page_of_jobs(&ctx.app.engine, &auth.principal, query).await?;
+    Ok(axum::Json(JobList {
+        next_cursor: if has_more {
+            jobs.last().map(|j| Cursor::encode(j.id))
+        } else {
+            None
+        },
+        has_more,
+        jobs: jobs.iter().map(JobListItem::from_job).collect(),
+    }))
+}
+
+/// How long a cancel request waits for a running job to stop before it
+/// answers with the job as it is.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+/// Cancel a job: a pending one at once, a processing one by stopping its
+/// renderer. Credits are refunded.
+#[utoipa::path(post, path = "/v1/jobs/{jobId}/cancel", params(("jobId" = String, Path)),
+    responses((status = 200, body = JobView)), security(("bearer" = [])))]
+async fn cancel(
+    State(ctx): State<Ctx<Gateway>>,
+    auth: Authed<Submit>,
+    JobPath(id, _): JobPath<V1Error>,
+) -> Result<axum::Json<JobView>, V1Error> {
+    let engine = &ctx.app.engine;
+    let principal = &auth.principal;
+    let mut job = engine
+        .cancel(
+            principal,
+            id,
+            Some(Gateway::NAME),
+            CancelMode::EvenIfRunning,
+        )
+        .await?;
+    if job.state == JobState::Processing {
+        job = engine
+            .wait_for_job(principal, id, CANCEL_WAIT, |job| {
+                job.state != JobState::Processing
+            })
+            .await?;
+    }
+    Ok(axum::Json(JobView::from_job(&job, &ctx.app.public_url)))
+}
+
+/// The model catalog: slugs, versions, input schemas, prices, output types.
+#[utoipa::path(get, path = "/v1/models", responses((status = 200, body = ModelList)), security(("bearer" = [])))]
+async fn models(State(ctx): State<Ctx<Gateway>>, _: Authed<AnyScope>) -> axum::Json<ModelList> {
+    axum::Json(ModelList {
+        models: ctx
+            .own
+            .catalog
+            .models()
+            .map(|m| ModelView::from(m.as_ref()))
+            .collect(),
+    })
+}
+
+/// Your balance, concurrency limit and active jobs.
+#[utoipa::path(get, path = "/v1/account", responses((status = 200, body = AccountView)), security(("bearer" = [])))]
+async fn account(
+    State(ctx): State<Ctx<Gateway>>,
+    auth: Authed<AnyScope>,
+) -> Result<axum::Json<AccountView>, V1Error> {
+    let engine = &ctx.app.engine;
+    let account = engine.account(auth.principal.account_id).await?;
+    Ok(axum::Json(AccountView {
+        account_id: account.id.to_string(),
+        name: account.name,
+        balance_micro_cents: account.balance_micro_cents,
+        concurrency_limit: account
+            .max_concurrent_jobs
+            .unwrap_or(ctx.own.max_concurrent_jobs),
+        active_jobs: engine.active_jobs(auth.principal.account_id).await?,
+    }))
+}

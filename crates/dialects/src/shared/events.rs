@@ -1,0 +1,469 @@
+//! Live job events over Server-Sent Events, fed by the engine's event bus.
+//!
+//! - A dialect's `…/jobs/{id}/events` ([`job_events`]): the job's state now,
+//!   then one event per change, ending after its final state.
+//! - `GET /events` ([`account_events`]): every change of any job of the
+//!   caller's account, each in its own dialect's shape, optionally only one
+//!   correlation id (`session_id`) or one status. It does not end by itself.
+//!
+//! Each event's `event:` is the dialect's status name, its `data:` exactly
+//! the body of the dialect's status endpoint at that moment, and its `id:`
+//! the time of the change (ms since the epoch). A client reconnecting with
+//! `Last-Event-ID` is sent the current state of what it follows again (on
+//! `/events`: every job changed since that time), so it sees no gap; no
+//! replay log is kept, since the current state is the truth. A subscriber
+//! that falls behind is treated the same way. A `: keep-alive` comment goes
+//! out every 15 s.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, BoxStream, StreamExt};
+use genq_engine::time::Millis;
+use genq_engine::{
+    EngineError, Interest, Job, JobEvent, JobId, JobQuery, JobState, Notice, Principal,
+};
+use serde::Deserialize;
+
+use super::auth::{Authed, Read};
+use super::extract::Query;
+use super::request_id;
+use super::Refusal;
+use crate::dialect::JobShape;
+use crate::AppState;
+
+/// How often a quiet stream sends `: keep-alive`.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// At most this many jobs are sent at once when a stream (re)starts.
+const MOST_JOBS_AT_ONCE: u32 = 500;
+
+type Events = BoxStream<'static, Result<Event, Infallible>>;
+
+/// A response of job events, with keep-alives.
+pub type EventStream = Sse<KeepAliveStream<Events>>;
+
+fn sse(stream: Events) -> EventStream {
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+}
+
+/// One SSE event: the job as `shape` shows it.
+fn event(shape: &dyn JobShape, job: &Job) -> Event {
+    Event::default()
+        .event(shape.status(job.state))
+        .id(job.updated_at.to_string())
+        .json_data(shape.body(job))
+        .expect("JSON values serialize")
+}
+
+/// The `Last-Event-ID` a reconnecting client sends: the time of the last
+/// change it saw.
+fn last_event_time(headers: &HeaderMap) -> Option<Millis> {
+    headers
+        .get("last-event-id")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The events of one of the caller's jobs, accepted by `dialect`: its state
+/// now, then each change, ending after its final state. Another account's
+/// or another dialect's job is not found.
+pub async fn job_events(
+    app: &AppState,
+    principal: Principal,
+    dialect: &'static str,
+    id: JobId,
+) -> Result<EventStream, EngineError> {
+    let shape = app
+        .shapes
+        .get(dialect)
+        .cloned()
+        .expect("every dialect has a shape");
+    // Subscribed before the read, so no change falls between the two.
+    let subscription = app.engine.subscribe(Interest::Job(id));
+    let job = app.engine.job(&principal, id).await?;
+    if job.dialect != dialect {
+        return Err(EngineError::NotFound);
+    }
+    let follower = OneJob {
+        engine: app.engine.clone(),
+        principal,
+        shape,
+        subscription,
+        job,
+        sent: None,
+    };
+    Ok(sse(stream::unfold(follower, OneJob::next).boxed()))
+}
+
+struct OneJob {
+    engine: genq_engine::Engine,
+    principal: Principal,
+    shape: Arc<dyn JobShape>,
+    subscription: genq_engine::events::Subscription,
+    /// The job as last read (or patched with a progress event).
+    job: Job,
+    /// What the client was last sent.
+    sent: Option<(JobState, u8)>,
+}
+
+impl OneJob {
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        loop {
+            let shown = (self.job.state, self.job.progress);
+            if self.sent != Some(shown) {
+                self.sent = Some(shown);
+                let event = event(self.shape.as_ref(), &self.job);
+                return Some((Ok(event), self));
+            }
+            if shown.0.is_terminal() {
+                return None;
+            }
+            match self.subscription.recv().await? {
+                Notice::Changed(change) => {
+                    if (change.state, change.progress) == shown || change.at < self.job.updated_at {
+                        continue;
+                    }
+                    if change.state == JobState::Processing && shown.0 == JobState::Processing {
+                        // Progress: everything else the body shows is as read.
+                        self.job.progress = change.progress;
+                        self.job.updated_at = change.at;
+                    } else if !self.reread().await {
+                        return None;
+                    }
+                }
+                Notice::Missed => {
+                    if !self.reread().await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// False when the job can no longer be read (and the stream must end).
+    async fn reread(&mut self) -> bool {
+        match self.engine.job(&self.principal, self.job.id).await {
+            Ok(job) => {
+                self.job = job;
+                true
+            }
+            Err(EngineError::NotFound) => false,
+            Err(e) => {
+                tracing::warn!(job = %self.job.id, error = %e, "reading a followed job failed");
+                true
+            }
+        }
+    }
+}
+
+/// `GET /events`' filters.
+#[derive(Debug, Deserialize)]
+pub struct EventsFilter {
+    /// Only jobs with this correlation id (the Provider dialect's `session_id`).
+    session_id: Option<String>,
+    /// Only jobs entering this status, in any dialect's words
+    /// (`PENDING`, `pending`, …).
+    status: Option<String>,
+}
+
+/// Every change of any job of the caller's account, each in its own
+/// dialect's shape.
+#[utoipa::path(
+    get, path = "/events",
+    params(
+        ("session_id" = Option<String>, Query, description = "Only jobs with this correlation id (the Provider dialect's session_id)."),
+        ("status" = Option<String>, Query, description = "Only jobs in this status, in any dialect's words: PENDING, pending, COMPLETED, …"),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event seen: the jobs changed since are sent again first."),
+    ),
+    responses(
+        (status = 200, content_type = "text/event-stream", description = "`event:` the job's status in its dialect's words; `data:` the body of its dialect's status endpoint; `id:` the time of the change. Starts with the jobs now pending or processing (or, on reconnect, changed since Last-Event-ID)."),
+        (status = 400, body = EventsErrorBody), (status = 401, body = EventsErrorBody),
+        (status = 403, body = EventsErrorBody), (status = 429, body = EventsErrorBody),
+    ),
+    security(("api_key" = []), ("bearer" = [])),
+)]
+pub async fn account_events(
+    State(app): State<AppState>,
+    auth: Authed<EventsError, Read>,
+    Query(filter, _): Query<EventsFilter, EventsError>,
+    headers: HeaderMap,
+) -> Result<EventStream, EventsError> {
+    let state = match filter.status.as_deref() {
+        None => None,
+        Some(name) => Some(parse_status(&app, name).ok_or_else(|| {
+            EventsError::bad_request(format!(
+                "status {name:?} is not a status of any dialect (e.g. PENDING, PROCESSING, COMPLETED, FAILED, CANCELLED)"
+            ))
+        })?),
+    };
+    let principal = auth.principal;
+    let subscription = app
+        .engine
+        .subscribe(Interest::Account(principal.account_id));
+    let mut follower = AllJobs {
+        app,
+        principal,
+        correlation_id: filter.session_id,
+        state,
+        subscription,
+        known: HashMap::new(),
+        queued: Vec::new(),
+        last_at: 0,
+    };
+    follower
+        .catch_up(last_event_time(&headers))
+        .await
+        .map_err(EventsError::from)?;
+    Ok(sse(stream::unfold(follower, AllJobs::next).boxed()))
+}
+
+/// A status in any dialect's words (case aside).
+fn parse_status(app: &AppState, name: &str) -> Option<JobState> {
+    JobState::ALL.into_iter().find(|state| {
+        state.as_str().eq_ignore_ascii_case(name)
+            || app
+                .shapes
+                .values()
+                .any(|shape| shape.status(*state).eq_ignore_ascii_case(name))
+    })
+}
+
+struct AllJobs {
+    app: AppState,
+    principal: Principal,
+    correlation_id: Option<String>,
+    state: Option<JobState>,
+    subscription: genq_engine::events::Subscription,
+    /// Jobs in flight as last sent (or patched with progress), for telling
+    /// a change from a repeat and for progress without a read.
+    known: HashMap<JobId, Job>,
+    /// Jobs to send before waiting for the next notice.
+    queued: Vec<Job>,
+    /// The time of the latest change sent.
+    last_at: Millis,
+}
+
+impl AllJobs {
+    fn wanted(&self, correlation_id: Option<&str>, state: JobState) -> bool {
+        self.correlation_id
+            .as_deref()
+            .is_none_or(|wanted| correlation_id == Some(wanted))
+            && self.state.is_none_or(|wanted| state == wanted)
+    }
+
+    /// Queues the state of the jobs changed since `since` (or, without it,
+    /// the jobs in flight), oldest change first.
+    async fn catch_up(&mut self, since: Option<Millis>) -> Result<(), EngineError> {
+        let query = |state, updated_since| JobQuery {
+            state,
+            correlation_id: self.correlation_id.clone(),
+            updated_since,
+            limit: MOST_JOBS_AT_ONCE,
+            ..Default::default()
+        };
+        let mut jobs = match since {
+            Some(since) => {
+                let q = query(self.state, Some(since));
+                self.app.engine.jobs(&self.principal, &q).await?
+            }
+            None => {
+                let mut jobs = Vec::new();
+                for state in [JobState::Pending, JobState::Processing] {
+                    if self.state.is_none_or(|wanted| wanted == state) {
+                        let q = query(Some(state), None);
+                        jobs.extend(self.app.engine.jobs(&self.principal, &q).await?);
+                    }
+                }
+                jobs
+            }
+        };
+        jobs.sort_by_key(|job| std::cmp::Reverse(job.updated_at));
+        self.queued = jobs;
+        Ok(())
+    }
+
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        loop {
+            // Queued jobs go out oldest change first (the vector is newest first).
+            while let Some(job) = self.queued.pop() {
+                if let Some(event) = self.show(job) {
+                    return Some((Ok(event), self));
+                }
+            }
+            match self.subscription.recv().await? {
+                Notice::Changed(change) => {
+                    if let Some(job) = self.changed(&change).await {
+                        self.queued.push(job);
+                    }
+                }
+                Notice::Missed => {
+                    let since = self.last_at.saturating_sub(1_000);
+                    if let Err(e) = self.catch_up(Some(since)).await {
+                        tracing::warn!(error = %e, "catching up on missed job events failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The job a change is about, as it now is, when the client follows it
+    /// and something it shows changed.
+    async fn changed(&mut self, change: &JobEvent) -> Option<Job> {
+        if !self.wanted(change.correlation_id.as_deref(), change.state) {
+            return None;
+        }
+        if let Some(known) = self.known.get(&change.job_id) {
+            if (known.state, known.progress) == (change.state, change.progress)
+                || change.at < known.updated_at
+            {
+                return None;
+            }
+            if known.state == JobState::Processing && change.state == JobState::Processing {
+                let mut job = known.clone();
+                job.progress = change.progress;
+                job.updated_at = change.at;
+                return Some(job);
+            }
+        }
+        match self.app.engine.job(&self.principal, change.job_id).await {
+            Ok(job) => Some(job),
+            Err(e) => {
+                tracing::warn!(job = %change.job_id, error = %e, "reading a changed job failed");
+                None
+            }
+        }
+    }
+
+    /// The event for `job`, unless the client already has this state of it.
+    fn show(&mut self, job: Job) -> Option<Event> {
+        if let Some(known) = self.known.get(&job.id) {
+            if (known.state, known.progress) == (job.state, job.progress) {
+                return None;
+            }
+        }
+        let shape = self.app.shape_of(&job)?.clone();
+        let event = event(shape.as_ref(), &job);
+        self.last_at = self.last_at.max(job.updated_at);
+        if job.state.is_terminal() {
+            self.known.remove(&job.id);
+        } else {
+            self.known.insert(job.id, job);
+        }
+        Some(event)
+    }
+}
+
+/// The error shape of genq's own routes (not a dialect's):
+/// `{"error": {"code", "message"}, "requestId"}`.
+#[derive(Debug)]
+pub struct EventsError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsErrorBody {
+    #[schema(value_type = Object)]
+    error: serde_json::Value,
+    request_id: String,
+}
+
+impl EventsError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", message)
+    }
+}
+
+impl IntoResponse for EventsError {
+    fn into_response(self) -> Response {
+        let body = EventsErrorBody {
+            error: serde_json::json!({ "code": self.code, "message": self.message }),
+            request_id: request_id::current(),
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<Refusal> for EventsError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::MissingKey => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHORIZED",
+                "Missing API key: send it as X-API-Key or Authorization: Bearer.",
+            ),
+            Refusal::InvalidKey => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_API_KEY",
+                "API key not recognized or has been revoked.",
+            ),
+            Refusal::MissingScope(scope) => Self::new(
+                StatusCode::FORBIDDEN,
+                "INSUFFICIENT_SCOPE",
+                format!("This endpoint requires an API key with the {scope} scope."),
+            ),
+            Refusal::RateLimited { retry_after_secs } => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "RATE_LIMITED",
+                format!("Rate limit exceeded — slow down. Retry in {retry_after_secs} s."),
+            ),
+            Refusal::BadRequest(message) => Self::bad_request(message),
+            Refusal::NotFound => Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Not found."),
+            Refusal::TooLarge(message) => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", message)
+            }
+            Refusal::UnsupportedType(message) => Self::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_TYPE",
+                message,
+            ),
+            Refusal::Internal(_) => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "Internal server error. Retry with exponential backoff.",
+            ),
+        }
+    }
+}
+
+impl From<EngineError> for EventsError {
+    fn from(error: EngineError) -> Self {
+        tracing::error!(error = %error, "serving events failed");
+        Refusal::Internal(error.to_string()).into()
+    }
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "genq",
+        description = "A self-hosted media-generation job server. It speaks the Image+Audio Video API (`/api/…`) and the Jobs v1 model gateway (`/v1/…`); `GET /events` streams every job of the caller's account, whatever its dialect."
+    ),
+    paths(account_events),
+    components(schemas(EventsErrorBody))
+)]
+struct EventsApi;
+
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    EventsApi::openapi()
+}

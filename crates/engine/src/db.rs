@@ -1,0 +1,269 @@
+//! The database: accounts, keys, jobs, the ledger and the webhook outbox.
+//! The jobs table is the queue.
+//!
+//! [`Database`] is the sum of one trait per concern; each backend (the
+//! `genq-db` crate: SQLite and PostgreSQL) implements each trait in a file
+//! of its own, under the trait's own method names. Every method runs on both
+//! backends; `crates/db/tests` holds one behaviour suite that runs on each.
+
+use async_trait::async_trait;
+
+use crate::account::{Account, ApiKeyRecord, NewAccount, Principal};
+use crate::events::{EventBus, JobEvent};
+use crate::ids::{AccountId, JobId, KeyId};
+use crate::job::{Job, JobFailure, JobOutput, JobQuery, JobState, Lease, LimitKind, SubmitLimits};
+use crate::time::Millis;
+use crate::webhook::{Attempt, Delivery, DeliveryRecord, NextStep};
+
+#[derive(Debug, thiserror::Error)]
+#[error("database: {message}")]
+pub struct DbError {
+    pub message: String,
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl DbError {
+    pub fn new(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    pub fn other(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+#[derive(Debug, PartialEq)]
+pub enum InsertOutcome {
+    Inserted,
+    /// A bound of [`SubmitLimits`] would be exceeded; nothing was written.
+    LimitReached(LimitKind),
+    /// The balance does not cover the job's cost; nothing was written.
+    InsufficientBalance {
+        balance: i64,
+    },
+}
+
+/// How far a cancel may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelMode {
+    /// Only a PENDING job (one that no worker has started).
+    PendingOnly,
+    /// A PENDING job at once, or a PROCESSING one by asking its worker to
+    /// stop (it becomes CANCELLED, and is refunded, once the worker has).
+    EvenIfRunning,
+}
+
+/// A cancel asked for by a job's owner.
+#[derive(Clone, Debug)]
+pub struct CancelRequest<'a> {
+    pub account: AccountId,
+    pub job: JobId,
+    /// Only a job accepted by this dialect (another's is not found).
+    pub dialect: Option<&'a str>,
+    pub mode: CancelMode,
+    pub now: Millis,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum CancelOutcome {
+    Cancelled(Box<Job>),
+    /// The job is PROCESSING; its worker has been asked to stop.
+    CancelRequested(Box<Job>),
+    NotFound,
+    NotCancellable(JobState),
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStatus {
+    Held,
+    /// Someone asked for the job to be cancelled: stop, then `record_cancelled`.
+    CancelRequested,
+    /// The lease expired and the job moved on without this worker.
+    Lost,
+}
+
+/// One change to a balance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerEntry {
+    pub job_id: Option<JobId>,
+    pub amount_micro_cents: i64,
+    /// `credit`, `reserve` or `refund`.
+    pub reason: String,
+    pub created_at: Millis,
+}
+
+/// What one claim found.
+#[derive(Debug, Default)]
+pub struct ClaimOutcome {
+    /// At most `ClaimRequest::limit` jobs, each under its own lease.
+    pub claimed: Vec<(Job, Lease)>,
+    /// Jobs whose lease expired once too often; now FAILED.
+    pub gave_up: Vec<Job>,
+}
+
+/// Parameters of a claim.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub owner: &'a str,
+    pub kinds: &'a [String],
+    pub now: Millis,
+    pub lease_until: Millis,
+    /// A job whose lease expired with this many retries already is failed
+    /// instead of claimed again.
+    pub max_retries: u32,
+    /// How many jobs to claim at most (a worker's free slots): one claim
+    /// fills them all, so a busy queue costs a claim per batch, not per job.
+    pub limit: u32,
+}
+
+/// Every concern of the database, as one object.
+pub trait Database: AccountDb + JobDb + QueueDb + OutboxDb + EventFeed {}
+
+impl<T: AccountDb + JobDb + QueueDb + OutboxDb + EventFeed> Database for T {}
+
+/// Accounts, API keys, credits and the ledger.
+#[async_trait]
+pub trait AccountDb: Send + Sync + 'static {
+    /// Creates an account, recording its opening credits in the ledger.
+    async fn insert_account(
+        &self,
+        id: AccountId,
+        account: &NewAccount,
+        webhook_secret: &str,
+        now: Millis,
+    ) -> DbResult<()>;
+    /// Adds credits (recorded in the ledger); the new balance, or None when
+    /// there is no such account.
+    async fn credit_account(
+        &self,
+        id: AccountId,
+        micro_cents: i64,
+        now: Millis,
+    ) -> DbResult<Option<i64>>;
+    async fn ledger(&self, id: AccountId) -> DbResult<Vec<LedgerEntry>>;
+    /// PENDING + PROCESSING jobs of the account.
+    async fn active_jobs(&self, id: AccountId) -> DbResult<u64>;
+    async fn get_account(&self, id: AccountId) -> DbResult<Option<Account>>;
+    async fn account_count(&self) -> DbResult<u64>;
+    /// Makes `secret` the account's webhook secret; the old one keeps signing
+    /// until `previous_valid_until`. False when there is no such account.
+    async fn rotate_webhook_secret(
+        &self,
+        id: AccountId,
+        secret: &str,
+        previous_valid_until: Millis,
+    ) -> DbResult<bool>;
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> DbResult<()>;
+    /// True when a live key was revoked.
+    async fn revoke_api_key(&self, id: KeyId, now: Millis) -> DbResult<bool>;
+    /// The principal of a live (not revoked) key with this hash.
+    async fn principal_for_key(&self, key_hash: &[u8]) -> DbResult<Option<Principal>>;
+}
+
+/// Jobs as their owners see them: submitting, reading, cancelling.
+#[async_trait]
+pub trait JobDb: Send + Sync + 'static {
+    /// Records a new PENDING job (and so enqueues it) and reserves its cost,
+    /// unless `limits` or the balance forbid.
+    async fn insert_job(&self, job: &Job, limits: &SubmitLimits) -> DbResult<InsertOutcome>;
+    async fn get_job(&self, account: AccountId, id: JobId) -> DbResult<Option<Job>>;
+    async fn job_by_media_token(&self, token: &str) -> DbResult<Option<Job>>;
+    async fn job_by_share_token(&self, token: &str) -> DbResult<Option<Job>>;
+    /// The account's jobs that match `query`, newest first.
+    async fn list_jobs(&self, account: AccountId, query: &JobQuery) -> DbResult<Vec<Job>>;
+    /// PENDING → CANCELLED (refunding its cost and recording a webhook
+    /// delivery if the job has a URL); with [`CancelMode::EvenIfRunning`], a
+    /// PROCESSING job is marked for its worker to stop.
+    async fn cancel(&self, request: &CancelRequest<'_>) -> DbResult<CancelOutcome>;
+}
+
+/// The queue as workers see it: claims, leases, progress and outcomes.
+#[async_trait]
+pub trait QueueDb: Send + Sync + 'static {
+    /// PENDING (or PROCESSING with an expired lease) → PROCESSING under a new
+    /// lease, for up to `request.limit` jobs. Expired leases first (the
+    /// earliest expired first); then pending jobs in fair rounds across
+    /// accounts (one job per account with queued work per round), oldest
+    /// first within a round.
+    async fn claim(&self, request: &ClaimRequest<'_>) -> DbResult<ClaimOutcome>;
+    /// Extends the lease.
+    async fn heartbeat(&self, lease: &Lease, lease_until: Millis) -> DbResult<LeaseStatus>;
+    async fn record_progress(&self, lease: &Lease, progress: u8, now: Millis) -> DbResult<bool>;
+    /// PROCESSING → COMPLETED (recording a webhook delivery if the job has a URL).
+    async fn complete(&self, lease: &Lease, outputs: &[JobOutput], now: Millis) -> DbResult<bool>;
+    /// PROCESSING → FAILED (refunding its cost and recording a webhook delivery
+    /// if the job has a URL).
+    async fn fail(&self, lease: &Lease, failure: &JobFailure, now: Millis) -> DbResult<bool>;
+    /// PROCESSING → CANCELLED once the worker stopped (refund and webhook as
+    /// for a failure).
+    async fn record_cancelled(&self, lease: &Lease, now: Millis) -> DbResult<bool>;
+    /// PROCESSING → PENDING without counting a retry: this process is
+    /// stopping and another should pick the job up.
+    async fn release(&self, lease: &Lease, now: Millis) -> DbResult<bool>;
+    /// PENDING jobs that will be claimed before this one (its place in the queue).
+    async fn jobs_ahead(&self, id: JobId) -> DbResult<u64>;
+    /// The moving average of a model's run time, once it has run.
+    async fn model_run_ms(&self, model: &str) -> DbResult<Option<f64>>;
+}
+
+/// The webhook outbox.
+#[async_trait]
+pub trait OutboxDb: Send + Sync + 'static {
+    /// Claims up to `limit` due webhook deliveries until `lease_until`.
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> DbResult<Vec<Delivery>>;
+    /// Records an attempt and what follows it.
+    async fn finish_attempt(
+        &self,
+        delivery_id: &str,
+        attempt: &Attempt,
+        next: NextStep,
+    ) -> DbResult<()>;
+    /// A job's deliveries with their attempts, oldest first.
+    async fn deliveries_for_job(
+        &self,
+        account: AccountId,
+        job: JobId,
+    ) -> DbResult<Vec<DeliveryRecord>>;
+}
+
+/// How committed changes of jobs become [`JobEvent`]s.
+#[async_trait]
+pub trait EventFeed: Send + Sync + 'static {
+    /// True when the database announces every committed change of a job to
+    /// every process (inside the transaction that makes it), so a process
+    /// must not publish its own changes as well.
+    fn announces_changes(&self) -> bool;
+    /// Starts delivering the database's announcements to `bus`, and tells
+    /// it ([`EventBus::missed_all`]) when some may have been lost. Called
+    /// once, when the process first needs events; only for databases that
+    /// announce changes.
+    async fn follow_changes(&self, bus: EventBus);
+    /// For databases that do not announce: the jobs among `jobs`, or of
+    /// `accounts`, changed at or after `since`, as events of their present
+    /// state. This is how one process learns of another's changes.
+    async fn changed_jobs(
+        &self,
+        jobs: &[JobId],
+        accounts: &[AccountId],
+        since: Millis,
+    ) -> DbResult<Vec<JobEvent>>;
+}

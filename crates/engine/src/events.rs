@@ -1,0 +1,469 @@
+//! The event bus: every committed change of a job — created, claimed,
+//! progress, completed, failed, cancelled, a cancel asked for, released back
+//! to the queue — as a [`JobEvent`].
+//!
+//! Where events come from depends on the database (see
+//! [`crate::db::EventFeed`]): PostgreSQL announces each change itself, inside
+//! the transaction that makes it, to every process; SQLite cannot, so the
+//! process that makes a change publishes it after its commit, and changes of
+//! other processes on the same file are found by a poll
+//! ([`crate::Engine::subscribe`] starts whichever applies).
+//!
+//! Subscribers say what they follow ([`Interest`]) and get only that. A
+//! subscriber never slows a publisher: each has a bounded buffer, and one
+//! that falls behind loses events and is told so ([`Notice::Missed`]), after
+//! which it re-reads the state it follows. The engine's own listeners (idle
+//! workers, the webhook dispatcher, running jobs waiting for a cancel) are
+//! [hooks](EventBus::on_event): cheap synchronous callbacks.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::ids::{AccountId, JobId};
+use crate::job::{Job, JobState};
+use crate::time::Millis;
+
+/// Events a subscriber may have waiting before it counts as too slow.
+const BUFFER: usize = 256;
+
+/// One committed change of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEvent {
+    pub job_id: JobId,
+    pub account_id: AccountId,
+    /// The dialect that accepted the job.
+    pub dialect: String,
+    pub state: JobState,
+    pub progress: u8,
+    /// A client's correlation id (the Provider dialect's `session_id`).
+    pub correlation_id: Option<String>,
+    /// A PROCESSING job whose owner asked for it to stop.
+    pub cancel_requested: bool,
+    /// The job's `updated_at` after the change (ms since the epoch).
+    pub at: Millis,
+}
+
+impl JobEvent {
+    /// The event announcing `job` as it now is.
+    pub fn of(job: &Job) -> Self {
+        Self {
+            job_id: job.id,
+            account_id: job.account_id,
+            dialect: job.dialect.clone(),
+            state: job.state,
+            progress: job.progress,
+            correlation_id: job.correlation_id.clone(),
+            cancel_requested: false,
+            at: job.updated_at,
+        }
+    }
+
+    /// The same job after a change to `state` and `progress` at `at`.
+    pub fn changed(&self, state: JobState, progress: u8, at: Millis) -> Self {
+        Self {
+            state,
+            progress,
+            at,
+            cancel_requested: false,
+            ..self.clone()
+        }
+    }
+}
+
+/// What a subscriber follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Interest {
+    Job(JobId),
+    Account(AccountId),
+}
+
+/// What a subscription yields.
+#[derive(Clone, Debug)]
+pub enum Notice {
+    Changed(Arc<JobEvent>),
+    /// Events were lost (this subscriber fell behind, or the connection that
+    /// carries other processes' events was lost and restored): re-read the
+    /// state of what you follow.
+    Missed,
+}
+
+/// What a hook sees.
+pub enum Signal<'a> {
+    Changed(&'a JobEvent),
+    Missed,
+}
+
+type Hook = Box<dyn Fn(Signal<'_>) + Send + Sync>;
+
+struct Slot {
+    id: u64,
+    tx: mpsc::Sender<Notice>,
+    missed: Arc<AtomicBool>,
+}
+
+impl Slot {
+    /// Never waits: a full buffer loses the notice and marks the loss.
+    fn offer(&self, notice: Notice) {
+        if self.tx.try_send(notice).is_err() {
+            self.missed.store(true, Ordering::Release);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Subscribers {
+    by_job: HashMap<JobId, Vec<Slot>>,
+    by_account: HashMap<AccountId, Vec<Slot>>,
+}
+
+impl Subscribers {
+    fn remove(&mut self, interest: Interest, id: u64) {
+        fn drop_slot<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<Slot>>, key: K, id: u64) {
+            if let Some(slots) = map.get_mut(&key) {
+                slots.retain(|s| s.id != id);
+                if slots.is_empty() {
+                    map.remove(&key);
+                }
+            }
+        }
+        match interest {
+            Interest::Job(job) => drop_slot(&mut self.by_job, job, id),
+            Interest::Account(account) => drop_slot(&mut self.by_account, account, id),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_job.is_empty() && self.by_account.is_empty()
+    }
+}
+
+/// The in-process bus (cheap to clone).
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Whether this process publishes its own changes (false when the
+    /// database announces them to every process, this one included).
+    publishes_locally: bool,
+    next_id: AtomicU64,
+    subscribers: RwLock<Subscribers>,
+    hooks: RwLock<Vec<(u64, Hook)>>,
+    /// The time of the last event delivered per followed job, so that a
+    /// poll for other processes' changes skips what was already announced.
+    delivered: Mutex<HashMap<JobId, Millis>>,
+}
+
+impl EventBus {
+    /// `publishes_locally`: see [`Self::publish_local`].
+    pub fn new(publishes_locally: bool) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                publishes_locally,
+                next_id: AtomicU64::new(1),
+                subscribers: Default::default(),
+                hooks: Default::default(),
+                delivered: Default::default(),
+            }),
+        }
+    }
+
+    /// Follows `interest`. Dropping the subscription ends it.
+    pub fn subscribe(&self, interest: Interest) -> Subscription {
+        let (tx, rx) = mpsc::channel(BUFFER);
+        let missed = Arc::new(AtomicBool::new(false));
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let slot = Slot {
+            id,
+            tx,
+            missed: missed.clone(),
+        };
+        let mut subscribers = self.inner.subscribers.write().expect("not poisoned");
+        match interest {
+            Interest::Job(job) => subscribers.by_job.entry(job).or_default().push(slot),
+            Interest::Account(account) => subscribers
+                .by_account
+                .entry(account)
+                .or_default()
+                .push(slot),
+        }
+        Subscription {
+            id,
+            interest,
+            rx,
+            missed,
+            bus: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// Calls `hook` for every event and every loss, on the publisher's
+    /// thread: it must be quick and must not block. Dropping the guard
+    /// removes it.
+    pub fn on_event(&self, hook: impl Fn(Signal<'_>) + Send + Sync + 'static) -> HookGuard {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .hooks
+            .write()
+            .expect("not poisoned")
+            .push((id, Box::new(hook)));
+        HookGuard {
+            id,
+            bus: Arc::downgrade(&self.inner),
+        }
+    }
+
+    /// Whether this process announces its own changes: true unless the
+    /// database does it for every process.
+    pub fn publishes_locally(&self) -> bool {
+        self.inner.publishes_locally
+    }
+
+    /// A change this process committed. Published only when the database
+    /// does not announce it itself (otherwise it arrives through
+    /// [`Self::publish`] like every other process's).
+    pub fn publish_local(&self, event: JobEvent) {
+        if self.inner.publishes_locally {
+            self.publish(event);
+        }
+    }
+
+    /// Delivers an event to its subscribers and the hooks.
+    pub fn publish(&self, event: JobEvent) {
+        let event = Arc::new(event);
+        let mut delivered = false;
+        {
+            let subscribers = self.inner.subscribers.read().expect("not poisoned");
+            let matching = subscribers
+                .by_job
+                .get(&event.job_id)
+                .into_iter()
+                .chain(subscribers.by_account.get(&event.account_id))
+                .flatten();
+            for slot in matching {
+                slot.offer(Notice::Changed(event.clone()));
+                delivered = true;
+            }
+        }
+        if delivered {
+            self.inner
+                .delivered
+                .lock()
+                .expect("not poisoned")
+                .insert(event.job_id, event.at);
+        }
+        for (_, hook) in self.inner.hooks.read().expect("not poisoned").iter() {
+            hook(Signal::Changed(&event));
+        }
+    }
+
+    /// Tells every subscriber and hook that events may have been lost.
+    pub fn missed_all(&self) {
+        {
+            let subscribers = self.inner.subscribers.read().expect("not poisoned");
+            for slot in subscribers
+                .by_job
+                .values()
+                .chain(subscribers.by_account.values())
+                .flatten()
+            {
+                slot.offer(Notice::Missed);
+            }
+        }
+        for (_, hook) in self.inner.hooks.read().expect("not poisoned").iter() {
+            hook(Signal::Missed);
+        }
+    }
+
+    /// What subscribers follow now: jobs and accounts.
+    pub fn followed(&self) -> (Vec<JobId>, Vec<AccountId>) {
+        let subscribers = self.inner.subscribers.read().expect("not poisoned");
+        (
+            subscribers.by_job.keys().copied().collect(),
+            subscribers.by_account.keys().copied().collect(),
+        )
+    }
+
+    /// Whether anyone follows anything.
+    pub fn has_subscribers(&self) -> bool {
+        !self
+            .inner
+            .subscribers
+            .read()
+            .expect("not poisoned")
+            .is_empty()
+    }
+
+    /// Whether an event of `job` at `at` (or later) was already delivered.
+    pub fn delivered_since(&self, job: JobId, at: Millis) -> bool {
+        self.inner
+            .delivered
+            .lock()
+            .expect("not poisoned")
+            .get(&job)
+            .is_some_and(|last| *last >= at)
+    }
+
+    /// Forgets delivery times older than `before`.
+    pub fn forget_deliveries_before(&self, before: Millis) {
+        self.inner
+            .delivered
+            .lock()
+            .expect("not poisoned")
+            .retain(|_, at| *at >= before);
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakBus {
+        WeakBus(Arc::downgrade(&self.inner))
+    }
+}
+
+/// A bus reference that does not keep it alive (for background tasks).
+pub(crate) struct WeakBus(Weak<Inner>);
+
+impl WeakBus {
+    pub(crate) fn upgrade(&self) -> Option<EventBus> {
+        self.0.upgrade().map(|inner| EventBus { inner })
+    }
+}
+
+/// A stream of [`Notice`]s for one [`Interest`].
+pub struct Subscription {
+    id: u64,
+    interest: Interest,
+    rx: mpsc::Receiver<Notice>,
+    missed: Arc<AtomicBool>,
+    bus: Weak<Inner>,
+}
+
+impl Subscription {
+    /// The next notice; `None` once the bus is gone.
+    pub async fn recv(&mut self) -> Option<Notice> {
+        // Events are lost only when the buffer is full, so they come after
+        // everything buffered: report the loss once the buffer is drained.
+        match self.rx.try_recv() {
+            Ok(notice) => return Some(notice),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        if self.missed.swap(false, Ordering::AcqRel) {
+            return Some(Notice::Missed);
+        }
+        self.rx.recv().await
+    }
+
+    pub fn interest(&self) -> Interest {
+        self.interest
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(bus) = self.bus.upgrade() {
+            bus.subscribers
+                .write()
+                .expect("not poisoned")
+                .remove(self.interest, self.id);
+        }
+    }
+}
+
+/// Keeps a hook registered; dropping it removes the hook.
+pub struct HookGuard {
+    id: u64,
+    bus: Weak<Inner>,
+}
+
+impl Drop for HookGuard {
+    fn drop(&mut self) {
+        if let Some(bus) = self.bus.upgrade() {
+            bus.hooks
+                .write()
+                .expect("not poisoned")
+                .retain(|(id, _)| *id != self.id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn event(job: JobId, account: AccountId, progress: u8) -> JobEvent {
+        JobEvent {
+            job_id: job,
+            account_id: account,
+            dialect: "test".into(),
+            state: JobState::Processing,
+            progress,
+            correlation_id: None,
+            cancel_requested: false,
+            at: i64::from(progress),
+        }
+    }
+
+    async fn progress_of(sub: &mut Subscription) -> Option<u8> {
+        match sub.recv().await? {
+            Notice::Changed(e) => Some(e.progress),
+            Notice::Missed => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn subscribers_get_only_what_they_follow() {
+        let bus = EventBus::new(true);
+        let (a, b) = (JobId::new(), JobId::new());
+        let account = AccountId::new();
+        let mut on_a = bus.subscribe(Interest::Job(a));
+        let mut on_account = bus.subscribe(Interest::Account(account));
+        bus.publish(event(b, AccountId::new(), 1));
+        bus.publish(event(a, account, 2));
+        bus.publish(event(b, account, 3));
+        assert_eq!(progress_of(&mut on_a).await, Some(2));
+        assert_eq!(progress_of(&mut on_account).await, Some(2));
+        assert_eq!(progress_of(&mut on_account).await, Some(3));
+        assert!(bus.delivered_since(a, 2));
+        assert!(!bus.delivered_since(a, 3));
+        drop(on_a);
+        assert_eq!(bus.followed(), (vec![], vec![account]));
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_does_not_read_misses_events_and_is_told() {
+        let bus = EventBus::new(true);
+        let (job, account) = (JobId::new(), AccountId::new());
+        let mut slow = bus.subscribe(Interest::Job(job));
+        for i in 0..(BUFFER + 10) {
+            bus.publish(event(job, account, (i % 200) as u8));
+        }
+        for _ in 0..BUFFER {
+            assert!(progress_of(&mut slow).await.is_some());
+        }
+        assert!(matches!(slow.recv().await, Some(Notice::Missed)));
+        bus.publish(event(job, account, 7));
+        assert_eq!(progress_of(&mut slow).await, Some(7));
+    }
+
+    #[tokio::test]
+    async fn hooks_see_everything_until_dropped_and_local_publishing_can_be_off() {
+        let bus = EventBus::new(false);
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        let guard = bus.on_event(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        bus.publish_local(event(JobId::new(), AccountId::new(), 1));
+        assert_eq!(seen.load(Ordering::Relaxed), 0, "the database announces");
+        bus.publish(event(JobId::new(), AccountId::new(), 1));
+        bus.missed_all();
+        assert_eq!(seen.load(Ordering::Relaxed), 2);
+        drop(guard);
+        bus.publish(event(JobId::new(), AccountId::new(), 1));
+        assert_eq!(seen.load(Ordering::Relaxed), 2);
+    }
+}
