@@ -186,10 +186,11 @@ pub fn output_key(job: JobId, name: &str) -> String {
 /// its own rule as these numbers.
 #[derive(Clone, Debug, Default)]
 pub struct SubmitLimits {
-    /// Most PENDING + PROCESSING jobs one API key may have.
+    /// Most PENDING + PROCESSING jobs one API key may have in the new job's
+    /// dialect (another dialect's jobs do not count).
     pub max_active_per_key: Option<u32>,
-    /// Most PENDING + PROCESSING jobs one account may have, unless the account
-    /// sets its own limit.
+    /// Most PENDING + PROCESSING jobs one account may have, of every
+    /// dialect, unless the account sets its own limit.
     pub max_active_per_account: Option<u32>,
 }
 

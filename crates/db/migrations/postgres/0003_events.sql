@@ -79,8 +79,10 @@ BEGIN
     END IF;
 
     IF max_per_key IS NOT NULL THEN
+        -- The key's jobs of the new job's dialect (each dialect has its rule).
         SELECT count(*) INTO active FROM jobs
-        WHERE api_key_id = job.api_key_id AND state IN ('PENDING', 'PROCESSING');
+        WHERE api_key_id = job.api_key_id AND dialect = job.dialect
+          AND state IN ('PENDING', 'PROCESSING');
         IF active >= max_per_key THEN
             RETURN QUERY SELECT 'KEY_LIMIT'::TEXT, account_balance;
             RETURN;

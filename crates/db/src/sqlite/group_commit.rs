@@ -180,9 +180,12 @@ fn insert_pending(
     if let Some(max) = limits.max_active_per_key {
         let active: i64 = c
             .prepare_cached(
-                "SELECT count(*) FROM jobs WHERE api_key_id = ? AND state IN ('PENDING', 'PROCESSING')",
+                "SELECT count(*) FROM jobs WHERE api_key_id = ?1 AND dialect = ?2 \
+                 AND state IN ('PENDING', 'PROCESSING')",
             )?
-            .query_row([job.api_key_id.to_string()], |row| row.get(0))?;
+            .query_row(params![job.api_key_id.to_string(), job.dialect], |row| {
+                row.get(0)
+            })?;
         if active >= i64::from(max) {
             return Ok(InsertOutcome::LimitReached(LimitKind::PerKey));
         }

@@ -42,6 +42,8 @@ use crate::AppState;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// At most this many jobs are sent at once when a stream (re)starts.
 const MOST_JOBS_AT_ONCE: u32 = 500;
+/// How long `/events` remembers a finished job it sent.
+const FORGET_FINISHED_AFTER_MS: Millis = 60_000;
 
 type Events = BoxStream<'static, Result<Event, Infallible>>;
 
@@ -243,8 +245,9 @@ struct AllJobs {
     correlation_id: Option<String>,
     state: Option<JobState>,
     subscription: genq_engine::events::Subscription,
-    /// Jobs in flight as last sent (or patched with progress), for telling
-    /// a change from a repeat and for progress without a read.
+    /// Jobs as last sent (or patched with progress), for telling a change
+    /// from a repeat and for progress without a read. Finished jobs are kept
+    /// a while, so that catching up after a loss does not send them again.
     known: HashMap<JobId, Job>,
     /// Jobs to send before waiting for the next notice.
     queued: Vec<Job>,
@@ -353,10 +356,12 @@ impl AllJobs {
         let shape = self.app.shape_of(&job)?.clone();
         let event = event(shape.as_ref(), &job);
         self.last_at = self.last_at.max(job.updated_at);
-        if job.state.is_terminal() {
-            self.known.remove(&job.id);
-        } else {
-            self.known.insert(job.id, job);
+        self.known.insert(job.id, job);
+        if self.known.len() > MOST_JOBS_AT_ONCE as usize {
+            // Catching up looks a second back: older finished jobs can go.
+            let horizon = self.last_at - FORGET_FINISHED_AFTER_MS;
+            self.known
+                .retain(|_, job| !job.state.is_terminal() || job.updated_at >= horizon);
         }
         Some(event)
     }
