@@ -227,14 +227,6 @@ async fn revoked_keys_authenticate_no_one(backend: Backend) {
 }
 
 /// One worker slot: claims a job and completes it at once.
-async fn claim_and_complete(h: &Harness) -> Option<JobId> {
-    let kinds = kinds();
-    let now = now_ms();
-    let (job, lease) = claim_one(db(h), &kinds, now, 3).await?;
-    assert!(db(h).complete(&lease, &[], now).await.unwrap());
-    Some(job.id)
-}
-
 async fn submit_many(h: &Harness, principal: &genq_engine::Principal, n: usize) -> Vec<JobId> {
     let mut ids = Vec::with_capacity(n);
     for _ in 0..n {

@@ -177,6 +177,15 @@ pub async fn claim_one(
     db.claim(&request).await.unwrap().claimed.into_iter().next()
 }
 
+/// Claims the next job and completes it: its id, or None when none is queued.
+pub async fn claim_and_complete(h: &Harness) -> Option<genq_engine::JobId> {
+    let kinds = kinds();
+    let now = genq_engine::time::now_ms();
+    let (job, lease) = claim_one(db(h), &kinds, now, 3).await?;
+    assert!(db(h).complete(&lease, &[], now).await.unwrap());
+    Some(job.id)
+}
+
 pub fn claim_at(kinds: &[String], now: i64, max_retries: u32) -> ClaimRequest<'_> {
     ClaimRequest {
         owner: "test-worker",

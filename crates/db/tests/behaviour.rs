@@ -1,0 +1,182 @@
+//! Where the two backends once differed, or where a difference is kept for a
+//! measured reason and written down here:
+//!
+//! - expired leases are reclaimed earliest-expired first (ties by id) on both;
+//! - a new job's fair-queue round when nothing is pending is the newest
+//!   job's on both (rounds only order pending jobs among themselves, so the
+//!   claim order below is what a user sees);
+//! - the per-account active count comes from a trigger-kept counter on
+//!   SQLite and from a bounded count under the account's row lock on
+//!   PostgreSQL (a counter row there would serialize every claim and
+//!   completion of the account): the limits behave the same, as
+//!   `billing.rs` checks through every kind of state change;
+//! - `cancel_requested` is a boolean on both (0/1 in SQLite).
+//!
+//! Also what the dialects filter by: dialect, correlation id, change time;
+//! and that one key's limit counts its own dialect's jobs only.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use genq_engine::db::ClaimRequest;
+use genq_engine::time::now_ms;
+use genq_engine::{EngineError, JobQuery, LimitKind, NewJob};
+
+backend_tests!(
+    expired_leases_are_reclaimed_earliest_expired_first,
+    accounts_take_turns_again_after_the_queue_drains,
+    lists_filter_by_dialect_correlation_id_and_change_time,
+    a_keys_limit_counts_only_the_jobs_of_its_dialect,
+);
+
+async fn expired_leases_are_reclaimed_earliest_expired_first(backend: Backend) {
+    let h = harness(backend).await;
+    let older = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
+    let newer = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
+    let kinds = kinds();
+    let t = now_ms();
+    let claim = |now: i64, lease_until: i64| ClaimRequest {
+        lease_until,
+        ..claim_at(&kinds, now, 3)
+    };
+    // The older job's lease runs longer than the newer one's.
+    let (first, _) = db(&h)
+        .claim(&claim(t, t + 2_000))
+        .await
+        .unwrap()
+        .claimed
+        .remove(0);
+    let (second, _) = db(&h)
+        .claim(&claim(t, t + 1_000))
+        .await
+        .unwrap()
+        .claimed
+        .remove(0);
+    assert_eq!((first.id, second.id), (older.id, newer.id));
+    let later = t + 5_000;
+    let (again, lease) = db(&h)
+        .claim(&claim(later, later + 1_000))
+        .await
+        .unwrap()
+        .claimed
+        .remove(0);
+    assert_eq!(
+        again.id, newer.id,
+        "the lease that expired first goes first"
+    );
+    assert_eq!((again.retries, lease.attempt), (1, 2));
+    let (last, _) = db(&h)
+        .claim(&claim(later, later + 1_000))
+        .await
+        .unwrap()
+        .claimed
+        .remove(0);
+    assert_eq!(last.id, older.id);
+}
+
+async fn accounts_take_turns_again_after_the_queue_drains(backend: Backend) {
+    let h = harness(backend).await;
+    let other = principal_named(&h.engine, "other").await;
+    let submit = |principal| {
+        let engine = h.engine.clone();
+        async move { engine.submit(&principal, new_job(None)).await.unwrap().id }
+    };
+    // A long backlog of one account, drained.
+    for _ in 0..5 {
+        submit(h.principal.clone()).await;
+    }
+    submit(other.clone()).await;
+    while claim_and_complete(&h).await.is_some() {}
+
+    // Then: two of one account, one of the other, one more of the first.
+    let a1 = submit(h.principal.clone()).await;
+    let a2 = submit(h.principal.clone()).await;
+    let b1 = submit(other.clone()).await;
+    let a3 = submit(h.principal.clone()).await;
+    let mut order = Vec::new();
+    while let Some(id) = claim_and_complete(&h).await {
+        order.push(id);
+    }
+    assert_eq!(order, [a1, b1, a2, a3]);
+}
+
+async fn lists_filter_by_dialect_correlation_id_and_change_time(backend: Backend) {
+    let h = harness(backend).await;
+    let job = |dialect: &str, session: Option<&str>| NewJob {
+        dialect: dialect.into(),
+        correlation_id: session.map(str::to_owned),
+        ..new_job(None)
+    };
+    let video = h
+        .engine
+        .submit(&h.principal, job("video", Some("s1")))
+        .await
+        .unwrap();
+    let gateway = h
+        .engine
+        .submit(&h.principal, job("v1", Some("s1")))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let later = h
+        .engine
+        .submit(&h.principal, job("v1", Some("s2")))
+        .await
+        .unwrap();
+    let list = |query: JobQuery| {
+        let (engine, principal) = (h.engine.clone(), h.principal.clone());
+        async move {
+            let query = JobQuery { limit: 10, ..query };
+            let jobs = engine.jobs(&principal, &query).await.unwrap();
+            jobs.into_iter().map(|j| j.id).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list(JobQuery {
+            dialect: Some("v1".into()),
+            ..Default::default()
+        })
+        .await,
+        [later.id, gateway.id]
+    );
+    assert_eq!(
+        list(JobQuery {
+            correlation_id: Some("s1".into()),
+            ..Default::default()
+        })
+        .await,
+        [gateway.id, video.id]
+    );
+    assert_eq!(
+        list(JobQuery {
+            updated_since: Some(later.updated_at),
+            ..Default::default()
+        })
+        .await,
+        [later.id]
+    );
+    let read = h.engine.job(&h.principal, video.id).await.unwrap();
+    assert_eq!(read.correlation_id.as_deref(), Some("s1"));
+}
+
+async fn a_keys_limit_counts_only_the_jobs_of_its_dialect(backend: Backend) {
+    let h = harness(backend).await;
+    let one_per_key = |dialect: &str| NewJob {
+        dialect: dialect.into(),
+        ..new_job(Some(1))
+    };
+    h.engine
+        .submit(&h.principal, one_per_key("video"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        h.engine.submit(&h.principal, one_per_key("video")).await,
+        Err(EngineError::LimitReached(LimitKind::PerKey))
+    ));
+    // Another dialect's rule, another dialect's count.
+    h.engine
+        .submit(&h.principal, one_per_key("v1"))
+        .await
+        .unwrap();
+}

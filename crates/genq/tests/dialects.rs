@@ -1,0 +1,278 @@
+//! What holds across the dialects, tried as a user would: scopes on every
+//! route of each dialect (a read-only key cannot submit or cancel, a
+//! submit-only key cannot read), each refused in the route's dialect's
+//! shape; each dialect's routes see only the jobs submitted through it; a
+//! rate limit's 429 comes out in the shape of the dialect whose route was
+//! called.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+struct World {
+    _dir: tempfile::TempDir,
+    fixtures: std::path::PathBuf,
+    server: Server,
+    account: Account,
+}
+
+fn world(args: &[&str]) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fixtures = dir.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    let server = Server::start(&data, args, &[]);
+    let account = create_account_with(&data, "dialects", &["--credits", "10000000"]);
+    World {
+        _dir: dir,
+        fixtures,
+        server,
+        account,
+    }
+}
+
+impl World {
+    /// A new key of the account holding only `scopes`, made with the CLI.
+    fn key(&self, scopes: &str) -> String {
+        let created = cli_json(&[
+            "keys",
+            "create",
+            "--account",
+            &self.account.id,
+            "--scopes",
+            scopes,
+            "--data-dir",
+            self.server.data_dir.to_str().unwrap(),
+        ]);
+        created["apiKey"].as_str().unwrap().to_owned()
+    }
+
+    async fn call(
+        &self,
+        key: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, self.server.url(path))
+            .header("X-API-Key", key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        json_of(request.send().await.unwrap()).await
+    }
+
+    async fn video_job(&self, key: &str) -> (u16, Value) {
+        let image = image(&self.fixtures, "still.png", 64, 64);
+        let audio = audio(&self.fixtures, "tone.wav", 1.0);
+        Client::new(key)
+            .submit(&self.server, &image, &audio, None)
+            .await
+    }
+
+    async fn gateway_job(&self, key: &str) -> (u16, Value) {
+        let body = json!({"model": "genq/title-card/text-to-video", "input": {"prompt": "hi"}});
+        self.call(key, Method::POST, "/v1/jobs/submit", Some(body))
+            .await
+    }
+}
+
+/// The Image+Audio Video API's 403.
+fn video_forbidden((code, body): &(u16, Value), path: &str) {
+    assert_eq!(*code, 403, "{path}: {body}");
+    let message = body["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{path}: {body}"));
+    assert!(message.contains("scope"), "{path}: {message}");
+}
+
+/// The model gateway's 403.
+fn gateway_forbidden((code, body): &(u16, Value), path: &str) {
+    assert_eq!(*code, 403, "{path}: {body}");
+    assert_eq!(
+        body["error"]["code"], "INSUFFICIENT_SCOPE",
+        "{path}: {body}"
+    );
+}
+
+#[tokio::test]
+async fn every_route_of_every_dialect_checks_its_scope() {
+    let w = world(&["--workers", "0"]);
+    let read_only = w.key("check_status");
+    let submit_only = w.key("submit_job");
+    let everything = &w.account.api_key;
+    let (_, video) = w.video_job(everything).await;
+    let video = video["jobId"].as_str().unwrap().to_owned();
+    let (_, gateway) = w.gateway_job(everything).await;
+    let gateway = gateway["jobId"].as_str().unwrap().to_owned();
+
+    // A read-only key submits and cancels nothing.
+    video_forbidden(&w.video_job(&read_only).await, "POST /api/jobs");
+    for (method, path) in [
+        (Method::POST, format!("/api/jobs/{video}/cancel")),
+        (Method::DELETE, format!("/api/jobs/{video}")),
+    ] {
+        video_forbidden(&w.call(&read_only, method, &path, None).await, &path);
+    }
+    gateway_forbidden(&w.gateway_job(&read_only).await, "POST /v1/jobs/submit");
+    let path = format!("/v1/jobs/{gateway}/cancel");
+    gateway_forbidden(&w.call(&read_only, Method::POST, &path, None).await, &path);
+
+    // A submit-only key reads nothing.
+    for path in [
+        "/api/jobs".to_owned(),
+        format!("/api/status/{video}"),
+        format!("/api/jobs/{video}/webhooks"),
+        format!("/api/jobs/{video}/events"),
+    ] {
+        video_forbidden(&w.call(&submit_only, Method::GET, &path, None).await, &path);
+    }
+    for path in [
+        "/v1/jobs".to_owned(),
+        format!("/v1/jobs/{gateway}"),
+        format!("/v1/jobs/{gateway}/events"),
+        "/events".to_owned(),
+    ] {
+        gateway_forbidden(&w.call(&submit_only, Method::GET, &path, None).await, &path);
+    }
+
+    // And each key does what its scope allows.
+    let (code, _) = w
+        .call(
+            &read_only,
+            Method::GET,
+            &format!("/api/status/{video}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, _) = w
+        .call(
+            &read_only,
+            Method::GET,
+            &format!("/v1/jobs/{gateway}"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
+    let (code, body) = w
+        .call(
+            &submit_only,
+            Method::POST,
+            &format!("/api/jobs/{video}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = w.gateway_job(&submit_only).await;
+    assert_eq!(code, 200, "{body}");
+}
+
+#[tokio::test]
+async fn each_dialect_sees_only_the_jobs_submitted_through_it() {
+    let w = world(&["--workers", "0"]);
+    let key = &w.account.api_key;
+    let (_, video) = w.video_job(key).await;
+    let video = video["jobId"].as_str().unwrap().to_owned();
+    let (_, gateway) = w.gateway_job(key).await;
+    let gateway = gateway["jobId"].as_str().unwrap().to_owned();
+
+    let (_, list) = w.call(key, Method::GET, "/api/jobs", None).await;
+    let ids: Vec<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [video.as_str()]);
+    let (_, list) = w.call(key, Method::GET, "/v1/jobs", None).await;
+    let ids: Vec<&str> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["jobId"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [gateway.as_str()]);
+
+    // Another dialect's job is not found, in the route's dialect's shape.
+    for (method, path) in [
+        (Method::GET, format!("/api/status/{gateway}")),
+        (Method::POST, format!("/api/jobs/{gateway}/cancel")),
+        (Method::GET, format!("/api/jobs/{gateway}/webhooks")),
+    ] {
+        let (code, body) = w.call(key, method, &path, None).await;
+        assert_eq!(
+            (code, body),
+            (404, json!({"error": "Job not found"})),
+            "{path}"
+        );
+    }
+    for (method, path) in [
+        (Method::GET, format!("/v1/jobs/{video}")),
+        (Method::POST, format!("/v1/jobs/{video}/cancel")),
+    ] {
+        let (code, body) = w.call(key, method, &path, None).await;
+        assert_eq!(
+            (code, body["error"]["code"].as_str()),
+            (404, Some("JOB_NOT_FOUND")),
+            "{path}"
+        );
+    }
+    // Neither was touched.
+    let (_, status) = w
+        .call(key, Method::GET, &format!("/api/status/{video}"), None)
+        .await;
+    assert_eq!(status["status"], "PENDING");
+    let (_, status) = w
+        .call(key, Method::GET, &format!("/v1/jobs/{gateway}"), None)
+        .await;
+    assert_eq!(status["status"], "pending");
+}
+
+#[tokio::test]
+async fn a_rate_limit_refuses_in_the_called_dialects_shape() {
+    let w = world(&["--workers", "0", "--rate-limit-per-minute", "2"]);
+    let key = &w.account.api_key;
+    for _ in 0..2 {
+        assert_eq!(w.call(key, Method::GET, "/v1/models", None).await.0, 200);
+    }
+    let response = reqwest::Client::new()
+        .get(w.server.url("/v1/account"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("retry-after"));
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (code, body) = json_of(response).await;
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{body}"
+    );
+    assert_eq!(body["requestId"], request_id);
+    // The same client's bucket, the other dialect's shape.
+    let (code, body) = w.call(key, Method::GET, "/api/jobs", None).await;
+    assert_eq!(code, 429);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Rate limit exceeded"),
+        "{body}"
+    );
+    // Routes outside the dialects are not limited.
+    assert_eq!(
+        reqwest::get(w.server.url("/health"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
