@@ -80,7 +80,7 @@ fn bearer(key: &str) -> anyhow::Result<HeaderValue> {
     Ok(HeaderValue::from_str(&format!("Bearer {key}"))?)
 }
 
-fn submit_request(key: &str) -> anyhow::Result<Request> {
+pub(crate) fn submit_request(key: &str) -> anyhow::Result<Request> {
     Ok(Request {
         method: Method::POST,
         path: "/v1/jobs/submit".into(),
@@ -93,7 +93,7 @@ fn submit_request(key: &str) -> anyhow::Result<Request> {
 }
 
 /// One job for the status figure to read; returns its id.
-async fn submit_one(server: &Server, key: &str) -> anyhow::Result<String> {
+pub(crate) async fn submit_one(server: &Server, key: &str) -> anyhow::Result<String> {
     let job: serde_json::Value = reqwest::Client::new()
         .post(server.url("/v1/jobs/submit"))
         .bearer_auth(key)
@@ -121,7 +121,7 @@ async fn stop_after<T>(server: Server, measured: anyhow::Result<T>) -> anyhow::R
 }
 
 /// A warm-up (discarded), then `reps` measured runs.
-async fn repeat(
+pub(crate) async fn repeat(
     plan: &Plan,
     addr: SocketAddr,
     request: Request,
@@ -168,7 +168,10 @@ fn p(result: &LoadResult, pct: f64) -> f64 {
     percentile(&result.latencies, pct).map_or(f64::NAN, ms)
 }
 
-fn summarize(results: &[LoadResult], f: impl Fn(&LoadResult) -> f64) -> anyhow::Result<Summary> {
+pub(crate) fn summarize(
+    results: &[LoadResult],
+    f: impl Fn(&LoadResult) -> f64,
+) -> anyhow::Result<Summary> {
     let samples: Vec<f64> = results.iter().map(f).collect();
     Summary::of(&samples).context("no repetitions were run")
 }

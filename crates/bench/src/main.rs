@@ -6,6 +6,7 @@
 //! request, a render that produced nothing).
 
 mod api;
+mod events;
 mod graphile;
 mod inputs;
 mod load;
@@ -63,6 +64,7 @@ enum Figure {
     PgQueue,
     Scaling,
     Memory,
+    Events,
 }
 
 impl Figure {
@@ -93,6 +95,10 @@ pub struct Plan {
     pub scaling_workers: Vec<usize>,
     pub scaling_jobs: usize,
     pub scaling_audio_secs: u32,
+    /// Changes (each a submission and a cancel) of the event latency figures.
+    pub event_changes: usize,
+    /// SSE subscribers of the fan-out figure.
+    pub event_subscribers: usize,
 }
 
 impl Plan {
@@ -114,6 +120,8 @@ impl Plan {
                 scaling_workers: vec![1, 2],
                 scaling_jobs: 8,
                 scaling_audio_secs: 5,
+                event_changes: 50,
+                event_subscribers: 200,
             };
         }
         Plan {
@@ -135,6 +143,8 @@ impl Plan {
             scaling_workers: vec![1, 2, 4],
             scaling_jobs: 24,
             scaling_audio_secs: 8,
+            event_changes: 250,
+            event_subscribers: 1000,
         }
     }
 
@@ -155,7 +165,8 @@ impl Plan {
             .collect();
         format!(
             "mode {mode}: renders {}× each; api {}× {} s at {} connections; queue {}× {} jobs; \
-             pg-queue {}× {}; scaling {} renders with {:?} worker processes",
+             pg-queue {}× {}; scaling {} renders with {:?} worker processes; events {} changes, \
+             {} subscribers",
             self.render_runs,
             self.api_reps,
             self.api_duration.as_secs(),
@@ -165,7 +176,9 @@ impl Plan {
             self.pg_queue_reps,
             pg_queue.join(", "),
             self.scaling_jobs,
-            self.scaling_workers
+            self.scaling_workers,
+            self.event_changes,
+            self.event_subscribers
         )
     }
 }
@@ -218,6 +231,7 @@ async fn run(args: &Args, plan: &Plan) -> anyhow::Result<(String, Vec<Row>)> {
         Figure::PgQueue,
         Figure::Scaling,
         Figure::Memory,
+        Figure::Events,
     ] {
         if !selected(figure) {
             continue;
@@ -238,6 +252,7 @@ async fn run(args: &Args, plan: &Plan) -> anyhow::Result<(String, Vec<Row>)> {
             Figure::PgQueue => pg_queue::run(plan, dir, &postgres).await,
             Figure::Scaling => scaling::run(plan, dir, &postgres).await,
             Figure::Memory => memory::run(plan, dir).await,
+            Figure::Events => events::run(plan, dir, &postgres, postgres_off).await,
         };
         eprintln!("{name} took {:.0} s", started.elapsed().as_secs_f64());
         match result {

@@ -166,6 +166,7 @@ pub(crate) fn event_from_row(row: &impl Columns) -> DbResult<JobEvent> {
         correlation_id: row.opt_text("correlation_id")?,
         cancel_requested: row.flag("cancel_requested")?,
         at: row.int("updated_at")?,
+        job: None,
     })
 }
 

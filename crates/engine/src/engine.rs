@@ -145,6 +145,16 @@ impl Engine {
         });
     }
 
+    /// The event announcing `job` as it now is: with the job itself when
+    /// someone here follows jobs (they need not read it then).
+    pub fn event_of(&self, job: &Job) -> JobEvent {
+        if self.inner.bus.publishes_locally() && self.inner.bus.has_subscribers() {
+            JobEvent::with_job(Arc::new(job.clone()))
+        } else {
+            JobEvent::of(job)
+        }
+    }
+
     // ---- accounts and keys ----
 
     /// A new account with one key holding `scopes`. Returns the raw key: it
@@ -293,7 +303,7 @@ impl Engine {
         };
         match self.inner.db.insert_job(&job, &new.limits).await {
             Ok(InsertOutcome::Inserted) => {
-                self.inner.bus.publish_local(JobEvent::of(&job));
+                self.inner.bus.publish_local(self.event_of(&job));
                 tracing::info!(job = %job.id, kind = %job.kind, "job enqueued");
                 Ok(job)
             }
@@ -365,7 +375,7 @@ impl Engine {
         match self.inner.db.cancel(&request).await? {
             CancelOutcome::Cancelled(job) => {
                 tracing::info!(job = %id, "job cancelled");
-                self.inner.bus.publish_local(JobEvent::of(&job));
+                self.inner.bus.publish_local(self.event_of(&job));
                 Ok(*job)
             }
             CancelOutcome::CancelRequested(job) => {

@@ -31,7 +31,7 @@ use crate::time::Millis;
 const BUFFER: usize = 256;
 
 /// One committed change of a job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobEvent {
     pub job_id: JobId,
     pub account_id: AccountId,
@@ -45,6 +45,11 @@ pub struct JobEvent {
     pub cancel_requested: bool,
     /// The job's `updated_at` after the change (ms since the epoch).
     pub at: Millis,
+    /// The whole job after the change, when the process that made it had
+    /// the row at hand (and someone was listening): subscribers then need
+    /// not read it. Never sent between processes.
+    #[serde(skip)]
+    pub job: Option<Arc<Job>>,
 }
 
 impl JobEvent {
@@ -59,6 +64,15 @@ impl JobEvent {
             correlation_id: job.correlation_id.clone(),
             cancel_requested: false,
             at: job.updated_at,
+            job: None,
+        }
+    }
+
+    /// As [`Self::of`], carrying the job itself.
+    pub fn with_job(job: Arc<Job>) -> Self {
+        Self {
+            job: Some(job.clone()),
+            ..Self::of(&job)
         }
     }
 
@@ -69,16 +83,19 @@ impl JobEvent {
             progress,
             at,
             cancel_requested: false,
+            job: None,
             ..self.clone()
         }
     }
 }
 
 /// What a subscriber follows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Interest {
     Job(JobId),
     Account(AccountId),
+    /// An account's jobs with one correlation id (a studio session).
+    Session(AccountId, String),
 }
 
 /// What a subscription yields.
@@ -118,26 +135,74 @@ impl Slot {
 struct Subscribers {
     by_job: HashMap<JobId, Vec<Slot>>,
     by_account: HashMap<AccountId, Vec<Slot>>,
+    /// By account, then correlation id: a publish looks up by `&str`.
+    by_session: HashMap<AccountId, HashMap<String, Vec<Slot>>>,
+}
+
+fn drop_slot<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<Slot>>, key: &K, id: u64) {
+    if let Some(slots) = map.get_mut(key) {
+        slots.retain(|s| s.id != id);
+        if slots.is_empty() {
+            map.remove(key);
+        }
+    }
 }
 
 impl Subscribers {
-    fn remove(&mut self, interest: Interest, id: u64) {
-        fn drop_slot<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<Slot>>, key: K, id: u64) {
-            if let Some(slots) = map.get_mut(&key) {
-                slots.retain(|s| s.id != id);
-                if slots.is_empty() {
-                    map.remove(&key);
-                }
-            }
-        }
+    fn add(&mut self, interest: &Interest, slot: Slot) {
         match interest {
-            Interest::Job(job) => drop_slot(&mut self.by_job, job, id),
-            Interest::Account(account) => drop_slot(&mut self.by_account, account, id),
+            Interest::Job(job) => self.by_job.entry(*job).or_default().push(slot),
+            Interest::Account(account) => self.by_account.entry(*account).or_default().push(slot),
+            Interest::Session(account, session) => self
+                .by_session
+                .entry(*account)
+                .or_default()
+                .entry(session.clone())
+                .or_default()
+                .push(slot),
         }
     }
 
+    fn remove(&mut self, interest: &Interest, id: u64) {
+        match interest {
+            Interest::Job(job) => drop_slot(&mut self.by_job, job, id),
+            Interest::Account(account) => drop_slot(&mut self.by_account, account, id),
+            Interest::Session(account, session) => {
+                if let Some(sessions) = self.by_session.get_mut(account) {
+                    drop_slot(sessions, session, id);
+                    if sessions.is_empty() {
+                        self.by_session.remove(account);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The slots an event goes to.
+    fn matching<'a>(&'a self, event: &'a JobEvent) -> impl Iterator<Item = &'a Slot> {
+        let session = event.correlation_id.as_deref().and_then(|session| {
+            self.by_session
+                .get(&event.account_id)
+                .and_then(|sessions| sessions.get(session))
+        });
+        self.by_job
+            .get(&event.job_id)
+            .into_iter()
+            .chain(self.by_account.get(&event.account_id))
+            .chain(session)
+            .flatten()
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Slot> {
+        self.by_job
+            .values()
+            .chain(self.by_account.values())
+            .chain(self.by_session.values().flat_map(|s| s.values()))
+            .flatten()
+    }
+
     fn is_empty(&self) -> bool {
-        self.by_job.is_empty() && self.by_account.is_empty()
+        self.by_job.is_empty() && self.by_account.is_empty() && self.by_session.is_empty()
     }
 }
 
@@ -183,15 +248,11 @@ impl EventBus {
             tx,
             missed: missed.clone(),
         };
-        let mut subscribers = self.inner.subscribers.write().expect("not poisoned");
-        match interest {
-            Interest::Job(job) => subscribers.by_job.entry(job).or_default().push(slot),
-            Interest::Account(account) => subscribers
-                .by_account
-                .entry(account)
-                .or_default()
-                .push(slot),
-        }
+        self.inner
+            .subscribers
+            .write()
+            .expect("not poisoned")
+            .add(&interest, slot);
         Subscription {
             id,
             interest,
@@ -238,13 +299,7 @@ impl EventBus {
         let mut delivered = false;
         {
             let subscribers = self.inner.subscribers.read().expect("not poisoned");
-            let matching = subscribers
-                .by_job
-                .get(&event.job_id)
-                .into_iter()
-                .chain(subscribers.by_account.get(&event.account_id))
-                .flatten();
-            for slot in matching {
+            for slot in subscribers.matching(&event) {
                 slot.offer(Notice::Changed(event.clone()));
                 delivered = true;
             }
@@ -265,12 +320,7 @@ impl EventBus {
     pub fn missed_all(&self) {
         {
             let subscribers = self.inner.subscribers.read().expect("not poisoned");
-            for slot in subscribers
-                .by_job
-                .values()
-                .chain(subscribers.by_account.values())
-                .flatten()
-            {
+            for slot in subscribers.all() {
                 slot.offer(Notice::Missed);
             }
         }
@@ -279,13 +329,19 @@ impl EventBus {
         }
     }
 
-    /// What subscribers follow now: jobs and accounts.
+    /// What subscribers follow now: jobs, and accounts (wholly or a
+    /// session's jobs).
     pub fn followed(&self) -> (Vec<JobId>, Vec<AccountId>) {
         let subscribers = self.inner.subscribers.read().expect("not poisoned");
-        (
-            subscribers.by_job.keys().copied().collect(),
-            subscribers.by_account.keys().copied().collect(),
-        )
+        let mut accounts: Vec<AccountId> = subscribers
+            .by_account
+            .keys()
+            .chain(subscribers.by_session.keys())
+            .copied()
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        (subscribers.by_job.keys().copied().collect(), accounts)
     }
 
     /// Whether anyone follows anything.
@@ -356,8 +412,8 @@ impl Subscription {
         self.rx.recv().await
     }
 
-    pub fn interest(&self) -> Interest {
-        self.interest
+    pub fn interest(&self) -> &Interest {
+        &self.interest
     }
 }
 
@@ -367,7 +423,7 @@ impl Drop for Subscription {
             bus.subscribers
                 .write()
                 .expect("not poisoned")
-                .remove(self.interest, self.id);
+                .remove(&self.interest, self.id);
         }
     }
 }
@@ -404,6 +460,7 @@ mod tests {
             correlation_id: None,
             cancel_requested: false,
             at: i64::from(progress),
+            job: None,
         }
     }
 
@@ -431,6 +488,28 @@ mod tests {
         assert!(!bus.delivered_since(a, 3));
         drop(on_a);
         assert_eq!(bus.followed(), (vec![], vec![account]));
+    }
+
+    #[tokio::test]
+    async fn a_session_subscriber_gets_its_sessions_jobs_only() {
+        let bus = EventBus::new(true);
+        let account = AccountId::new();
+        let mut studio = bus.subscribe(Interest::Session(account, "s1".into()));
+        let tagged = |session: &str, progress| JobEvent {
+            correlation_id: Some(session.into()),
+            ..event(JobId::new(), account, progress)
+        };
+        bus.publish(event(JobId::new(), account, 1));
+        bus.publish(tagged("s2", 2));
+        bus.publish(JobEvent {
+            account_id: AccountId::new(),
+            ..tagged("s1", 3)
+        });
+        bus.publish(tagged("s1", 4));
+        assert_eq!(progress_of(&mut studio).await, Some(4));
+        assert_eq!(bus.followed(), (vec![], vec![account]));
+        drop(studio);
+        assert!(!bus.has_subscribers());
     }
 
     #[tokio::test]

@@ -596,10 +596,19 @@ async fn health_and_openapi_need_no_key() {
         "/api/jobs",
         "/api/status/{jobId}",
         "/api/jobs/{jobId}/cancel",
+        "/api/jobs/{jobId}/events",
+        "/v1/jobs/submit",
+        "/v1/jobs/{jobId}/events",
+        "/events",
     ] {
         assert!(
             spec["paths"][path].is_object(),
             "{path} missing from the OpenAPI document"
         );
     }
+    let schemes = &spec["components"]["securitySchemes"];
+    assert!(
+        schemes["api_key"].is_object() && schemes["bearer"].is_object(),
+        "{schemes}"
+    );
 }

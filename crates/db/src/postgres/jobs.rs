@@ -1,15 +1,15 @@
-//! Jobs as their owners see them: submitting, reading, cancelling.
+//! Jobs as their owners see them: submitting, reading, cancelling (what
+//! both backends share is in `crate::shared`).
 
-use async_trait::async_trait;
 use serde_json::json;
 
-use genq_engine::db::{CancelMode, CancelOutcome, CancelRequest, DbResult, InsertOutcome, JobDb};
-use genq_engine::{AccountId, DbError, Job, JobId, JobQuery, JobState, LimitKind, SubmitLimits};
+use genq_engine::db::{DbResult, InsertOutcome};
+use genq_engine::{AccountId, DbError, Job, JobId, LimitKind, SubmitLimits};
 
 use super::queue::settle;
 use super::PostgresDb;
-use crate::codec::{db_err, job_from_row, parse, to_json};
-use crate::sql;
+use crate::codec::{db_err, job_from_row, to_json};
+use crate::shared::job_db;
 
 /// The columns of a new job, as `genq_submit` takes them
 /// (migrations/postgres/0003_events.sql): JSON, so that a new column changes
@@ -35,8 +35,7 @@ fn job_record(job: &Job) -> serde_json::Value {
     })
 }
 
-#[async_trait]
-impl JobDb for PostgresDb {
+job_db! { PostgresDb;
     /// One round trip: see `genq_submit`.
     async fn insert_job(&self, job: &Job, limits: &SubmitLimits) -> DbResult<InsertOutcome> {
         let (outcome, balance): (String, Option<i64>) =
@@ -74,88 +73,4 @@ impl JobDb for PostgresDb {
         row.as_ref().map(job_from_row).transpose()
     }
 
-    async fn job_by_media_token(&self, token: &str) -> DbResult<Option<Job>> {
-        self.job_by(&sql::JOB_BY_MEDIA_TOKEN, token).await
-    }
-
-    async fn job_by_share_token(&self, token: &str) -> DbResult<Option<Job>> {
-        self.job_by(&sql::JOB_BY_SHARE_TOKEN, token).await
-    }
-
-    async fn list_jobs(&self, account: AccountId, query: &JobQuery) -> DbResult<Vec<Job>> {
-        let rows = sqlx::query(&sql::JOB_PAGE)
-            .bind(account.to_string())
-            .bind(query.before.map(|id| id.to_string()))
-            .bind(query.state.map(JobState::as_str))
-            .bind(query.model.as_deref())
-            .bind(query.dialect.as_deref())
-            .bind(query.correlation_id.as_deref())
-            .bind(query.updated_since)
-            .bind(i64::from(query.limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err("listing jobs"))?;
-        rows.iter().map(job_from_row).collect()
-    }
-
-    async fn cancel(&self, request: &CancelRequest<'_>) -> DbResult<CancelOutcome> {
-        let id = request.job.to_string();
-        let account = request.account.to_string();
-        let mut tx = self.begin().await?;
-        let cancelled = sqlx::query(&sql::CANCEL_PENDING)
-            .bind(request.now)
-            .bind(&id)
-            .bind(&account)
-            .bind(request.dialect)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err("cancelling a job"))?;
-        if let Some(row) = cancelled {
-            settle(&mut tx, &id, JobState::Cancelled, request.now).await?;
-            tx.commit()
-                .await
-                .map_err(db_err("committing a cancellation"))?;
-            return Ok(CancelOutcome::Cancelled(Box::new(job_from_row(&row)?)));
-        }
-        if request.mode == CancelMode::EvenIfRunning {
-            let requested = sqlx::query(&sql::REQUEST_CANCEL)
-                .bind(request.now)
-                .bind(&id)
-                .bind(&account)
-                .bind(request.dialect)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err("cancelling a job"))?;
-            if let Some(row) = requested {
-                tx.commit()
-                    .await
-                    .map_err(db_err("committing a cancellation"))?;
-                return Ok(CancelOutcome::CancelRequested(Box::new(job_from_row(
-                    &row,
-                )?)));
-            }
-        }
-        let state: Option<String> = sqlx::query_scalar(sql::STATE_OF_JOB)
-            .bind(&id)
-            .bind(&account)
-            .bind(request.dialect)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err("reading a job"))?;
-        Ok(match state {
-            Some(state) => CancelOutcome::NotCancellable(parse(&state, "job state")?),
-            None => CancelOutcome::NotFound,
-        })
-    }
-}
-
-impl PostgresDb {
-    async fn job_by(&self, sql: &str, token: &str) -> DbResult<Option<Job>> {
-        let row = sqlx::query(sql)
-            .bind(token)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err("reading a job"))?;
-        row.as_ref().map(job_from_row).transpose()
-    }
 }

@@ -116,6 +116,15 @@ impl PostgresDb {
         })
     }
 
+    /// Reads and writes share one pool (`crate::shared`'s bodies name both).
+    fn reads(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writes(&self) -> &PgPool {
+        &self.pool
+    }
+
     async fn begin(&self) -> DbResult<sqlx::Transaction<'static, sqlx::Postgres>> {
         self.pool
             .begin()

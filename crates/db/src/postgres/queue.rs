@@ -1,10 +1,10 @@
-//! The queue: claims, leases, progress and outcomes. Every move to a
-//! terminal state settles the job in the same transaction (`genq_settle`).
+//! The queue: claims, leases, progress and outcomes (heartbeats, progress
+//! and releases are in `crate::shared`). Every move to a terminal state
+//! settles the job in the same transaction (`genq_settle`).
 
-use async_trait::async_trait;
 use sqlx::{Postgres, Transaction};
 
-use genq_engine::db::{ClaimOutcome, ClaimRequest, DbResult, LeaseStatus, QueueDb};
+use genq_engine::db::{ClaimOutcome, ClaimRequest, DbResult};
 use genq_engine::job::Lease;
 use genq_engine::time::Millis;
 use genq_engine::webhook::{event_for, new_delivery_id};
@@ -15,10 +15,10 @@ use super::{PostgresDb, SWEEP_EVERY_MS};
 use crate::codec::{db_err, job_from_row, text, to_json, Columns, JOB_COLUMNS};
 use crate::policy::{worker_lost_message, RUN_TIME_WEIGHT, WORKER_LOST};
 use crate::queue_depth::EXACT_AHEAD;
+use crate::shared::queue_db;
 use crate::sql;
 
-#[async_trait]
-impl QueueDb for PostgresDb {
+queue_db! { PostgresDb;
     async fn claim(&self, request: &ClaimRequest<'_>) -> DbResult<ClaimOutcome> {
         let mut outcome = ClaimOutcome::default();
         if request.kinds.is_empty() {
@@ -59,33 +59,6 @@ impl QueueDb for PostgresDb {
         Ok(outcome)
     }
 
-    async fn heartbeat(&self, lease: &Lease, lease_until: Millis) -> DbResult<LeaseStatus> {
-        let row: Option<bool> = sqlx::query_scalar(sql::HEARTBEAT)
-            .bind(lease_until)
-            .bind(lease.job_id.to_string())
-            .bind(lease.attempt)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err("extending a lease"))?;
-        Ok(match row {
-            None => LeaseStatus::Lost,
-            Some(false) => LeaseStatus::Held,
-            Some(true) => LeaseStatus::CancelRequested,
-        })
-    }
-
-    async fn record_progress(&self, lease: &Lease, progress: u8, now: Millis) -> DbResult<bool> {
-        let done = sqlx::query(sql::RECORD_PROGRESS)
-            .bind(i64::from(progress))
-            .bind(now)
-            .bind(lease.job_id.to_string())
-            .bind(lease.attempt)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err("recording progress"))?;
-        Ok(done.rows_affected() == 1)
-    }
-
     async fn complete(&self, lease: &Lease, outputs: &[JobOutput], now: Millis) -> DbResult<bool> {
         self.finish(
             lease,
@@ -105,19 +78,6 @@ impl QueueDb for PostgresDb {
     async fn record_cancelled(&self, lease: &Lease, now: Millis) -> DbResult<bool> {
         self.finish(lease, JobState::Cancelled, None, None, now)
             .await
-    }
-
-    async fn release(&self, lease: &Lease, now: Millis) -> DbResult<bool> {
-        // The trigger announces the job PENDING again: idle workers of every
-        // process wake for it.
-        let done = sqlx::query(sql::RELEASE)
-            .bind(now)
-            .bind(lease.job_id.to_string())
-            .bind(lease.attempt)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err("releasing a job"))?;
-        Ok(done.rows_affected() == 1)
     }
 
     /// PENDING jobs a claim would take before this one: exactly up to

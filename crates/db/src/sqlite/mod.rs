@@ -75,6 +75,16 @@ impl SqliteDb {
         })
     }
 
+    /// The pool of reads (`crate::shared`'s bodies use it).
+    fn reads(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    /// The pool of writes: one connection, SQLite's one writer.
+    fn writes(&self) -> &SqlitePool {
+        &self.writer
+    }
+
     async fn begin(&self) -> DbResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
         self.writer
             .begin()

@@ -1,19 +1,14 @@
-//! The webhook outbox.
+//! The webhook outbox (attempts and listings are in `crate::shared`).
 
-use async_trait::async_trait;
 use sqlx::{Sqlite, Transaction};
 
-use genq_engine::db::{DbResult, OutboxDb};
+use genq_engine::db::DbResult;
 use genq_engine::time::Millis;
-use genq_engine::webhook::{new_delivery_id, Attempt, Delivery, DeliveryRecord, NextStep};
-use genq_engine::{AccountId, JobId};
+use genq_engine::webhook::{new_delivery_id, Delivery};
 
 use super::SqliteDb;
-use crate::codec::{
-    attempt_from_row, db_err, delivery_from_row, delivery_record_from_row, text,
-    ATTEMPTS_OF_DELIVERY, DELIVERIES_OF_JOB, DELIVERY_COLUMNS,
-};
-use crate::sql;
+use crate::codec::{db_err, delivery_from_row, DELIVERY_COLUMNS};
+use crate::shared::outbox_db;
 
 /// Records the webhook a job owes, if it has a URL, inside the transaction
 /// that moved it to a terminal state. True when one was recorded.
@@ -39,8 +34,7 @@ pub(super) async fn enqueue(
     Ok(done.rows_affected() == 1)
 }
 
-#[async_trait]
-impl OutboxDb for SqliteDb {
+outbox_db! { SqliteDb;
     async fn claim_deliveries(
         &self,
         now: Millis,
@@ -62,61 +56,4 @@ impl OutboxDb for SqliteDb {
         rows.iter().map(delivery_from_row).collect()
     }
 
-    async fn finish_attempt(
-        &self,
-        delivery_id: &str,
-        attempt: &Attempt,
-        next: NextStep,
-    ) -> DbResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(sql::INSERT_ATTEMPT)
-            .bind(delivery_id)
-            .bind(attempt.attempted_at)
-            .bind(attempt.status_code.map(i64::from))
-            .bind(attempt.latency_ms)
-            .bind(attempt.error.as_deref().map(text))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("recording a webhook attempt"))?;
-        let (state, next_at, delivered_at) = next.columns(attempt);
-        sqlx::query(sql::FINISH_ATTEMPT)
-            .bind(state.as_str())
-            .bind(next_at)
-            .bind(delivered_at)
-            .bind(attempt.attempted_at + attempt.latency_ms)
-            .bind(delivery_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err("updating a webhook delivery"))?;
-        tx.commit()
-            .await
-            .map_err(db_err("committing a webhook attempt"))
-    }
-
-    async fn deliveries_for_job(
-        &self,
-        account: AccountId,
-        job: JobId,
-    ) -> DbResult<Vec<DeliveryRecord>> {
-        let rows = sqlx::query(DELIVERIES_OF_JOB)
-            .bind(account.to_string())
-            .bind(job.to_string())
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db_err("listing webhook deliveries"))?;
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut delivery = delivery_record_from_row(&row)?;
-            delivery.attempts = sqlx::query(ATTEMPTS_OF_DELIVERY)
-                .bind(&delivery.id)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(db_err("listing webhook attempts"))?
-                .iter()
-                .map(attempt_from_row)
-                .collect::<DbResult<_>>()?;
-            deliveries.push(delivery);
-        }
-        Ok(deliveries)
-    }
 }

@@ -134,7 +134,11 @@ impl OneJob {
                     if (change.state, change.progress) == shown || change.at < self.job.updated_at {
                         continue;
                     }
-                    if change.state == JobState::Processing && shown.0 == JobState::Processing {
+                    if let Some(job) = &change.job {
+                        self.job = Job::clone(job);
+                    } else if change.state == JobState::Processing
+                        && shown.0 == JobState::Processing
+                    {
                         // Progress: everything else the body shows is as read.
                         self.job.progress = change.progress;
                         self.job.updated_at = change.at;
@@ -208,9 +212,12 @@ pub async fn account_events(
         })?),
     };
     let principal = auth.principal;
-    let subscription = app
-        .engine
-        .subscribe(Interest::Account(principal.account_id));
+    // A session's subscriber is sent only that session's changes.
+    let interest = match &filter.session_id {
+        Some(session) => Interest::Session(principal.account_id, session.clone()),
+        None => Interest::Account(principal.account_id),
+    };
+    let subscription = app.engine.subscribe(interest);
     let mut follower = AllJobs {
         app,
         principal,
@@ -323,6 +330,9 @@ impl AllJobs {
     async fn changed(&mut self, change: &JobEvent) -> Option<Job> {
         if !self.wanted(change.correlation_id.as_deref(), change.state) {
             return None;
+        }
+        if let Some(job) = &change.job {
+            return Some(Job::clone(job));
         }
         if let Some(known) = self.known.get(&change.job_id) {
             if (known.state, known.progress) == (change.state, change.progress)

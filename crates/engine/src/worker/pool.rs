@@ -173,10 +173,10 @@ async fn claim_batch(
         Ok(outcome) => {
             for job in &outcome.gave_up {
                 tracing::warn!(job = %job.id, "job failed: its worker was lost too many times");
-                engine.bus().publish_local(JobEvent::of(job));
+                engine.bus().publish_local(engine.event_of(job));
             }
             for (job, _) in &outcome.claimed {
-                engine.bus().publish_local(JobEvent::of(job));
+                engine.bus().publish_local(engine.event_of(job));
             }
             (outcome.claimed, permits)
         }
