@@ -146,6 +146,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     for dialect in dialects() {
         doc.merge(dialect.openapi());
     }
+    utoipa::Modify::modify(&shared::events::KeySchemes, &mut doc);
     doc
 }
 

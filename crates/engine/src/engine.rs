@@ -147,7 +147,7 @@ impl Engine {
 
     /// The event announcing `job` as it now is: with the job itself when
     /// someone here follows jobs (they need not read it then).
-    pub fn event_of(&self, job: &Job) -> JobEvent {
+    pub(crate) fn event_of(&self, job: &Job) -> JobEvent {
         if self.inner.bus.publishes_locally() && self.inner.bus.has_subscribers() {
             JobEvent::with_job(Arc::new(job.clone()))
         } else {

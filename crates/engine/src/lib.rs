@@ -6,12 +6,14 @@
 //! [`Engine`]; renderers implement [`Renderer`]; backends implement
 //! [`Database`] and [`FileStore`].
 //!
-//! Modules depend one way: `ids` and `time`; then `account` and `job`;
-//! then `events`, `db` and `files`; then [`Engine`]; then `worker` and
-//! `webhook`, which run on an engine and hear from it through the bus.
+//! Modules depend one way: `ids` and `time`; then `account`, `job` and
+//! `webhook` (its types and rules); then `events`, `db` and `files`; then
+//! [`Engine`]; then `worker` and `dispatcher`, which run on an engine and
+//! hear from it through the bus.
 
 pub mod account;
 pub mod db;
+pub mod dispatcher;
 mod engine;
 mod error;
 pub mod events;

@@ -4,7 +4,7 @@ use anyhow::Context;
 use genq_catalog::Catalog;
 use genq_cog::{CogBackend, CogClient};
 use genq_dialects::DialectSettings;
-use genq_engine::webhook::{WebhookConfig, WebhookDispatcher};
+use genq_engine::dispatcher::{WebhookConfig, WebhookDispatcher};
 use genq_engine::worker::typed;
 use genq_engine::{Engine, JobHandler, WorkerConfig, WorkerPool};
 use genq_media::{ImageAudioVideo, SpeechSettings, TextToSpeech, TitleCardVideo, Tool};

@@ -478,6 +478,27 @@ impl From<EngineError> for EventsError {
 )]
 struct EventsApi;
 
+/// The two ways every route takes a key, added to the merged document
+/// (merging keeps the first document's security schemes only).
+pub struct KeySchemes;
+
+impl utoipa::Modify for KeySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     EventsApi::openapi()

@@ -89,28 +89,33 @@ impl JobShape for VideoShape {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "genq — Image+Audio Video API", description = "Generate videos from a single image and an audio file."),
-    paths(create_job, list_jobs, job_status, job_status_events, cancel_job, job_webhooks),
+    info(
+        title = "genq — Image+Audio Video API",
+        description = "Generate videos from a single image and an audio file."
+    ),
+    paths(
+        create_job,
+        list_jobs,
+        job_status,
+        job_status_events,
+        cancel_job,
+        job_webhooks
+    ),
     components(schemas(
-        JobCreated, JobItem, JobList, Pagination, JobStatus, Cancelled, ErrorBody, CreateJobForm,
-        WebhookDeliveries, WebhookDelivery, WebhookAttempt,
-    )),
-    modifiers(&ApiKeyAuth),
+        JobCreated,
+        JobItem,
+        JobList,
+        Pagination,
+        JobStatus,
+        Cancelled,
+        ErrorBody,
+        CreateJobForm,
+        WebhookDeliveries,
+        WebhookDelivery,
+        WebhookAttempt,
+    ))
 )]
 struct VideoApiDoc;
-
-struct ApiKeyAuth;
-
-impl utoipa::Modify for ApiKeyAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
-        );
-    }
-}
 
 /// One of the caller's jobs of this dialect; any other is not found.
 async fn own_job(

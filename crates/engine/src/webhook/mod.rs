@@ -1,12 +1,13 @@
 //! Webhooks: a durable outbox and its dispatcher.
 //!
-//! When a job with a `webhook_url` reaches a terminal state, the store records
-//! a delivery in the same transaction as the state change, so no crash can
-//! lose it. The dispatcher claims due deliveries under a short lease, POSTs the
-//! job's dialect-shaped body, signs it ([`sign`]), and records every attempt.
-//! Delivery is at-least-once; a repeat carries the same `webhook-id`.
+//! When a job with a `webhook_url` reaches a terminal state, the database
+//! records a delivery in the same transaction as the state change, so no
+//! crash can lose it. The dispatcher ([`crate::dispatcher`]) claims due
+//! deliveries under a short lease, POSTs the job's dialect-shaped body,
+//! signs it ([`sign`]), and records every attempt. Delivery is
+//! at-least-once; a repeat carries the same `webhook-id`. This module holds
+//! the types and rules; it depends on nothing but ids and jobs.
 
-mod dispatch;
 pub mod sign;
 
 use serde::{Deserialize, Serialize};
@@ -16,8 +17,6 @@ use crate::ids::AccountId;
 use crate::ids::JobId;
 use crate::job::{Job, JobState};
 use crate::time::Millis;
-
-pub use dispatch::{WebhookConfig, WebhookDispatcher};
 
 /// Renders a job as its dialect's webhook body. Each dialect registers one.
 pub trait WebhookPayload: Send + Sync + 'static {

@@ -1,4 +1,5 @@
-//! The dispatcher: claims due deliveries, sends them, records the outcome.
+//! The webhook dispatcher: claims due deliveries, sends them, records the
+//! outcome. It runs on an engine and hears of finished jobs through the bus.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use genq_outbound::{error_chain, OutboundError, OutboundPolicy};
 
-use super::{next_step, sign, Attempt, Delivery, NextStep, WebhookPayload};
 use crate::engine::Engine;
 use crate::events::Signal;
 use crate::time::now_ms;
+use crate::webhook::{next_step, sign, Attempt, Delivery, NextStep, WebhookPayload};
 
 #[derive(Clone, Debug)]
 pub struct WebhookConfig {
