@@ -146,7 +146,12 @@ async fn another_process_hears_of_every_committed_change() {
     let listener = db.engine().await;
     let mut events = listener.subscribe(Interest::Account(principal.account_id));
     let quiet = Duration::from_millis(300);
-    // Subscribing starts the listener; give it its connection.
+    // Subscribing starts the listener; once it listens, whoever subscribed
+    // before is told that changes may have been missed, and nothing else.
+    assert!(matches!(
+        next_notice(&mut events, Duration::from_secs(5)).await,
+        Some(Notice::Missed)
+    ));
     assert!(next_notice(&mut events, quiet).await.is_none());
 
     let job = engine.submit(&principal, new_job(Some(1))).await.unwrap();

@@ -131,6 +131,14 @@ impl Engine {
         self.inner.bus.on_event(hook)
     }
 
+    /// Starts hearing of other processes' changes now rather than at the
+    /// first subscriber (a server calls it at start, so that its first
+    /// subscriber does not wait for the database connection that carries
+    /// them).
+    pub fn follow_other_processes(&self) {
+        self.start_feed();
+    }
+
     /// Other processes' changes reach this one's bus from the first
     /// subscriber on: announced by the database, or found by a poll.
     fn start_feed(&self) {

@@ -34,6 +34,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     let catalog = catalog(&settings)?;
+    engine.follow_other_processes();
     let listen = &settings.server.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -67,7 +67,12 @@ impl Listener {
             .idle_timeout(None)
             .connect_lazy_with(options.application_name("genq-listener"));
         let first = match subscribe(&pool).await {
-            Ok(listener) => Some(listener),
+            Ok(listener) => {
+                // Whoever subscribed before this connection listened may
+                // have missed changes: they re-read what they follow.
+                bus.missed_all();
+                Some(listener)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "could not listen for job events; retrying");
                 None

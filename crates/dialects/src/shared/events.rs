@@ -63,6 +63,28 @@ fn event(shape: &dyn JobShape, job: &Job) -> Event {
         .expect("JSON values serialize")
 }
 
+/// The job as it was at `change`, from a read made after it: the job may
+/// have moved on meanwhile (claimed the moment it was queued, say), and each
+/// change is sent as it was, so that the client sees every state the job
+/// went through, in order.
+fn as_of(mut job: Job, change: &JobEvent) -> Job {
+    if job.updated_at <= change.at || job.id != change.job_id {
+        return job;
+    }
+    job.state = change.state;
+    job.progress = change.progress;
+    job.updated_at = change.at;
+    if !change.state.is_terminal() {
+        job.completed_at = None;
+        job.failure = None;
+        job.outputs.clear();
+    }
+    if change.state == JobState::Pending {
+        job.started_at = None;
+    }
+    job
+}
+
 /// The `Last-Event-ID` a reconnecting client sends: the time of the last
 /// change it saw.
 fn last_event_time(headers: &HeaderMap) -> Option<Millis> {
@@ -142,7 +164,9 @@ impl OneJob {
                         // Progress: everything else the body shows is as read.
                         self.job.progress = change.progress;
                         self.job.updated_at = change.at;
-                    } else if !self.reread().await {
+                    } else if self.reread().await {
+                        self.job = as_of(self.job.clone(), &change);
+                    } else {
                         return None;
                     }
                 }
@@ -228,10 +252,10 @@ pub async fn account_events(
         queued: Vec::new(),
         last_at: 0,
     };
-    follower
-        .catch_up(last_event_time(&headers))
-        .await
-        .map_err(EventsError::from)?;
+    let since = last_event_time(&headers);
+    // A loss before anything is sent is caught up from here.
+    follower.last_at = since.unwrap_or_else(genq_engine::time::now_ms);
+    follower.catch_up(since).await.map_err(EventsError::from)?;
     Ok(sse(stream::unfold(follower, AllJobs::next).boxed()))
 }
 
@@ -348,7 +372,7 @@ impl AllJobs {
             }
         }
         match self.app.engine.job(&self.principal, change.job_id).await {
-            Ok(job) => Some(job),
+            Ok(job) => Some(as_of(job, change)),
             Err(e) => {
                 tracing::warn!(job = %change.job_id, error = %e, "reading a changed job failed");
                 None
@@ -502,4 +526,75 @@ impl utoipa::Modify for KeySchemes {
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     EventsApi::openapi()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use genq_engine::{JobFailure, JobOutput, OutputKind, OutputRole};
+
+    fn finished() -> Job {
+        Job {
+            id: JobId::new(),
+            account_id: Default::default(),
+            api_key_id: Default::default(),
+            kind: "k".into(),
+            dialect: "v1".into(),
+            input: serde_json::json!({}),
+            input_files: vec![],
+            state: JobState::Completed,
+            progress: 100,
+            outputs: vec![JobOutput {
+                name: "video.mp4".into(),
+                role: OutputRole::Main,
+                kind: OutputKind::Video,
+                content_type: "video/mp4".into(),
+                size: 1,
+            }],
+            failure: Some(JobFailure::new("X", "x")),
+            retries: 0,
+            webhook_url: None,
+            model: None,
+            cost_micro_cents: 0,
+            media_token: "m".into(),
+            share_token: "s".into(),
+            correlation_id: None,
+            created_at: 1,
+            updated_at: 30,
+            started_at: Some(10),
+            completed_at: Some(30),
+        }
+    }
+
+    #[test]
+    fn a_change_is_shown_as_it_was_even_when_read_later() {
+        let job = finished();
+        let queued = JobEvent {
+            state: JobState::Pending,
+            progress: 0,
+            at: 1,
+            ..JobEvent::of(&job)
+        };
+        let then = as_of(job.clone(), &queued);
+        assert_eq!(
+            (then.state, then.progress, then.updated_at),
+            (JobState::Pending, 0, 1)
+        );
+        assert!(then.outputs.is_empty() && then.failure.is_none());
+        assert_eq!((then.started_at, then.completed_at), (None, None));
+        let running = JobEvent {
+            state: JobState::Processing,
+            progress: 40,
+            at: 20,
+            ..JobEvent::of(&job)
+        };
+        let then = as_of(job.clone(), &running);
+        assert_eq!(
+            (then.state, then.progress, then.started_at),
+            (JobState::Processing, 40, Some(10))
+        );
+        // A read no newer than the change is the change.
+        let done = JobEvent::of(&job);
+        assert_eq!(as_of(job.clone(), &done), job);
+    }
 }
