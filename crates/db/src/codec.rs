@@ -10,7 +10,7 @@ use std::str::FromStr;
 use genq_engine::account::{Account, Principal};
 use genq_engine::db::{DbError, DbResult, LedgerEntry};
 use genq_engine::webhook::{Attempt, Delivery, DeliveryRecord};
-use genq_engine::{AccountId, Job, JobEvent, JobFailure, ModelRef};
+use genq_engine::{AccountId, Job, JobEvent, JobFailure, ModelRef, Project};
 
 /// The columns [`job_from_row`] reads, in the order every `SELECT` of a job
 /// lists them.
@@ -264,5 +264,32 @@ pub(crate) fn attempt_from_row(row: &impl Columns) -> DbResult<Attempt> {
         status_code: row.opt_int("status_code")?.map(|c| c as u16),
         latency_ms: row.int("latency_ms")?,
         error: row.opt_text("error")?,
+    })
+}
+
+/// The columns [`project_from_row`] reads.
+const PROJECT_COLUMNS: &str =
+    "id, account_id, name, kind, starts_at, ends_at, template, created_at, updated_at";
+
+pub(crate) static PROJECT_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1 AND account_id = $2")
+});
+
+pub(crate) static PROJECTS_OF_ACCOUNT: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| {
+        format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE account_id = $1 ORDER BY id")
+    });
+
+pub(crate) fn project_from_row(row: &impl Columns) -> DbResult<Project> {
+    Ok(Project {
+        id: parse(&row.text("id")?, "project id")?,
+        account_id: parse(&row.text("account_id")?, "account id")?,
+        name: row.text("name")?,
+        kind: row.text("kind")?,
+        starts_at: row.opt_int("starts_at")?,
+        ends_at: row.opt_int("ends_at")?,
+        template: row.text("template")?,
+        created_at: row.int("created_at")?,
+        updated_at: row.int("updated_at")?,
     })
 }

@@ -49,7 +49,8 @@ pub(crate) static JOB_BY_SHARE_TOKEN: LazyLock<String> =
 
 /// A page of an account's jobs (`$1`), newest first. An absent filter binds
 /// NULL and drops out: `$2` before this id, `$3` state, `$4` model,
-/// `$5` dialect, `$6` correlation id, `$7` changed since; `$8` the limit.
+/// `$5` dialect, `$6` correlation id, `$7` in flight or finished since; `$8`
+/// the limit.
 pub(crate) static JOB_PAGE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE account_id = $1 \
@@ -58,7 +59,8 @@ pub(crate) static JOB_PAGE: LazyLock<String> = LazyLock::new(|| {
          AND (CAST($4 AS TEXT) IS NULL OR model = $4) \
          AND (CAST($5 AS TEXT) IS NULL OR dialect = $5) \
          AND (CAST($6 AS TEXT) IS NULL OR correlation_id = $6) \
-         AND (CAST($7 AS BIGINT) IS NULL OR updated_at >= $7) \
+         AND (CAST($7 AS BIGINT) IS NULL OR state IN ('PENDING', 'PROCESSING') \
+              OR completed_at >= $7) \
          ORDER BY id DESC LIMIT $8"
     )
 });
@@ -102,3 +104,13 @@ pub(crate) const INSERT_ATTEMPT: &str = "INSERT INTO webhook_attempts \
 pub(crate) const FINISH_ATTEMPT: &str = "UPDATE webhook_deliveries SET \
     attempts = attempts + 1, state = $1, next_attempt_at = $2, delivered_at = $3, \
     lease_until = NULL, updated_at = $4 WHERE id = $5 AND state = 'PENDING'";
+
+pub(crate) const INSERT_PROJECT: &str = "INSERT INTO projects \
+    (id, account_id, name, kind, starts_at, ends_at, template, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+pub(crate) const UPDATE_PROJECT: &str = "UPDATE projects SET name = $1, kind = $2, \
+    starts_at = $3, ends_at = $4, template = $5, updated_at = $6 \
+    WHERE id = $7 AND account_id = $8";
+
+pub(crate) const DELETE_PROJECT: &str = "DELETE FROM projects WHERE id = $1 AND account_id = $2";

@@ -13,21 +13,23 @@
 //! - `cancel_requested` is a boolean on both (0/1 in SQLite).
 //!
 //! Also what the dialects filter by: dialect, correlation id, change time;
-//! and that one key's limit counts its own dialect's jobs only.
+//! and that one key's limit counts its own dialect's jobs only; projects,
+//! each seen by its own account only.
 
 #[macro_use]
 mod common;
 
 use common::*;
-use genq_engine::db::ClaimRequest;
+use genq_engine::db::{CancelMode, ClaimRequest};
 use genq_engine::time::now_ms;
-use genq_engine::{EngineError, JobQuery, LimitKind, NewJob};
+use genq_engine::{EngineError, JobQuery, LimitKind, NewJob, NewProject};
 
 backend_tests!(
     expired_leases_are_reclaimed_earliest_expired_first,
     accounts_take_turns_again_after_the_queue_drains,
-    lists_filter_by_dialect_correlation_id_and_change_time,
+    lists_filter_by_dialect_correlation_id_and_recency,
     a_keys_limit_counts_only_the_jobs_of_its_dialect,
+    projects_are_kept_per_account,
 );
 
 async fn expired_leases_are_reclaimed_earliest_expired_first(backend: Backend) {
@@ -101,7 +103,7 @@ async fn accounts_take_turns_again_after_the_queue_drains(backend: Backend) {
     assert_eq!(order, [a1, b1, a2, a3]);
 }
 
-async fn lists_filter_by_dialect_correlation_id_and_change_time(backend: Backend) {
+async fn lists_filter_by_dialect_correlation_id_and_recency(backend: Backend) {
     let h = harness(backend).await;
     let job = |dialect: &str, session: Option<&str>| NewJob {
         dialect: dialect.into(),
@@ -118,7 +120,6 @@ async fn lists_filter_by_dialect_correlation_id_and_change_time(backend: Backend
         .submit(&h.principal, job("v1", Some("s1")))
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let later = h
         .engine
         .submit(&h.principal, job("v1", Some("s2")))
@@ -148,13 +149,28 @@ async fn lists_filter_by_dialect_correlation_id_and_change_time(backend: Backend
         .await,
         [gateway.id, video.id]
     );
+    // Recent: in flight, or finished since a time.
+    let cancel = |id| {
+        let (engine, principal) = (h.engine.clone(), h.principal.clone());
+        async move {
+            engine
+                .cancel(&principal, id, None, CancelMode::PendingOnly)
+                .await
+                .unwrap()
+        }
+    };
+    cancel(video.id).await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let since = now_ms();
+    let gateway_finished = cancel(gateway.id).await;
+    assert!(gateway_finished.completed_at >= Some(since));
     assert_eq!(
         list(JobQuery {
-            updated_since: Some(later.updated_at),
+            in_flight_or_finished_since: Some(since),
             ..Default::default()
         })
         .await,
-        [later.id]
+        [later.id, gateway.id]
     );
     let read = h.engine.job(&h.principal, video.id).await.unwrap();
     assert_eq!(read.correlation_id.as_deref(), Some("s1"));
@@ -179,4 +195,73 @@ async fn a_keys_limit_counts_only_the_jobs_of_its_dialect(backend: Backend) {
         .submit(&h.principal, one_per_key("v1"))
         .await
         .unwrap();
+}
+
+async fn projects_are_kept_per_account(backend: Backend) {
+    let h = harness(backend).await;
+    let mine = h.principal.account_id;
+    let theirs = principal_named(&h.engine, "other").await.account_id;
+    // Key order and every character survive as written.
+    let template = "{\"type\":\"image\",\"zeta\":1,\"alpha\":\"é ✓\"}";
+    let new = |name: &str| NewProject {
+        name: name.into(),
+        kind: "image".into(),
+        starts_at: Some(1_000),
+        ends_at: None,
+        template: template.into(),
+    };
+    let first = h.engine.create_project(mine, new("first")).await.unwrap();
+    let second = h.engine.create_project(mine, new("second")).await.unwrap();
+    h.engine
+        .create_project(theirs, new("theirs"))
+        .await
+        .unwrap();
+
+    let read = h.engine.project(mine, first.id).await.unwrap();
+    assert_eq!(read, first);
+    assert_eq!(read.template, template);
+    let names: Vec<String> = h
+        .engine
+        .projects(mine)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["first", "second"],
+        "oldest first, only the account's"
+    );
+    assert!(matches!(
+        h.engine.project(theirs, first.id).await,
+        Err(EngineError::ProjectNotFound)
+    ));
+
+    let mut edit = new("renamed");
+    edit.ends_at = Some(2_000);
+    let updated = h
+        .engine
+        .update_project(mine, second.id, edit.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (updated.created_at, updated.ends_at),
+        (second.created_at, Some(2_000))
+    );
+    assert_eq!(h.engine.project(mine, second.id).await.unwrap(), updated);
+    assert!(matches!(
+        h.engine.update_project(theirs, second.id, edit).await,
+        Err(EngineError::ProjectNotFound)
+    ));
+    assert!(matches!(
+        h.engine.delete_project(theirs, second.id).await,
+        Err(EngineError::ProjectNotFound)
+    ));
+    h.engine.delete_project(mine, second.id).await.unwrap();
+    assert!(matches!(
+        h.engine.project(mine, second.id).await,
+        Err(EngineError::ProjectNotFound)
+    ));
+    assert_eq!(h.engine.projects(mine).await.unwrap().len(), 1);
 }

@@ -37,12 +37,16 @@ async fn a_process_hears_its_own_changes_at_once(backend: Backend) {
     let h = harness(backend).await;
     let mut account = h
         .engine
-        .subscribe(Interest::Account(h.principal.account_id));
+        .subscribe(Interest::Account(h.principal.account_id))
+        .await;
     // Let a PostgreSQL listener connect before the first change.
     tokio::time::sleep(Duration::from_millis(200)).await;
     let started = Instant::now();
     let job = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
-    let mut one = h.engine.subscribe(Interest::Job(job.id));
+    let mut one = h
+        .engine
+        .subscribe(Interest::Job(h.principal.account_id, job.id))
+        .await;
     let created = next_change(&mut account, Duration::from_secs(1)).await;
     assert_eq!((created.job_id, created.state), (job.id, JobState::Pending));
     assert!(started.elapsed() < Duration::from_secs(1));
@@ -69,7 +73,9 @@ async fn another_process_hears_of_changes_within_seconds(backend: Backend) {
     let h = harness(backend).await;
     // Another process on the same database (on SQLite: the same file).
     let other = h.db.engine().await;
-    let mut events = other.subscribe(Interest::Account(h.principal.account_id));
+    let mut events = other
+        .subscribe(Interest::Account(h.principal.account_id))
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let job = h.engine.submit(&h.principal, new_job(None)).await.unwrap();

@@ -10,7 +10,7 @@ use futures::future::join_all;
 use genq_engine::db::CancelMode;
 use genq_engine::events::Subscription;
 use genq_engine::time::now_ms;
-use genq_engine::{Engine, JobFailure, JobId};
+use genq_engine::{Engine, JobFailure, JobId, NewJob};
 use genq_engine::{Interest, JobEvent, JobState, Notice};
 use sqlx::Connection as _;
 use std::collections::HashSet;
@@ -144,7 +144,9 @@ async fn another_process_hears_of_every_committed_change() {
     let principal = principal_named(&engine, "announcer").await;
     // Another process: its own engine over the same database.
     let listener = db.engine().await;
-    let mut events = listener.subscribe(Interest::Account(principal.account_id));
+    let mut events = listener
+        .subscribe(Interest::Account(principal.account_id))
+        .await;
     let quiet = Duration::from_millis(300);
     // Subscribing starts the listener; once it listens, whoever subscribed
     // before is told that changes may have been missed, and nothing else.
@@ -213,6 +215,111 @@ async fn another_process_hears_of_every_committed_change() {
         }
     };
     assert_eq!(cancelled.job_id, job.id);
+}
+
+type Heard = tokio::sync::mpsc::UnboundedReceiver<(JobState, u8, bool)>;
+
+/// What a hook heard next (state, progress, cancel asked for), within 5 s.
+async fn next_heard(heard: &mut Heard) -> Option<(JobState, u8, bool)> {
+    tokio::time::timeout(Duration::from_secs(5), heard.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Whether a hook heard nothing for 300 ms.
+async fn heard_nothing(heard: &mut Heard) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), heard.recv())
+        .await
+        .is_err()
+}
+
+#[tokio::test]
+async fn only_what_someone_acts_on_or_follows_is_announced() {
+    let Some(db) = database().await else { return };
+    let engine = db.engine().await;
+    let principal = principal_named(&engine, "unfollowed").await;
+    // Another process, with a hook (as its idle workers and dispatcher have)
+    // and, later, a subscriber.
+    let other = db.engine().await;
+    let (heard_tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let _hook = other.on_event(move |signal| {
+        if let genq_engine::events::Signal::Changed(event) = signal {
+            let _ = heard_tx.send((event.state, event.progress, event.cancel_requested));
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Queued (workers wake): announced. Claimed, progress: nobody follows.
+    let job = engine.submit(&principal, new_job(None)).await.unwrap();
+    assert_eq!(
+        next_heard(&mut heard).await,
+        Some((JobState::Pending, 0, false))
+    );
+    let kinds = kinds();
+    let now = now_ms();
+    let (_, lease) = claim_one(db_of(&engine), &kinds, now, 3).await.unwrap();
+    assert!(db_of(&engine)
+        .record_progress(&lease, 30, now + 1)
+        .await
+        .unwrap());
+    assert!(
+        heard_nothing(&mut heard).await,
+        "a claim and progress nobody follows"
+    );
+    // A cancel asked for (the worker stops): announced.
+    engine
+        .cancel(&principal, job.id, None, CancelMode::EvenIfRunning)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_heard(&mut heard).await,
+        Some((JobState::Processing, 30, true))
+    );
+
+    // A job with a webhook reaching its end (a dispatcher delivers): announced.
+    let hooked = engine
+        .submit(
+            &principal,
+            NewJob {
+                webhook_url: Some("https://example.com/hook".into()),
+                ..new_job(None)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        next_heard(&mut heard).await,
+        Some((JobState::Pending, 0, false))
+    );
+    engine
+        .cancel(&principal, hooked.id, None, CancelMode::PendingOnly)
+        .await
+        .unwrap();
+    assert_eq!(
+        next_heard(&mut heard).await,
+        Some((JobState::Cancelled, 0, false))
+    );
+
+    // Followed from the other process: every change, that one's hook included.
+    let mut events = other
+        .subscribe(Interest::Job(principal.account_id, job.id))
+        .await;
+    assert!(db_of(&engine)
+        .record_progress(&lease, 60, now + 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        next_heard(&mut heard).await,
+        Some((JobState::Processing, 60, true))
+    );
+    let change = loop {
+        match next_notice(&mut events, Duration::from_secs(5)).await {
+            Some(Notice::Missed) => continue,
+            Some(Notice::Changed(change)) => break change,
+            None => panic!("the followed job's progress was not heard"),
+        }
+    };
+    assert_eq!((change.job_id, change.progress), (job.id, 60));
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 
 pub mod dialect;
 pub mod gateway;
+pub mod provider;
 pub mod shared;
 pub mod video_api;
 
@@ -26,7 +27,11 @@ use shared::rate_limit::{rate_limit, RateLimitConfig, RateLimits, RouteKind};
 
 /// Every dialect genq speaks. Adding one is its folder and a line here.
 fn dialects() -> Vec<Box<dyn Registered>> {
-    vec![mount::<video_api::VideoApi>(), mount::<gateway::Gateway>()]
+    vec![
+        mount::<video_api::VideoApi>(),
+        mount::<gateway::Gateway>(),
+        mount::<provider::Provider>(),
+    ]
 }
 
 /// What the dialects take from the server's settings.
@@ -42,6 +47,8 @@ pub struct DialectSettings {
     pub max_concurrent_jobs: u32,
     /// Workers serving the queue, for completion estimates.
     pub worker_slots: usize,
+    /// The Provider dialect's own settings.
+    pub provider: provider::ProviderSettings,
 }
 
 /// What every handler can reach.

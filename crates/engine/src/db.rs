@@ -1,4 +1,5 @@
-//! The database: accounts, keys, jobs, the ledger and the webhook outbox.
+//! The database: accounts, keys, jobs, the ledger, the webhook outbox and
+//! projects.
 //! The jobs table is the queue.
 //!
 //! [`Database`] is the sum of one trait per concern; each backend (the
@@ -10,8 +11,9 @@ use async_trait::async_trait;
 
 use crate::account::{Account, ApiKeyRecord, NewAccount, Principal};
 use crate::events::{EventBus, JobEvent};
-use crate::ids::{AccountId, JobId, KeyId};
+use crate::ids::{AccountId, JobId, KeyId, ProjectId};
 use crate::job::{Job, JobFailure, JobOutput, JobQuery, JobState, Lease, LimitKind, SubmitLimits};
+use crate::project::Project;
 use crate::time::Millis;
 use crate::webhook::{Attempt, Delivery, DeliveryRecord, NextStep};
 
@@ -130,9 +132,9 @@ pub struct ClaimRequest<'a> {
 }
 
 /// Every concern of the database, as one object.
-pub trait Database: AccountDb + JobDb + QueueDb + OutboxDb + EventFeed {}
+pub trait Database: AccountDb + JobDb + QueueDb + OutboxDb + EventFeed + ProjectDb {}
 
-impl<T: AccountDb + JobDb + QueueDb + OutboxDb + EventFeed> Database for T {}
+impl<T: AccountDb + JobDb + QueueDb + OutboxDb + EventFeed + ProjectDb> Database for T {}
 
 /// Accounts, API keys, credits and the ledger.
 #[async_trait]
@@ -245,18 +247,42 @@ pub trait OutboxDb: Send + Sync + 'static {
     ) -> DbResult<Vec<DeliveryRecord>>;
 }
 
+/// Projects, each seen only by its own account.
+#[async_trait]
+pub trait ProjectDb: Send + Sync + 'static {
+    async fn insert_project(&self, project: &Project) -> DbResult<()>;
+    async fn get_project(&self, account: AccountId, id: ProjectId) -> DbResult<Option<Project>>;
+    /// The account's projects, oldest first.
+    async fn list_projects(&self, account: AccountId) -> DbResult<Vec<Project>>;
+    /// Replaces the project's name, kind, dates and template (its account's
+    /// only); false when there is no such project.
+    async fn update_project(&self, project: &Project) -> DbResult<bool>;
+    /// False when there is no such project of the account.
+    async fn delete_project(&self, account: AccountId, id: ProjectId) -> DbResult<bool>;
+}
+
 /// How committed changes of jobs become [`JobEvent`]s.
 #[async_trait]
 pub trait EventFeed: Send + Sync + 'static {
-    /// True when the database announces every committed change of a job to
-    /// every process (inside the transaction that makes it), so a process
-    /// must not publish its own changes as well.
+    /// True when the database announces committed changes of jobs to every
+    /// process itself (inside the transaction that makes them), so a process
+    /// must not publish its own changes as well. Such a database announces
+    /// what the engine's hooks act on — a job queued, a cancel asked for, a
+    /// job with a webhook finished — and every change of the jobs of the
+    /// accounts some process follows ([`Self::follow_account`]).
     fn announces_changes(&self) -> bool;
     /// Starts delivering the database's announcements to `bus`, and tells
     /// it ([`EventBus::missed_all`]) when some may have been lost. Called
-    /// once, when the process first needs events; only for databases that
-    /// announce changes.
+    /// when the process first needs events (again later is a no-op); only
+    /// for databases that announce changes.
     async fn follow_changes(&self, bus: EventBus);
+    /// For databases that announce changes: makes sure every change of
+    /// `account`'s jobs reaches `bus` for as long as the bus follows the
+    /// account ([`EventBus::followed_accounts`]). Once it returns, a change
+    /// committed afterwards is announced and one committed before can be
+    /// read. It does not fail: should the database be out of reach, the
+    /// bus is told of the loss once it is back.
+    async fn follow_account(&self, bus: &EventBus, account: AccountId);
     /// For databases that do not announce: the jobs among `jobs`, or of
     /// `accounts`, changed at or after `since`, as events of their present
     /// state. This is how one process learns of another's changes.

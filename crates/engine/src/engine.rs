@@ -12,8 +12,9 @@ use crate::db::{CancelMode, CancelOutcome, CancelRequest, Database, InsertOutcom
 use crate::error::EngineError;
 use crate::events::{EventBus, HookGuard, Interest, JobEvent, Notice, Signal, Subscription};
 use crate::files::FileStore;
-use crate::ids::{AccountId, JobId, KeyId};
+use crate::ids::{AccountId, JobId, KeyId, ProjectId};
 use crate::job::{input_key, Job, JobQuery, JobState, ModelRef, SubmitLimits};
+use crate::project::{NewProject, Project};
 use crate::time::{now_ms, Millis};
 
 /// An uploaded input file, already streamed to local disk under
@@ -118,10 +119,17 @@ impl Engine {
     }
 
     /// Follows the changes of one job or of one account's jobs, in every
-    /// process.
-    pub fn subscribe(&self, interest: Interest) -> Subscription {
+    /// process. Once it returns, every change committed afterwards is
+    /// delivered, and one committed before can be read: subscribe, then read
+    /// the state, and no change falls in between.
+    pub async fn subscribe(&self, interest: Interest) -> Subscription {
         self.start_feed();
-        self.inner.bus.subscribe(interest)
+        let account = interest.account();
+        let subscription = self.inner.bus.subscribe(interest);
+        if self.inner.db.announces_changes() {
+            self.inner.db.follow_account(&self.inner.bus, account).await;
+        }
+        subscription
     }
 
     /// Calls `hook` for every change of any job in every process (see
@@ -206,6 +214,59 @@ impl Engine {
         Ok(self.inner.db.active_jobs(id).await?)
     }
 
+    pub async fn create_project(
+        &self,
+        account: AccountId,
+        new: NewProject,
+    ) -> Result<Project, EngineError> {
+        let now = now_ms();
+        let project = new.into_project(ProjectId::new(), account, now, now);
+        self.inner.db.insert_project(&project).await?;
+        Ok(project)
+    }
+
+    /// One of the account's projects; another account's is not found.
+    pub async fn project(&self, account: AccountId, id: ProjectId) -> Result<Project, EngineError> {
+        self.inner
+            .db
+            .get_project(account, id)
+            .await?
+            .ok_or(EngineError::ProjectNotFound)
+    }
+
+    /// The account's projects, oldest first.
+    pub async fn projects(&self, account: AccountId) -> Result<Vec<Project>, EngineError> {
+        Ok(self.inner.db.list_projects(account).await?)
+    }
+
+    /// Replaces a project's template and what is read from it. Jobs already
+    /// accepted keep the template they were submitted with.
+    pub async fn update_project(
+        &self,
+        account: AccountId,
+        id: ProjectId,
+        new: NewProject,
+    ) -> Result<Project, EngineError> {
+        let before = self.project(account, id).await?;
+        let project = new.into_project(id, account, before.created_at, now_ms());
+        if !self.inner.db.update_project(&project).await? {
+            return Err(EngineError::ProjectNotFound);
+        }
+        Ok(project)
+    }
+
+    pub async fn delete_project(
+        &self,
+        account: AccountId,
+        id: ProjectId,
+    ) -> Result<(), EngineError> {
+        if self.inner.db.delete_project(account, id).await? {
+            Ok(())
+        } else {
+            Err(EngineError::ProjectNotFound)
+        }
+    }
+
     pub async fn create_key(
         &self,
         account_id: AccountId,
@@ -270,6 +331,10 @@ impl Engine {
     /// Stores the job's input files, records the job and enqueues it. Once
     /// this returns Ok, the job survives a crash of this process.
     pub async fn submit(&self, principal: &Principal, new: NewJob) -> Result<Job, EngineError> {
+        debug_assert!(new
+            .correlation_id
+            .as_ref()
+            .is_none_or(|c| c.len() <= crate::job::MAX_CORRELATION_ID_BYTES));
         let id = JobId::new();
         let now = now_ms();
         let mut input_files = Vec::with_capacity(new.files.len());
@@ -410,7 +475,9 @@ impl Engine {
         timeout: Duration,
         done: impl Fn(&Job) -> bool,
     ) -> Result<Job, EngineError> {
-        let mut events = self.subscribe(Interest::Job(id));
+        let mut events = self
+            .subscribe(Interest::Job(principal.account_id, id))
+            .await;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let job = self.job(principal, id).await?;

@@ -10,6 +10,9 @@ pub enum EngineError {
     NotFound,
     #[error("account not found")]
     AccountNotFound,
+    /// The project does not exist or belongs to another account.
+    #[error("project not found")]
+    ProjectNotFound,
     /// One of the submission's [`crate::SubmitLimits`] would be exceeded.
     #[error("the active job limit ({0:?}) was reached")]
     LimitReached(LimitKind),
@@ -29,6 +32,7 @@ impl EngineError {
         match self {
             EngineError::NotFound => "JOB_NOT_FOUND",
             EngineError::AccountNotFound => "ACCOUNT_NOT_FOUND",
+            EngineError::ProjectNotFound => "PROJECT_NOT_FOUND",
             EngineError::LimitReached(_) => "LIMIT_REACHED",
             EngineError::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
             EngineError::NotCancellable(_) => "NOT_CANCELLABLE",

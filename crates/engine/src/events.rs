@@ -92,10 +92,22 @@ impl JobEvent {
 /// What a subscriber follows.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Interest {
-    Job(JobId),
+    /// One job (of this account).
+    Job(AccountId, JobId),
     Account(AccountId),
     /// An account's jobs with one correlation id (a studio session).
     Session(AccountId, String),
+}
+
+impl Interest {
+    /// The account whose jobs this follows (all or some).
+    pub fn account(&self) -> AccountId {
+        match self {
+            Interest::Job(account, _)
+            | Interest::Account(account)
+            | Interest::Session(account, _) => *account,
+        }
+    }
 }
 
 /// What a subscription yields.
@@ -134,6 +146,9 @@ impl Slot {
 #[derive(Default)]
 struct Subscribers {
     by_job: HashMap<JobId, Vec<Slot>>,
+    /// How many job subscriptions each account has (for
+    /// [`EventBus::followed_accounts`]).
+    jobs_of_account: HashMap<AccountId, usize>,
     by_account: HashMap<AccountId, Vec<Slot>>,
     /// By account, then correlation id: a publish looks up by `&str`.
     by_session: HashMap<AccountId, HashMap<String, Vec<Slot>>>,
@@ -151,7 +166,10 @@ fn drop_slot<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<Slot>>, key: &K, 
 impl Subscribers {
     fn add(&mut self, interest: &Interest, slot: Slot) {
         match interest {
-            Interest::Job(job) => self.by_job.entry(*job).or_default().push(slot),
+            Interest::Job(account, job) => {
+                self.by_job.entry(*job).or_default().push(slot);
+                *self.jobs_of_account.entry(*account).or_default() += 1;
+            }
             Interest::Account(account) => self.by_account.entry(*account).or_default().push(slot),
             Interest::Session(account, session) => self
                 .by_session
@@ -165,7 +183,15 @@ impl Subscribers {
 
     fn remove(&mut self, interest: &Interest, id: u64) {
         match interest {
-            Interest::Job(job) => drop_slot(&mut self.by_job, job, id),
+            Interest::Job(account, job) => {
+                drop_slot(&mut self.by_job, job, id);
+                if let Some(count) = self.jobs_of_account.get_mut(account) {
+                    *count -= 1;
+                    if *count == 0 {
+                        self.jobs_of_account.remove(account);
+                    }
+                }
+            }
             Interest::Account(account) => drop_slot(&mut self.by_account, account, id),
             Interest::Session(account, session) => {
                 if let Some(sessions) = self.by_session.get_mut(account) {
@@ -344,6 +370,21 @@ impl EventBus {
         (subscribers.by_job.keys().copied().collect(), accounts)
     }
 
+    /// Every account whose jobs someone here follows, wholly or in part.
+    pub fn followed_accounts(&self) -> Vec<AccountId> {
+        let subscribers = self.inner.subscribers.read().expect("not poisoned");
+        let mut accounts: Vec<AccountId> = subscribers
+            .by_account
+            .keys()
+            .chain(subscribers.by_session.keys())
+            .chain(subscribers.jobs_of_account.keys())
+            .copied()
+            .collect();
+        accounts.sort_unstable();
+        accounts.dedup();
+        accounts
+    }
+
     /// Whether anyone follows anything.
     pub fn has_subscribers(&self) -> bool {
         !self
@@ -476,7 +517,7 @@ mod tests {
         let bus = EventBus::new(true);
         let (a, b) = (JobId::new(), JobId::new());
         let account = AccountId::new();
-        let mut on_a = bus.subscribe(Interest::Job(a));
+        let mut on_a = bus.subscribe(Interest::Job(account, a));
         let mut on_account = bus.subscribe(Interest::Account(account));
         bus.publish(event(b, AccountId::new(), 1));
         bus.publish(event(a, account, 2));
@@ -486,8 +527,14 @@ mod tests {
         assert_eq!(progress_of(&mut on_account).await, Some(3));
         assert!(bus.delivered_since(a, 2));
         assert!(!bus.delivered_since(a, 3));
-        drop(on_a);
+        let elsewhere = AccountId::new();
+        let on_b = bus.subscribe(Interest::Job(elsewhere, b));
+        let mut both = vec![account, elsewhere];
+        both.sort_unstable();
+        assert_eq!(bus.followed_accounts(), both);
+        drop((on_a, on_b));
         assert_eq!(bus.followed(), (vec![], vec![account]));
+        assert_eq!(bus.followed_accounts(), vec![account]);
     }
 
     #[tokio::test]
@@ -516,7 +563,7 @@ mod tests {
     async fn a_subscriber_that_does_not_read_misses_events_and_is_told() {
         let bus = EventBus::new(true);
         let (job, account) = (JobId::new(), AccountId::new());
-        let mut slow = bus.subscribe(Interest::Job(job));
+        let mut slow = bus.subscribe(Interest::Job(account, job));
         for i in 0..(BUFFER + 10) {
             bus.publish(event(job, account, (i % 200) as u8));
         }

@@ -58,6 +58,10 @@ uuid_id!(
     /// A job. Time-ordered, so ids sort by creation.
     JobId
 );
+uuid_id!(
+    /// A project: a template an account renders jobs from.
+    ProjectId
+);
 
 #[cfg(test)]
 mod tests {

@@ -214,8 +214,9 @@ pub struct JobQuery {
     pub dialect: Option<String>,
     /// Only jobs with this correlation id.
     pub correlation_id: Option<String>,
-    /// Only jobs changed at or after this time.
-    pub updated_since: Option<Millis>,
+    /// Only jobs pending or processing, or finished at or after this time
+    /// (what changed since then, and more).
+    pub in_flight_or_finished_since: Option<Millis>,
     pub limit: u32,
 }
 

@@ -7,7 +7,7 @@
 //! [`Database`] and [`FileStore`].
 //!
 //! Modules depend one way: `ids` and `time`; then `account`, `job` and
-//! `webhook` (its types and rules); then `events`, `db` and `files`; then
+//! `webhook` (its types and rules), `project`; then `events`, `db` and `files`; then
 //! [`Engine`]; then `worker` and `dispatcher`, which run on an engine and
 //! hear from it through the bus.
 
@@ -20,6 +20,7 @@ pub mod events;
 pub mod files;
 pub mod ids;
 pub mod job;
+pub mod project;
 pub mod time;
 pub mod webhook;
 pub mod worker;
@@ -30,9 +31,10 @@ pub use engine::{Engine, NewJob, StagedInput};
 pub use error::EngineError;
 pub use events::{Interest, JobEvent, Notice};
 pub use files::{ByteStream, FileStore, LocalFiles};
-pub use ids::{AccountId, JobId, KeyId};
+pub use ids::{AccountId, JobId, KeyId, ProjectId};
 pub use job::{
     Job, JobFailure, JobOutput, JobQuery, JobState, LimitKind, ModelRef, OutputKind, OutputRole,
     SubmitLimits,
 };
+pub use project::{NewProject, Project};
 pub use worker::{JobContext, JobHandler, ProducedOutput, Renderer, WorkerConfig, WorkerPool};

@@ -72,7 +72,7 @@ fn print(value: serde_json::Value) {
     println!("{value}");
 }
 
-fn account_id(raw: &str) -> anyhow::Result<AccountId> {
+pub(crate) fn account_id(raw: &str) -> anyhow::Result<AccountId> {
     raw.parse()
         .with_context(|| format!("{raw:?} is not an account id"))
 }

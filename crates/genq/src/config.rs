@@ -167,6 +167,12 @@ pub struct RenderSettings {
     /// Time limit of one Cog prediction, output downloads included, in seconds
     #[arg(long, env = "GENQ_COG_TIMEOUT_SECONDS", default_value_t = 600)]
     pub cog_timeout_seconds: u64,
+    /// A directory of brand fonts templates may name, besides the system's
+    #[arg(long, env = "GENQ_FONTS_DIR")]
+    pub fonts_dir: Option<PathBuf>,
+    /// What one Provider credit is worth, in micro-cents
+    #[arg(long, env = "GENQ_CREDIT_MICRO_CENTS", default_value_t = 10_000)]
+    pub credit_micro_cents: i64,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]

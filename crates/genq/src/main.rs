@@ -1,9 +1,10 @@
 //! The `genq` command: `serve` runs everything; `accounts` and `keys` manage
-//! who may call it.
+//! who may call it; `projects` keeps the Provider dialect's templates.
 
 mod admin;
 mod config;
 mod open;
+mod projects;
 mod render;
 mod serve;
 mod worker;
@@ -38,6 +39,9 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(admin::KeysCommand),
+    /// Manage Provider projects (templates).
+    #[command(subcommand)]
+    Projects(projects::ProjectsCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +72,7 @@ fn main() -> std::process::ExitCode {
             Command::Render(args) => render::run(args).await,
             Command::Accounts(cmd) => admin::accounts(cmd, leaf).await,
             Command::Keys(cmd) => admin::keys(cmd, leaf).await,
+            Command::Projects(cmd) => projects::projects(cmd, leaf).await,
         }
     });
     match result {

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use genq_catalog::Catalog;
 use genq_cog::{CogBackend, CogClient};
+use genq_dialects::provider::ProviderSettings;
 use genq_dialects::DialectSettings;
 use genq_engine::dispatcher::{WebhookConfig, WebhookDispatcher};
 use genq_engine::worker::typed;
@@ -10,6 +11,7 @@ use genq_engine::{Engine, JobHandler, WorkerConfig, WorkerPool};
 use genq_media::{ImageAudioVideo, SpeechSettings, TextToSpeech, TitleCardVideo, Tool};
 use genq_outbound::fetch::Fetcher;
 use genq_outbound::OutboundPolicy;
+use genq_template::Fonts;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Settings;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        settings.render.credit_micro_cents > 0,
+        "--credit-micro-cents must be at least 1"
+    );
     let engine = crate::open::engine(&settings).await?;
     if engine.account_count().await? == 0 {
         tracing::info!(
@@ -77,6 +83,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         catalog,
         max_concurrent_jobs: settings.limits.max_concurrent_jobs,
         worker_slots: workers.max(1),
+        provider: ProviderSettings {
+            credit_micro_cents: settings.render.credit_micro_cents,
+            fonts: Arc::new(Fonts::load(
+                &settings
+                    .render
+                    .fonts_dir
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )),
+        },
     };
     let app = genq_dialects::router(engine, &dialects, settings.limits.rate_limits());
     tracing::info!(public_url = %public_url, "listening on http://{addr}");

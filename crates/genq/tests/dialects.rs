@@ -120,6 +120,43 @@ async fn every_route_of_every_dialect_checks_its_scope() {
     gateway_forbidden(&w.gateway_job(&read_only).await, "POST /v1/jobs/submit");
     let path = format!("/v1/jobs/{gateway}/cancel");
     gateway_forbidden(&w.call(&read_only, Method::POST, &path, None).await, &path);
+    let template = json!({"type": "image", "canvas": {"width": 100, "height": 100}});
+    let (code, body) = w
+        .call(
+            &read_only,
+            Method::POST,
+            "/api/provider/projects",
+            Some(template.clone()),
+        )
+        .await;
+    assert_eq!((code, &body["statusCode"]), (403, &json!(403)), "{body}");
+    let (code, body) = w
+        .call(
+            &submit_only,
+            Method::GET,
+            "/api/provider/projects/active",
+            None,
+        )
+        .await;
+    assert_eq!((code, &body["statusCode"]), (403, &json!(403)), "{body}");
+    let (code, body) = w
+        .call(
+            &submit_only,
+            Method::POST,
+            "/api/provider/projects",
+            Some(template),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let (code, _) = w
+        .call(
+            &read_only,
+            Method::GET,
+            "/api/provider/projects/active",
+            None,
+        )
+        .await;
+    assert_eq!(code, 200);
 
     // A submit-only key reads nothing.
     for path in [
@@ -267,6 +304,11 @@ async fn a_rate_limit_refuses_in_the_called_dialects_shape() {
             .starts_with("Rate limit exceeded"),
         "{body}"
     );
+    // And the Provider dialect's.
+    let (code, body) = w.call(key, Method::GET, "/auth/credits", None).await;
+    assert_eq!(code, 429);
+    assert_eq!(body["statusCode"], 429, "{body}");
+    assert_eq!(body["error"], "Too Many Requests", "{body}");
     // Routes outside the dialects are not limited.
     assert_eq!(
         reqwest::get(w.server.url("/health"))

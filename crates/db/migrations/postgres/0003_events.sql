@@ -1,8 +1,16 @@
--- Job events (engine/src/events.rs): every committed change of a job is
--- announced with NOTIFY on `genq_job_events`, from a trigger, so it goes out
--- at commit and only if the transaction commits, whichever statement made
--- the change. It replaces the bare `genq_jobs` wake-up: idle workers wake on
--- the announcement of a PENDING job.
+-- Job events (engine/src/events.rs): a trigger announces committed changes
+-- of jobs with NOTIFY on `genq_job_events`, so they go out at commit and only
+-- if the transaction commits, whichever statement made them. It announces
+-- - what the engine's own listeners act on in every process: a job queued
+--   (idle workers wake; this replaces the bare `genq_jobs` wake-up), a
+--   cancel asked for (the worker running it stops), a job with a webhook
+--   finished (a dispatcher delivers);
+-- - every change of the jobs of an account someone follows (an event
+--   stream, a client waiting for its job): processes say which accounts
+--   they follow in `genq_followed_accounts` (postgres/feed.rs).
+-- Announcing nothing else keeps a busy queue's claims and completions free
+-- of NOTIFY, which serializes committing transactions on a global lock:
+-- announcing every change cost a quarter of the queue's throughput.
 --
 -- Also: the correlation id, the indexes the dialects' filters use, a
 -- submission that takes the job as JSON, and the expired-lease order with a
@@ -10,31 +18,52 @@
 
 ALTER TABLE jobs ADD COLUMN correlation_id TEXT;
 
-CREATE INDEX jobs_by_account_updated ON jobs (account_id, updated_at);
 CREATE INDEX jobs_by_account_dialect ON jobs (account_id, dialect, id);
 CREATE INDEX jobs_by_account_correlation ON jobs (account_id, correlation_id, id)
     WHERE correlation_id IS NOT NULL;
+-- An event stream catching up reads the jobs in flight and those finished
+-- since a time; a partial index gets one entry per job, at its end, where
+-- one on `updated_at` would take one more with every change.
+CREATE INDEX jobs_finished_by_account ON jobs (account_id, completed_at)
+    WHERE completed_at IS NOT NULL;
 -- Expired leases are reclaimed earliest-expired first, ties by id (the
 -- same on both backends).
 DROP INDEX jobs_leased;
 CREATE INDEX jobs_leased ON jobs (lease_until, id) WHERE state = 'PROCESSING';
 
+-- The accounts whose every job change is announced, until when (ms since
+-- the epoch, the database's clock). A process following an account moves
+-- `until` on every few seconds, so a process that died costs nothing
+-- after a while; several processes following one account share the row.
+CREATE TABLE genq_followed_accounts (
+    account_id TEXT COLLATE "C" PRIMARY KEY,
+    until      BIGINT NOT NULL
+);
+
 -- The payload is a JobEvent as serde reads it. A NOTIFY payload must stay
 -- under 8000 bytes: every field is short (the correlation id at most 256
--- bytes, which the engine enforces).
+-- bytes, which the engine enforces; cut here all the same).
 CREATE FUNCTION genq_announce_job() RETURNS TRIGGER
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    PERFORM pg_notify('genq_job_events', json_build_object(
-        'job_id', NEW.id,
-        'account_id', NEW.account_id,
-        'dialect', NEW.dialect,
-        'state', NEW.state,
-        'progress', NEW.progress,
-        'correlation_id', NEW.correlation_id,
-        'cancel_requested', NEW.cancel_requested,
-        'at', NEW.updated_at)::text);
+    IF NEW.state = 'PENDING' OR NEW.cancel_requested
+        OR (NEW.webhook_url IS NOT NULL AND NEW.state IN ('COMPLETED', 'FAILED', 'CANCELLED'))
+        OR EXISTS (
+            SELECT 1 FROM genq_followed_accounts f
+            WHERE f.account_id = NEW.account_id
+              AND f.until > (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)
+    THEN
+        PERFORM pg_notify('genq_job_events', json_build_object(
+            'job_id', NEW.id,
+            'account_id', NEW.account_id,
+            'dialect', NEW.dialect,
+            'state', NEW.state,
+            'progress', NEW.progress,
+            'correlation_id', left(NEW.correlation_id, 256),
+            'cancel_requested', NEW.cancel_requested,
+            'at', NEW.updated_at)::text);
+    END IF;
     RETURN NULL;
 END
 $$;

@@ -4,10 +4,13 @@
 -- carry it, and `GET /events?session_id=` follows one.
 ALTER TABLE jobs ADD COLUMN correlation_id TEXT;
 
--- Another process's changes are found by time (`changed_jobs`), and a
--- client reconnecting to `GET /events` gets the jobs changed since its last
--- event; both per account.
+-- Another process's changes are found by time (`changed_jobs`), per
+-- account.
 CREATE INDEX jobs_by_account_updated ON jobs (account_id, updated_at);
+-- An event stream catching up reads the jobs in flight and those finished
+-- since a time.
+CREATE INDEX jobs_finished_by_account ON jobs (account_id, completed_at)
+    WHERE completed_at IS NOT NULL;
 -- Each dialect's routes list only its own jobs.
 CREATE INDEX jobs_by_account_dialect ON jobs (account_id, dialect, id);
 CREATE INDEX jobs_by_account_correlation ON jobs (account_id, correlation_id, id)

@@ -34,6 +34,7 @@ mod feed;
 mod finish;
 mod jobs;
 mod outbox;
+mod projects;
 mod queue;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -57,6 +58,8 @@ pub struct PostgresDb {
     /// Started by the first subscriber, so processes that follow no events
     /// (the CLI) hold no extra connection.
     listener: tokio::sync::OnceCell<feed::Listener>,
+    /// The accounts this process has the database announce changes of.
+    followed: std::sync::Arc<feed::Followed>,
     queue_depth: crate::queue_depth::QueueDepth,
     /// When (claimers' clock, ms) the last sweep for abandoned jobs ran.
     last_sweep: std::sync::atomic::AtomicI64,
@@ -110,6 +113,7 @@ impl PostgresDb {
             pool,
             options,
             listener: tokio::sync::OnceCell::new(),
+            followed: Default::default(),
             queue_depth: Default::default(),
             last_sweep: std::sync::atomic::AtomicI64::new(i64::MIN),
             finisher: Default::default(),

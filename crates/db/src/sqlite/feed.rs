@@ -24,6 +24,8 @@ impl EventFeed for SqliteDb {
 
     async fn follow_changes(&self, _bus: EventBus) {}
 
+    async fn follow_account(&self, _bus: &EventBus, _account: AccountId) {}
+
     async fn changed_jobs(
         &self,
         jobs: &[JobId],

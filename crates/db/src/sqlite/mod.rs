@@ -18,6 +18,7 @@ mod group_commit;
 mod inline_read;
 mod jobs;
 mod outbox;
+mod projects;
 mod queue;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};

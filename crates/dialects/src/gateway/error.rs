@@ -96,6 +96,11 @@ impl From<EngineError> for V1Error {
     fn from(error: EngineError) -> Self {
         match error {
             EngineError::NotFound => Self::job_not_found(),
+            EngineError::ProjectNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "The project does not exist or does not belong to you.",
+            ),
             EngineError::InsufficientBalance { balance, cost } => Self::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "INSUFFICIENT_BALANCE",

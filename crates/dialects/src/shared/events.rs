@@ -10,10 +10,10 @@
 //! the body of the dialect's status endpoint at that moment, and its `id:`
 //! the time of the change (ms since the epoch). A client reconnecting with
 //! `Last-Event-ID` is sent the current state of what it follows again (on
-//! `/events`: every job changed since that time), so it sees no gap; no
-//! replay log is kept, since the current state is the truth. A subscriber
-//! that falls behind is treated the same way. A `: keep-alive` comment goes
-//! out every 15 s.
+//! `/events`: every job in flight or finished since that time), so it sees
+//! no gap; no replay log is kept, since the current state is the truth. A
+//! subscriber that falls behind is treated the same way. A `: keep-alive`
+//! comment goes out every 15 s.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -112,7 +112,10 @@ pub async fn job_events(
         .cloned()
         .expect("every dialect has a shape");
     // Subscribed before the read, so no change falls between the two.
-    let subscription = app.engine.subscribe(Interest::Job(id));
+    let subscription = app
+        .engine
+        .subscribe(Interest::Job(principal.account_id, id))
+        .await;
     let job = app.engine.job(&principal, id).await?;
     if job.dialect != dialect {
         return Err(EngineError::NotFound);
@@ -212,10 +215,10 @@ pub struct EventsFilter {
     params(
         ("session_id" = Option<String>, Query, description = "Only jobs with this correlation id (the Provider dialect's session_id)."),
         ("status" = Option<String>, Query, description = "Only jobs in this status, in any dialect's words: PENDING, pending, COMPLETED, …"),
-        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event seen: the jobs changed since are sent again first."),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last event seen: the jobs in flight or finished since are sent again first."),
     ),
     responses(
-        (status = 200, content_type = "text/event-stream", description = "`event:` the job's status in its dialect's words; `data:` the body of its dialect's status endpoint; `id:` the time of the change. Starts with the jobs now pending or processing (or, on reconnect, changed since Last-Event-ID)."),
+        (status = 200, content_type = "text/event-stream", description = "`event:` the job's status in its dialect's words; `data:` the body of its dialect's status endpoint; `id:` the time of the change. Starts with the jobs now pending or processing (or, on reconnect, also those finished since Last-Event-ID)."),
         (status = 400, body = EventsErrorBody), (status = 401, body = EventsErrorBody),
         (status = 403, body = EventsErrorBody), (status = 429, body = EventsErrorBody),
     ),
@@ -241,7 +244,7 @@ pub async fn account_events(
         Some(session) => Interest::Session(principal.account_id, session.clone()),
         None => Interest::Account(principal.account_id),
     };
-    let subscription = app.engine.subscribe(interest);
+    let subscription = app.engine.subscribe(interest).await;
     let mut follower = AllJobs {
         app,
         principal,
@@ -294,13 +297,13 @@ impl AllJobs {
             && self.state.is_none_or(|wanted| state == wanted)
     }
 
-    /// Queues the state of the jobs changed since `since` (or, without it,
-    /// the jobs in flight), oldest change first.
+    /// Queues the state of the jobs in flight and, with `since`, of those
+    /// finished since then, oldest change first.
     async fn catch_up(&mut self, since: Option<Millis>) -> Result<(), EngineError> {
-        let query = |state, updated_since| JobQuery {
+        let query = |state, in_flight_or_finished_since| JobQuery {
             state,
             correlation_id: self.correlation_id.clone(),
-            updated_since,
+            in_flight_or_finished_since,
             limit: MOST_JOBS_AT_ONCE,
             ..Default::default()
         };
@@ -495,7 +498,7 @@ impl From<EngineError> for EventsError {
 #[openapi(
     info(
         title = "genq",
-        description = "A self-hosted media-generation job server. It speaks the Image+Audio Video API (`/api/…`) and the Jobs v1 model gateway (`/v1/…`); `GET /events` streams every job of the caller's account, whatever its dialect."
+        description = "A self-hosted media-generation job server. It speaks the Image+Audio Video API (`/api/…`), the Jobs v1 model gateway (`/v1/…`) and the Provider template API (`/jobs/v2`, `/api/provider/…`, `/auth/credits`); `GET /events` streams every job of the caller's account, whatever its dialect."
     ),
     paths(account_events),
     components(schemas(EventsErrorBody))

@@ -1,9 +1,10 @@
 //! Typed request parts that refuse in the route's dialect's shape: a query
-//! string ([`Query`]), a JSON body ([`Json`]) and a job id in the path
-//! ([`JobPath`]). A dialect names its error type once, in aliases.
+//! string ([`Query`]), a JSON body ([`Json`], or kept as text: [`JsonText`])
+//! and an id in the path ([`JobPath`], [`PathId`]). A dialect names its error type once, in aliases.
 
 use std::marker::PhantomData;
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
@@ -63,11 +64,62 @@ where
     type Rejection = E;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, E> {
+        let PathId(id, _) = PathId::<JobId, E>::from_request_parts(parts, state).await?;
+        Ok(JobPath(id, PhantomData))
+    }
+}
+
+/// A JSON body kept as its text (for documents whose key order matters,
+/// which a parsed `serde_json::Value` would sort); refused unless it is
+/// well-formed JSON.
+pub struct JsonText<E>(pub Bytes, pub PhantomData<fn() -> E>);
+
+impl<E, S> FromRequest<S> for JsonText<E>
+where
+    E: From<Refusal> + IntoResponse,
+    S: Send + Sync,
+{
+    type Rejection = E;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, E> {
+        let is_json = request
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(';').next().unwrap_or("").trim().ends_with("json"));
+        if !is_json {
+            return Err(Refusal::BadRequest(
+                "Expected request with `Content-Type: application/json`".into(),
+            )
+            .into());
+        }
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| Refusal::BadRequest(rejection.body_text()))?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
+            .map_err(|e| Refusal::BadRequest(format!("The body is not valid JSON: {e}")))?;
+        Ok(JsonText(body, PhantomData))
+    }
+}
+
+/// An id in the path (`{project_id}`, …) of a type that parses from text.
+/// A malformed id names nothing of the caller's: not found.
+pub struct PathId<T, E>(pub T, pub PhantomData<fn() -> E>);
+
+impl<T, E, S> FromRequestParts<S> for PathId<T, E>
+where
+    T: std::str::FromStr,
+    E: From<Refusal> + IntoResponse,
+    S: Send + Sync,
+{
+    type Rejection = E;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, E> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| E::from(Refusal::NotFound))?;
         raw.parse()
-            .map(|id| JobPath(id, PhantomData))
+            .map(|id| PathId(id, PhantomData))
             .map_err(|_| Refusal::NotFound.into())
     }
 }
