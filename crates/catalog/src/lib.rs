@@ -21,6 +21,8 @@ pub mod kinds {
     pub const IMAGE_AUDIO_VIDEO: &str = "image_audio_video";
     pub const TEXT_TO_SPEECH: &str = "text_to_speech";
     pub const TITLE_CARD: &str = "title_card";
+    /// A brand template filled with values, to an image, a PDF or a video.
+    pub const TEMPLATE: &str = "template";
     /// A model served by a Cog prediction server.
     pub const COG: &str = "cog";
 }

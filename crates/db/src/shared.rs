@@ -209,6 +209,13 @@ macro_rules! job_db {
                 self.job_by(&$crate::sql::JOB_BY_SHARE_TOKEN, token).await
             }
 
+            async fn job_by_id(
+                &self,
+                id: ::genq_engine::JobId,
+            ) -> ::genq_engine::db::DbResult<Option<::genq_engine::Job>> {
+                self.job_by(&$crate::sql::JOB_BY_ID, &id.to_string()).await
+            }
+
             async fn list_jobs(
                 &self,
                 account: ::genq_engine::AccountId,

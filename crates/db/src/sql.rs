@@ -44,6 +44,9 @@ pub(crate) const COUNT_PENDING: &str = "SELECT count(*) FROM jobs WHERE state = 
 /// One job by one of its tokens (`$1`).
 pub(crate) static JOB_BY_MEDIA_TOKEN: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {JOB_COLUMNS} FROM jobs WHERE media_token = $1"));
+pub(crate) static JOB_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"));
+
 pub(crate) static JOB_BY_SHARE_TOKEN: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {JOB_COLUMNS} FROM jobs WHERE share_token = $1"));
 

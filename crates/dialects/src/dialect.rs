@@ -32,7 +32,7 @@ pub trait Dialect: Sized + Send + Sync + 'static {
     fn routes(routes: Routes<Self>, settings: &DialectSettings) -> Routes<Self>;
     fn openapi() -> utoipa::openapi::OpenApi;
     /// How it shows a job, with links under `public_url`.
-    fn shape(public_url: Arc<str>) -> Arc<dyn JobShape>;
+    fn shape(public_url: Arc<str>, settings: &DialectSettings) -> Arc<dyn JobShape>;
 }
 
 /// How a dialect shows a job.
@@ -109,7 +109,7 @@ pub(crate) trait Registered: Send + Sync {
     fn scopes(&self) -> &'static [&'static str];
     fn router(&self, app: &AppState, settings: &DialectSettings, limits: &RateLimits) -> Router;
     fn openapi(&self) -> utoipa::openapi::OpenApi;
-    fn shape(&self, public_url: Arc<str>) -> Arc<dyn JobShape>;
+    fn shape(&self, public_url: Arc<str>, settings: &DialectSettings) -> Arc<dyn JobShape>;
 }
 
 struct Mounted<D>(PhantomData<fn() -> D>);
@@ -141,7 +141,7 @@ impl<D: Dialect> Registered for Mounted<D> {
         D::openapi()
     }
 
-    fn shape(&self, public_url: Arc<str>) -> Arc<dyn JobShape> {
-        D::shape(public_url)
+    fn shape(&self, public_url: Arc<str>, settings: &DialectSettings) -> Arc<dyn JobShape> {
+        D::shape(public_url, settings)
     }
 }

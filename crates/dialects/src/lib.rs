@@ -68,7 +68,7 @@ impl AppState {
         let public_url: Arc<str> = settings.public_url.trim_end_matches('/').into();
         let shapes = dialects()
             .iter()
-            .map(|d| (d.name(), d.shape(public_url.clone())))
+            .map(|d| (d.name(), d.shape(public_url.clone(), settings)))
             .collect();
         Self {
             engine,
@@ -116,13 +116,13 @@ pub fn router(engine: Engine, settings: &DialectSettings, rate_limits: RateLimit
 
 /// Each dialect's webhook body, by the dialect name jobs carry: the body of
 /// its status endpoint.
-pub fn webhook_payloads(public_url: &str) -> HashMap<String, Arc<dyn WebhookPayload>> {
-    let public_url: Arc<str> = public_url.trim_end_matches('/').into();
+pub fn webhook_payloads(settings: &DialectSettings) -> HashMap<String, Arc<dyn WebhookPayload>> {
+    let public_url: Arc<str> = settings.public_url.trim_end_matches('/').into();
     dialects()
         .iter()
         .map(|d| {
             let payload: Arc<dyn WebhookPayload> =
-                Arc::new(ShapeWebhook(d.shape(public_url.clone())));
+                Arc::new(ShapeWebhook(d.shape(public_url.clone(), settings)));
             (d.name().to_owned(), payload)
         })
         .collect()

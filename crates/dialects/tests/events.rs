@@ -41,6 +41,8 @@ async fn serve() -> Server {
         provider: genq_dialects::provider::ProviderSettings {
             credit_micro_cents: 10_000,
             fonts: Arc::new(genq_template::Fonts::load(&[])),
+            prices: genq_dialects::provider::Prices::parse("").unwrap(),
+            signed_url_ttl_secs: 3600,
         },
     };
     let limits = RateLimitConfig {

@@ -184,6 +184,9 @@ pub trait JobDb: Send + Sync + 'static {
     async fn insert_job(&self, job: &Job, limits: &SubmitLimits) -> DbResult<InsertOutcome>;
     async fn get_job(&self, account: AccountId, id: JobId) -> DbResult<Option<Job>>;
     async fn job_by_media_token(&self, token: &str) -> DbResult<Option<Job>>;
+    /// Any account's job: only for requests whose right to it is checked
+    /// otherwise (a link signed with the job's own secret).
+    async fn job_by_id(&self, id: JobId) -> DbResult<Option<Job>>;
     async fn job_by_share_token(&self, token: &str) -> DbResult<Option<Job>>;
     /// The account's jobs that match `query`, newest first.
     async fn list_jobs(&self, account: AccountId, query: &JobQuery) -> DbResult<Vec<Job>>;

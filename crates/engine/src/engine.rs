@@ -510,6 +510,12 @@ impl Engine {
         Ok(self.inner.db.job_by_media_token(token).await?)
     }
 
+    /// Any account's job, for a link signed with the job's own secret
+    /// (the caller checks the signature).
+    pub async fn job_for_signed_link(&self, id: JobId) -> Result<Option<Job>, EngineError> {
+        Ok(self.inner.db.job_by_id(id).await?)
+    }
+
     pub async fn job_by_share_token(&self, token: &str) -> Result<Option<Job>, EngineError> {
         Ok(self.inner.db.job_by_share_token(token).await?)
     }

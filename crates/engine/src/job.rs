@@ -94,6 +94,8 @@ pub enum OutputKind {
     Image,
     Audio,
     Text,
+    /// A PDF.
+    Document,
 }
 
 /// What an output is for: the main result, or a preview of it.

@@ -164,6 +164,9 @@ pub struct RenderSettings {
     /// Allow input URLs and Cog outputs on loopback/private addresses
     #[arg(long, env = "GENQ_INPUT_ALLOW_PRIVATE", default_value_t = false, action = ArgAction::Set)]
     pub input_allow_private: bool,
+    /// A PEM file of extra root certificates trusted for input URLs
+    #[arg(long, env = "GENQ_INPUT_CA_FILE")]
+    pub input_ca_file: Option<PathBuf>,
     /// Time limit of one Cog prediction, output downloads included, in seconds
     #[arg(long, env = "GENQ_COG_TIMEOUT_SECONDS", default_value_t = 600)]
     pub cog_timeout_seconds: u64,
@@ -171,8 +174,14 @@ pub struct RenderSettings {
     #[arg(long, env = "GENQ_FONTS_DIR")]
     pub fonts_dir: Option<PathBuf>,
     /// What one Provider credit is worth, in micro-cents
-    #[arg(long, env = "GENQ_CREDIT_MICRO_CENTS", default_value_t = 10_000)]
+    #[arg(long, env = "GENQ_CREDIT_MICRO_CENTS", default_value_t = genq_dialects::provider::DEFAULT_CREDIT_MICRO_CENTS)]
     pub credit_micro_cents: i64,
+    /// Provider job prices in credits, JOB_TYPE=CREDITS comma-separated; unnamed types keep theirs
+    #[arg(long, env = "GENQ_PROVIDER_PRICES", default_value = genq_dialects::provider::DEFAULT_PRICES)]
+    pub provider_prices: String,
+    /// How long a Provider signed download URL works, in seconds
+    #[arg(long, env = "GENQ_SIGNED_URL_SECONDS", default_value_t = 86_400)]
+    pub signed_url_seconds: i64,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]

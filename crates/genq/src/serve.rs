@@ -3,12 +3,14 @@
 use anyhow::Context;
 use genq_catalog::Catalog;
 use genq_cog::{CogBackend, CogClient};
-use genq_dialects::provider::ProviderSettings;
+use genq_dialects::provider::{Prices, ProviderSettings};
 use genq_dialects::DialectSettings;
 use genq_engine::dispatcher::{WebhookConfig, WebhookDispatcher};
 use genq_engine::worker::typed;
 use genq_engine::{Engine, JobHandler, WorkerConfig, WorkerPool};
-use genq_media::{ImageAudioVideo, SpeechSettings, TextToSpeech, TitleCardVideo, Tool};
+use genq_media::{
+    ImageAudioVideo, SpeechSettings, TemplateRenderer, TextToSpeech, TitleCardVideo, Tool,
+};
 use genq_outbound::fetch::Fetcher;
 use genq_outbound::OutboundPolicy;
 use genq_template::Fonts;
@@ -24,6 +26,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         settings.render.credit_micro_cents > 0,
         "--credit-micro-cents must be at least 1"
     );
+    anyhow::ensure!(
+        settings.render.signed_url_seconds > 0,
+        "--signed-url-seconds must be at least 1"
+    );
+    let prices = Prices::parse(&settings.render.provider_prices)
+        .map_err(|e| anyhow::anyhow!("--provider-prices: {e}"))?;
+    let fonts = Arc::new(Fonts::load(&fonts_dirs(&settings)));
     let engine = crate::open::engine(&settings).await?;
     if engine.account_count().await? == 0 {
         tracing::info!(
@@ -60,10 +69,24 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         None
     };
 
+    let dialects = DialectSettings {
+        public_url: public_url.clone(),
+        max_upload_bytes: settings.limits.max_upload_bytes(),
+        catalog,
+        max_concurrent_jobs: settings.limits.max_concurrent_jobs,
+        worker_slots: workers.max(1),
+        provider: ProviderSettings {
+            credit_micro_cents: settings.render.credit_micro_cents,
+            fonts,
+            prices,
+            signed_url_ttl_secs: settings.render.signed_url_seconds,
+        },
+    };
+
     let hooks = &settings.webhooks;
     let webhooks = WebhookDispatcher::start(
         engine.clone(),
-        genq_dialects::webhook_payloads(&public_url),
+        genq_dialects::webhook_payloads(&dialects),
         WebhookConfig {
             schedule: hooks.schedule()?,
             timeout: Duration::from_secs(hooks.webhook_timeout_seconds),
@@ -77,24 +100,6 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .context("starting the webhook dispatcher")?;
 
-    let dialects = DialectSettings {
-        public_url: public_url.clone(),
-        max_upload_bytes: settings.limits.max_upload_bytes(),
-        catalog,
-        max_concurrent_jobs: settings.limits.max_concurrent_jobs,
-        worker_slots: workers.max(1),
-        provider: ProviderSettings {
-            credit_micro_cents: settings.render.credit_micro_cents,
-            fonts: Arc::new(Fonts::load(
-                &settings
-                    .render
-                    .fonts_dir
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            )),
-        },
-    };
     let app = genq_dialects::router(engine, &dialects, settings.limits.rate_limits());
     tracing::info!(public_url = %public_url, "listening on http://{addr}");
     let stop = CancellationToken::new();
@@ -146,7 +151,7 @@ pub async fn start_workers(
     };
     let input_policy = OutboundPolicy {
         allow_private: settings.render.input_allow_private,
-        ca_file: None,
+        ca_file: settings.render.input_ca_file.clone(),
     };
     let fetcher = Arc::new(
         Fetcher::new(
@@ -167,6 +172,11 @@ pub async fn start_workers(
         .context("creating the Cog client")?;
     let handlers: Vec<Arc<dyn JobHandler>> = vec![
         Arc::new(CogBackend::new(cog, catalog)),
+        typed(TemplateRenderer::new(
+            render.clone(),
+            fetcher.clone(),
+            Arc::new(Fonts::load(&fonts_dirs(settings))),
+        )),
         typed(ImageAudioVideo::new(render.clone(), fetcher)),
         typed(TitleCardVideo::new(render)),
         typed(TextToSpeech::new(SpeechSettings::default())),
@@ -184,6 +194,11 @@ pub async fn start_workers(
     };
     tracing::info!(workers = slots, "starting workers");
     Ok(WorkerPool::start(engine.clone(), handlers, config))
+}
+
+/// The brand font directories templates may use, besides the system's.
+fn fonts_dirs(settings: &Settings) -> Vec<std::path::PathBuf> {
+    settings.render.fonts_dir.iter().cloned().collect()
 }
 
 fn derived_public_url(addr: SocketAddr) -> String {

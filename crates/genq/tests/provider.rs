@@ -474,6 +474,9 @@ async fn the_openapi_document_describes_the_provider_routes() {
         ("/api/provider/projects/{projectId}/mapping-fields", "get"),
         ("/api/provider/projects/{projectId}/preview", "post"),
         ("/auth/credits", "get"),
+        ("/jobs/v2", "post"),
+        ("/jobs/{id}", "get"),
+        ("/storage/generate-signed-path", "get"),
     ] {
         assert!(
             spec["paths"][path][method].is_object(),

@@ -12,6 +12,7 @@ mod probe;
 mod process;
 mod speech;
 mod still;
+mod template_render;
 mod title_card;
 
 pub use error::MediaError;
@@ -21,6 +22,12 @@ pub use probe::{probe, MediaInfo, StreamInfo};
 pub use process::{Tool, ToolError, ToolOutput};
 pub use speech::{synthesize_speech, Speech, SpeechInput, SpeechSettings, DEFAULT_VOICE};
 pub use still::{render_still_video, render_still_video_full_encode, RenderSettings, StillVideo};
+pub use template_render::audio::{
+    effect_chain, soundtrack, voice_track, Music, MUSIC_FADE_OUT_SECS,
+};
+pub use template_render::{
+    BackgroundMusic, PictureType, TemplateOutput, TemplateRenderInput, TemplateRenderer,
+};
 pub use title_card::{
     render_title_card, Resolution, TitleCard, TitleCardInput, COLOUR_NAMES, MAX_PROMPT_CHARS,
 };

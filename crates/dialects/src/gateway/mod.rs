@@ -75,7 +75,7 @@ impl Dialect for Gateway {
         GatewayDoc::openapi()
     }
 
-    fn shape(public_url: Arc<str>) -> Arc<dyn JobShape> {
+    fn shape(public_url: Arc<str>, _: &DialectSettings) -> Arc<dyn JobShape> {
         Arc::new(GatewayShape { public_url })
     }
 }

@@ -56,6 +56,12 @@ async fn download(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
+    serve_output(&state, &job, &name, request).await
+}
+
+/// One of a job's outputs, by name, with Range support; 404 when it has no
+/// such output. Whoever calls it has checked that the caller may have it.
+pub async fn serve_output(state: &AppState, job: &Job, name: &str, request: Request) -> Response {
     let Some(output) = job.outputs.iter().find(|o| o.name == name) else {
         return not_found();
     };

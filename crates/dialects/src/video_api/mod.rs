@@ -66,7 +66,7 @@ impl Dialect for VideoApi {
         VideoApiDoc::openapi()
     }
 
-    fn shape(public_url: Arc<str>) -> Arc<dyn JobShape> {
+    fn shape(public_url: Arc<str>, _: &DialectSettings) -> Arc<dyn JobShape> {
         Arc::new(VideoShape { public_url })
     }
 }

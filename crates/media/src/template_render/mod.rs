@@ -1,0 +1,408 @@
+//! `template`: a brand template filled with a job's values, rendered to a
+//! PNG or JPEG (`image`), a PDF (`pdf`) or an MP4 (`video`) — every output
+//! drawn from one vector scene (`genq-template`). A video's frame does not
+//! move, so it goes through the still-image fast path with the soundtrack
+//! ([`audio`]).
+
+pub mod audio;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use genq_catalog::kinds;
+use genq_engine::{JobContext, JobFailure, OutputKind, OutputRole, ProducedOutput, Renderer};
+use genq_outbound::fetch::Fetcher;
+use genq_template::{Fill, Fonts, Layer, Picture, Scene, Template, Values};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use validator::Validate as _;
+
+use crate::error::MediaError;
+use crate::still::{render_still_video, RenderSettings, StillVideo};
+use audio::{soundtrack, voice_track, Music};
+
+/// The thumbnail's longest side, in pixels.
+const THUMBNAIL_LONG_SIDE: f32 = 480.0;
+pub const DEFAULT_MUSIC_VOLUME: f64 = 0.3;
+
+/// What a template job makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateOutput {
+    Video,
+    Image,
+    Pdf,
+}
+
+/// An `image` render's file type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PictureType {
+    #[default]
+    Png,
+    #[serde(alias = "jpeg")]
+    Jpg,
+}
+
+/// Background music of a video.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema, validator::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct BackgroundMusic {
+    /// http(s) or data: URL.
+    pub url: String,
+    /// Linear, 0–1 (default 0.3).
+    #[validate(range(min = 0.0, max = 1.0))]
+    #[serde(default = "default_volume")]
+    pub volume: f64,
+    /// Seconds into the music where the video starts.
+    #[validate(range(min = 0.0))]
+    #[serde(default)]
+    pub start: f64,
+    /// Lower the music under the voice (default on).
+    #[serde(default = "yes")]
+    pub ducking: bool,
+}
+
+fn default_volume() -> f64 {
+    DEFAULT_MUSIC_VOLUME
+}
+fn yes() -> bool {
+    true
+}
+
+/// A template job's input: the template as it was when the job was
+/// accepted (editing the project later changes nothing here), the values
+/// checked against it, and what the dialect keeps for its own reading.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, validator::Validate)]
+pub struct TemplateRenderInput {
+    pub output: TemplateOutput,
+    pub template: Template,
+    pub values: Values,
+    #[serde(default)]
+    pub picture_type: PictureType,
+    #[validate(nested)]
+    #[serde(default)]
+    pub background_music: Option<BackgroundMusic>,
+    /// The dialect's own record of the request (not read here).
+    #[serde(default)]
+    #[schemars(skip)]
+    pub dialect: serde_json::Value,
+}
+
+/// Renders template jobs.
+pub struct TemplateRenderer {
+    settings: RenderSettings,
+    fetcher: Arc<Fetcher>,
+    fonts: Arc<Fonts>,
+}
+
+impl TemplateRenderer {
+    pub fn new(settings: RenderSettings, fetcher: Arc<Fetcher>, fonts: Arc<Fonts>) -> Self {
+        Self {
+            settings,
+            fetcher,
+            fonts,
+        }
+    }
+
+    /// Fetches `url` (for `field`) into the work directory.
+    async fn fetch(
+        &self,
+        ctx: &JobContext,
+        field: &str,
+        url: &str,
+        file: &str,
+    ) -> Result<PathBuf, JobFailure> {
+        let dst = ctx.workdir().await?.join(file);
+        tokio::select! {
+            fetched = self.fetcher.fetch_to(url, &dst) => {
+                fetched.map_err(|e| invalid(format!("{field}: {e}")))?;
+            }
+            _ = ctx.cancel.cancelled() => return Err(JobFailure::new("CANCELLED", "cancelled")),
+        }
+        Ok(dst)
+    }
+
+    /// Every picture the template shows: the values' and the fixed ones.
+    async fn pictures(
+        &self,
+        ctx: &JobContext,
+        input: &TemplateRenderInput,
+    ) -> Result<HashMap<String, Picture>, JobFailure> {
+        let mut wanted: Vec<(String, String, String)> = input
+            .values
+            .images
+            .iter()
+            .map(|(key, url)| (key.clone(), format!("values.{key}"), url.clone()))
+            .collect();
+        for (i, layer) in input.template.layers.iter().enumerate() {
+            if let Layer::Image(image) = layer {
+                if let Some(src) = &image.src {
+                    wanted.push((
+                        src.clone(),
+                        format!("template.layers[{i}].src"),
+                        src.clone(),
+                    ));
+                }
+            }
+        }
+        let mut pictures = HashMap::new();
+        for (n, (key, field, url)) in wanted.into_iter().enumerate() {
+            if pictures.contains_key(&key) {
+                continue;
+            }
+            let path = self
+                .fetch(ctx, &field, &url, &format!("picture-{n}"))
+                .await?;
+            let bytes = tokio::fs::read(&path)
+                .await
+                .map_err(|e| io_failure(&field, e))?;
+            let picture =
+                Picture::from_bytes(bytes).map_err(|why| invalid(format!("{field} {why}")))?;
+            pictures.insert(key, picture);
+        }
+        Ok(pictures)
+    }
+}
+
+fn invalid(message: String) -> JobFailure {
+    JobFailure::new("INVALID_INPUT", message)
+}
+
+fn io_failure(what: &str, e: std::io::Error) -> JobFailure {
+    JobFailure::new("IO_ERROR", format!("could not read {what}: {e}"))
+}
+
+fn failure(e: MediaError) -> JobFailure {
+    JobFailure::new(e.code(), e.to_string())
+}
+
+#[async_trait]
+impl Renderer for TemplateRenderer {
+    const KIND: &'static str = kinds::TEMPLATE;
+    type Input = TemplateRenderInput;
+
+    async fn render(
+        &self,
+        input: TemplateRenderInput,
+        ctx: &JobContext,
+    ) -> Result<Vec<ProducedOutput>, JobFailure> {
+        ctx.set_progress(5);
+        let pictures = self.pictures(ctx, &input).await?;
+        ctx.set_progress(25);
+        let workdir = ctx.workdir().await?.to_owned();
+        let fonts = Arc::clone(&self.fonts);
+        let template = input.template.clone();
+        let fill = Fill {
+            texts: input.values.texts.clone().into_iter().collect(),
+            pictures,
+            placeholders: false,
+        };
+        let output = input.output;
+        let picture_type = input.picture_type;
+        let drawn = workdir.clone();
+        // Composing and drawing is CPU work: off the async threads.
+        let files = tokio::task::spawn_blocking(move || {
+            draw(&template, &fill, &fonts, output, picture_type, &drawn)
+        })
+        .await
+        .map_err(|e| JobFailure::new("RENDER_FAILED", format!("drawing failed: {e}")))??;
+        ctx.set_progress(50);
+        match output {
+            TemplateOutput::Image | TemplateOutput::Pdf => Ok(files),
+            TemplateOutput::Video => {
+                let frame = workdir.join(FRAME_FILE);
+                let video = self.video(ctx, &input, &frame, &workdir).await?;
+                Ok(video_outputs(video))
+            }
+        }
+    }
+}
+
+const FRAME_FILE: &str = "frame.png";
+const IMAGE_STEM: &str = "image";
+const PDF_FILE: &str = "document.pdf";
+const THUMBNAIL_FILE: &str = "thumbnail.jpg";
+
+/// Draws the scene to its files: the main output and a thumbnail (for a
+/// video, the frame the video shows).
+fn draw(
+    template: &Template,
+    fill: &Fill,
+    fonts: &Fonts,
+    output: TemplateOutput,
+    picture_type: PictureType,
+    dir: &Path,
+) -> Result<Vec<ProducedOutput>, JobFailure> {
+    let drawing = |e: genq_template::TemplateError| JobFailure::new("RENDER_FAILED", e.to_string());
+    let scene = Scene::compose(template, fill, fonts).map_err(drawing)?;
+    let write = |name: &str, bytes: Vec<u8>| -> Result<PathBuf, JobFailure> {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).map_err(|e| io_failure(name, e))?;
+        Ok(path)
+    };
+    let long_side = scene.width.max(scene.height) as f32;
+    let thumbnail_scale = (THUMBNAIL_LONG_SIDE / long_side).min(1.0);
+    let mut files = Vec::new();
+    match output {
+        TemplateOutput::Video => {
+            write(FRAME_FILE, scene.png().map_err(drawing)?)?;
+        }
+        TemplateOutput::Image => {
+            let (name, content_type, bytes) = match picture_type {
+                PictureType::Png => ("image.png", "image/png", scene.png().map_err(drawing)?),
+                PictureType::Jpg => ("image.jpg", "image/jpeg", scene.jpeg(1.0).map_err(drawing)?),
+            };
+            debug_assert!(name.starts_with(IMAGE_STEM));
+            let path = write(name, bytes)?;
+            files.push(output_file(
+                name,
+                OutputRole::Main,
+                OutputKind::Image,
+                content_type,
+                path,
+            ));
+        }
+        TemplateOutput::Pdf => {
+            let path = write(PDF_FILE, scene.pdf().map_err(drawing)?)?;
+            files.push(output_file(
+                PDF_FILE,
+                OutputRole::Main,
+                OutputKind::Document,
+                "application/pdf",
+                path,
+            ));
+        }
+    }
+    if output != TemplateOutput::Video {
+        let path = write(
+            THUMBNAIL_FILE,
+            scene.jpeg(thumbnail_scale).map_err(drawing)?,
+        )?;
+        files.push(output_file(
+            THUMBNAIL_FILE,
+            OutputRole::Thumbnail,
+            OutputKind::Image,
+            "image/jpeg",
+            path,
+        ));
+    }
+    Ok(files)
+}
+
+impl TemplateRenderer {
+    async fn video(
+        &self,
+        ctx: &JobContext,
+        input: &TemplateRenderInput,
+        frame: &Path,
+        workdir: &Path,
+    ) -> Result<StillVideo, JobFailure> {
+        let cancel = &ctx.cancel;
+        let audio_field = input.template.audio.as_ref().map(|a| a.field.clone());
+        let voice_value = audio_field
+            .as_ref()
+            .and_then(|field| input.values.audio.get(field).map(|v| (field, v)));
+        let mut voice = None;
+        let mut duration = input.template.duration_secs();
+        if let Some((field, value)) = voice_value {
+            let at = format!("values.{field}");
+            let source = self.fetch(ctx, &at, &value.url, "voice-source").await?;
+            let track = workdir.join("voice.wav");
+            duration = voice_track(&source, &value.effects, &track, &self.settings, cancel)
+                .await
+                .map_err(|e| named(&at, e))?;
+            voice = Some(track);
+        }
+        ctx.set_progress(60);
+        let music = match &input.background_music {
+            Some(music) => {
+                let path = self
+                    .fetch(ctx, "background_music", &music.url, "music-source")
+                    .await?;
+                Some(Music {
+                    path,
+                    start: music.start,
+                    volume: music.volume,
+                    ducking: music.ducking,
+                })
+            }
+            None => None,
+        };
+        let mixed = workdir.join("soundtrack.wav");
+        soundtrack(
+            voice.as_deref(),
+            music.as_ref(),
+            duration,
+            &mixed,
+            &self.settings,
+            cancel,
+        )
+        .await
+        .map_err(failure)?;
+        ctx.set_progress(70);
+        let out_dir = workdir.join("video");
+        tokio::fs::create_dir_all(&out_dir)
+            .await
+            .map_err(|e| io_failure("the work directory", e))?;
+        let progress = |pct: u8| ctx.set_progress(70 + (u16::from(pct) * 29 / 100) as u8);
+        render_still_video(frame, &mixed, &out_dir, &self.settings, &progress, cancel)
+            .await
+            .map_err(failure)
+    }
+}
+
+/// A media error about one value, naming it.
+fn named(field: &str, e: MediaError) -> JobFailure {
+    match e {
+        MediaError::InvalidAudio(message) => {
+            invalid(format!("{field}: audio could not be decoded: {message}"))
+        }
+        other => failure(other),
+    }
+}
+
+fn output_file(
+    name: &str,
+    role: OutputRole,
+    kind: OutputKind,
+    content_type: &str,
+    path: PathBuf,
+) -> ProducedOutput {
+    ProducedOutput {
+        name: name.to_owned(),
+        role,
+        kind,
+        content_type: content_type.to_owned(),
+        path,
+    }
+}
+
+fn video_outputs(video: StillVideo) -> Vec<ProducedOutput> {
+    use crate::still::{POSTER_FILE, THUMBNAIL_FILE as STILL_THUMBNAIL, VIDEO_FILE};
+    vec![
+        output_file(
+            VIDEO_FILE,
+            OutputRole::Main,
+            OutputKind::Video,
+            "video/mp4",
+            video.video,
+        ),
+        output_file(
+            STILL_THUMBNAIL,
+            OutputRole::Thumbnail,
+            OutputKind::Image,
+            "image/jpeg",
+            video.thumbnail,
+        ),
+        output_file(
+            POSTER_FILE,
+            OutputRole::Poster,
+            OutputKind::Image,
+            "image/jpeg",
+            video.poster,
+        ),
+    ]
+}
