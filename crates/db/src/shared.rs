@@ -291,6 +291,72 @@ macro_rules! job_db {
                 })
             }
 
+            async fn requeue(
+                &self,
+                request: &::genq_engine::db::RequeueRequest<'_>,
+            ) -> ::genq_engine::db::DbResult<::genq_engine::db::RequeueOutcome> {
+                use ::genq_engine::db::RequeueOutcome;
+                use $crate::codec::db_err;
+                let account = request.account.to_string();
+                let mut tx = self.begin().await?;
+                let (head, next): (i64, i64) = ::sqlx::query_as($crate::sql::NEXT_ROUND)
+                    .bind(&account)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err("reading the queue's rounds"))?;
+                let mut round = head.max(next);
+                let mut requeued = Vec::new();
+                let mut balance = None;
+                let mut charged = 0;
+                for job in request.jobs {
+                    let id = job.to_string();
+                    let cost: Option<i64> = ::sqlx::query_scalar($crate::sql::REQUEUE_JOB)
+                        .bind(false)
+                        .bind(request.now)
+                        .bind(round)
+                        .bind(&id)
+                        .bind(&account)
+                        .bind(request.dialect)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err("queueing a job again"))?;
+                    let Some(cost) = cost else {
+                        // Not finished (left alone), or not the caller's.
+                        let state: Option<String> = ::sqlx::query_scalar($crate::sql::STATE_OF_JOB)
+                            .bind(&id)
+                            .bind(&account)
+                            .bind(request.dialect)
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(db_err("reading a job"))?;
+                        if state.is_none() {
+                            return Ok(RequeueOutcome::NotFound(*job));
+                        }
+                        continue;
+                    };
+                    round += 1;
+                    if cost > 0 {
+                        let after =
+                            post_ledger(&mut tx, &account, Some(&id), -cost, "reserve", request.now)
+                                .await?;
+                        balance = after;
+                        charged += cost;
+                    }
+                    requeued.push(*job);
+                }
+                if let Some(balance) = balance.filter(|b| *b < 0) {
+                    // Dropping the transaction undoes every charge.
+                    return Ok(RequeueOutcome::InsufficientBalance {
+                        balance: balance + charged,
+                        cost: charged,
+                    });
+                }
+                tx.commit()
+                    .await
+                    .map_err(db_err("committing a requeue"))?;
+                Ok(RequeueOutcome::Requeued(requeued))
+            }
+
             $($specific)*
         }
 

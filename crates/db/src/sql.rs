@@ -19,8 +19,10 @@ pub(crate) const MOVE_BALANCE: &str = "UPDATE accounts \
     SET balance_micro_cents = balance_micro_cents + $1 WHERE id = $2 \
     RETURNING balance_micro_cents";
 
+/// An entry belongs to its job's current run (0 without a job).
 pub(crate) const INSERT_LEDGER: &str = "INSERT INTO ledger \
-    (account_id, job_id, amount_micro_cents, reason, created_at) VALUES ($1, $2, $3, $4, $5)";
+    (account_id, job_id, amount_micro_cents, reason, created_at, run) \
+    VALUES ($1, $2, $3, $4, $5, COALESCE((SELECT run FROM jobs WHERE id = $2), 0))";
 
 pub(crate) const COUNT_ACTIVE: &str = "SELECT count(*) FROM jobs \
     WHERE account_id = $1 AND state IN ('PENDING', 'PROCESSING')";
@@ -117,3 +119,20 @@ pub(crate) const UPDATE_PROJECT: &str = "UPDATE projects SET name = $1, kind = $
     WHERE id = $7 AND account_id = $8";
 
 pub(crate) const DELETE_PROJECT: &str = "DELETE FROM projects WHERE id = $1 AND account_id = $2";
+
+/// A finished job queued again for its next run (its round given by the
+/// caller); the cost to charge again.
+pub(crate) const REQUEUE_JOB: &str = "UPDATE jobs SET state = 'PENDING', run = run + 1, \
+    progress = 0, outputs = '[]', error_code = NULL, error_message = NULL, \
+    cancel_requested = $1, lease_owner = NULL, lease_until = NULL, retries = 0, \
+    started_at = NULL, completed_at = NULL, updated_at = $2, queue_round = $3 \
+    WHERE id = $4 AND account_id = $5 AND (CAST($6 AS TEXT) IS NULL OR dialect = $6) \
+    AND state IN ('COMPLETED', 'FAILED') RETURNING cost_micro_cents";
+
+/// The round a newly queued job of an account gets (see
+/// migrations/sqlite/0004_fair_queue.sql): the larger of the two.
+pub(crate) const NEXT_ROUND: &str = "SELECT \
+    COALESCE((SELECT min(queue_round) FROM jobs WHERE state = 'PENDING'), \
+             (SELECT queue_round FROM jobs ORDER BY id DESC LIMIT 1), 0) AS head, \
+    COALESCE((SELECT max(queue_round) + 1 FROM jobs \
+              WHERE account_id = $1 AND state = 'PENDING'), 0) AS next";

@@ -87,6 +87,27 @@ pub enum CancelOutcome {
     NotCancellable(JobState),
 }
 
+/// Finished jobs of an owner to run again.
+#[derive(Clone, Debug)]
+pub struct RequeueRequest<'a> {
+    pub account: AccountId,
+    pub jobs: &'a [JobId],
+    /// Only jobs accepted by this dialect (another's is not found).
+    pub dialect: Option<&'a str>,
+    pub now: Millis,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum RequeueOutcome {
+    /// The COMPLETED and FAILED jobs among them are PENDING again, each
+    /// charged its cost anew; the others were left as they were.
+    Requeued(Vec<JobId>),
+    /// One of them is not the account's (of the dialect): nothing changed.
+    NotFound(JobId),
+    /// The balance does not cover the new charges: nothing changed.
+    InsufficientBalance { balance: i64, cost: i64 },
+}
+
 /// What a heartbeat found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseStatus {
@@ -194,6 +215,10 @@ pub trait JobDb: Send + Sync + 'static {
     /// delivery if the job has a URL); with [`CancelMode::EvenIfRunning`], a
     /// PROCESSING job is marked for its worker to stop.
     async fn cancel(&self, request: &CancelRequest<'_>) -> DbResult<CancelOutcome>;
+    /// COMPLETED or FAILED → PENDING for a new run, all or nothing: each
+    /// charged again in the same transaction (a job's ledger entries carry
+    /// its run, so each run is charged once and refunded at most once).
+    async fn requeue(&self, request: &RequeueRequest<'_>) -> DbResult<RequeueOutcome>;
 }
 
 /// The queue as workers see it: claims, leases, progress and outcomes.

@@ -8,7 +8,10 @@ use crate::account::{
     generate_api_key, generate_token, generate_webhook_secret, hash_api_key, Account, ApiKeyRecord,
     NewAccount, Principal,
 };
-use crate::db::{CancelMode, CancelOutcome, CancelRequest, Database, InsertOutcome, LedgerEntry};
+use crate::db::{
+    CancelMode, CancelOutcome, CancelRequest, Database, InsertOutcome, LedgerEntry, RequeueOutcome,
+    RequeueRequest,
+};
 use crate::error::EngineError;
 use crate::events::{EventBus, HookGuard, Interest, JobEvent, Notice, Signal, Subscription};
 use crate::files::FileStore;
@@ -463,6 +466,39 @@ impl Engine {
             }
             CancelOutcome::NotFound => Err(EngineError::NotFound),
             CancelOutcome::NotCancellable(state) => Err(EngineError::NotCancellable(state)),
+        }
+    }
+
+    /// Runs the caller's finished jobs again (COMPLETED or FAILED ones; jobs
+    /// queued, running or cancelled are left alone), charging each anew.
+    /// All or nothing: a job that is not the caller's (of `dialect`) is
+    /// [`EngineError::NotFound`] and nothing changes. The jobs queued again.
+    pub async fn requeue(
+        &self,
+        principal: &Principal,
+        ids: &[JobId],
+        dialect: Option<&str>,
+    ) -> Result<Vec<JobId>, EngineError> {
+        let request = RequeueRequest {
+            account: principal.account_id,
+            jobs: ids,
+            dialect,
+            now: now_ms(),
+        };
+        match self.inner.db.requeue(&request).await? {
+            RequeueOutcome::Requeued(ids) => {
+                for id in &ids {
+                    tracing::info!(job = %id, "job queued again");
+                    if let Ok(job) = self.job(principal, *id).await {
+                        self.inner.bus.publish_local(self.event_of(&job));
+                    }
+                }
+                Ok(ids)
+            }
+            RequeueOutcome::NotFound(_) => Err(EngineError::NotFound),
+            RequeueOutcome::InsufficientBalance { balance, cost } => {
+                Err(EngineError::InsufficientBalance { balance, cost })
+            }
         }
     }
 

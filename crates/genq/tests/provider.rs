@@ -475,6 +475,7 @@ async fn the_openapi_document_describes_the_provider_routes() {
         ("/api/provider/projects/{projectId}/preview", "post"),
         ("/auth/credits", "get"),
         ("/jobs/v2", "post"),
+        ("/jobs/trigger-job", "post"),
         ("/jobs/{id}", "get"),
         ("/storage/generate-signed-path", "get"),
     ] {

@@ -6,6 +6,7 @@ use serde_json::json;
 use genq_engine::db::{DbResult, InsertOutcome};
 use genq_engine::{AccountId, DbError, Job, JobId, LimitKind, SubmitLimits};
 
+use super::accounts::post_ledger;
 use super::queue::settle;
 use super::PostgresDb;
 use crate::codec::{db_err, job_from_row, to_json};
@@ -32,6 +33,7 @@ fn job_record(job: &Job) -> serde_json::Value {
         "correlation_id": job.correlation_id,
         "created_at": job.created_at,
         "updated_at": job.updated_at,
+        "run": 0,
     })
 }
 

@@ -4,6 +4,7 @@
 use genq_engine::db::{DbResult, InsertOutcome};
 use genq_engine::{AccountId, Job, JobId, SubmitLimits};
 
+use super::accounts::post_ledger;
 use super::queue::settle;
 use super::SqliteDb;
 use crate::shared::job_db;

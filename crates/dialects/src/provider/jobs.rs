@@ -14,7 +14,7 @@ use super::projects::template_of;
 use super::{Authed, Provider, ProviderState};
 use crate::dialect::Ctx;
 use crate::shared::auth::{Read, Submit};
-use crate::shared::extract::{JsonText, PathId};
+use crate::shared::extract::{Json, JsonText, PathId};
 use crate::shared::validate_webhook_url;
 
 /// The engine's job kind of template renders (the media crate's renderer).
@@ -276,4 +276,57 @@ pub(super) async fn status(
         Some(job) => axum::Json(super::job_record(&job, ctx.own.credit_micro_cents)),
         None => not_found(),
     })
+}
+
+/// At most this many jobs per trigger.
+const MAX_TRIGGERED: usize = 100;
+
+#[derive(serde::Deserialize)]
+pub(super) struct TriggerRequest {
+    ids: Vec<String>,
+}
+
+/// Puts the caller's jobs back on the queue: a SUCCESS or FAILED job runs
+/// again and is charged again; one queued or running is left alone. If any
+/// id is not the caller's job, none is queued again.
+#[utoipa::path(post, path = "/jobs/trigger-job",
+    request_body(content = Object, description = "{\"ids\": [\"…\"]}"),
+    responses((status = 201, description = "{\"message\": \"Job triggered\"}", body = Object),
+        (status = 404, description = "{\"message\": \"No job found\"}: an id is not the caller's job"),
+        (status = 402, description = "The account's credits do not cover the new runs")),
+    security(("api_key" = [])))]
+pub(super) async fn trigger(
+    State(ctx): State<Ctx<Provider>>,
+    auth: Authed<Submit>,
+    Json(request, _): Json<TriggerRequest, ProviderError>,
+) -> Result<Response, ProviderError> {
+    if request.ids.is_empty() || request.ids.len() > MAX_TRIGGERED {
+        return Err(ProviderError::bad_request(format!(
+            "ids must list 1 to {MAX_TRIGGERED} job ids"
+        )));
+    }
+    let no_job = || ProviderError::body(StatusCode::NOT_FOUND, json!({"message": "No job found"}));
+    let ids: Vec<JobId> = request
+        .ids
+        .iter()
+        .map(|id| id.parse().map_err(|_| no_job()))
+        .collect::<Result<_, _>>()?;
+    match ctx
+        .app
+        .engine
+        .requeue(
+            &auth.principal,
+            &ids,
+            Some(<Provider as crate::Dialect>::NAME),
+        )
+        .await
+    {
+        Ok(_) => Ok((
+            StatusCode::CREATED,
+            axum::Json(json!({"message": "Job triggered"})),
+        )
+            .into_response()),
+        Err(genq_engine::EngineError::NotFound) => Err(no_job()),
+        Err(e) => Err(e.into()),
+    }
 }

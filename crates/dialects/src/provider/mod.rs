@@ -123,6 +123,7 @@ impl Dialect for Provider {
     fn routes(routes: Routes<Self>, _: &DialectSettings) -> Routes<Self> {
         routes
             .submit("/jobs/v2", post(jobs::submit))
+            .submit("/jobs/trigger-job", post(jobs::trigger))
             .route("/jobs/{job_id}", get(jobs::status))
             .route(
                 "/storage/generate-signed-path",
@@ -167,6 +168,7 @@ impl Dialect for Provider {
     paths(
         jobs::submit,
         jobs::status,
+        jobs::trigger,
         storage::generate_signed_path,
         projects::create,
         projects::list,

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod postgres;
 pub mod s3;
+pub mod studio;
 pub mod tls;
 
 #[allow(unused_imports)]
