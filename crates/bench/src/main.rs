@@ -1,5 +1,6 @@
 //! `genq-bench`: measures genq and prints one table — the renderer against
-//! ffmpeg, the HTTP API under load, the queue, and the server's memory.
+//! ffmpeg, the HTTP API under load, the queue, the server's memory, live
+//! events and template renders.
 //!
 //! It reports; it never judges. Missing a target is printed, not an error:
 //! the exit status is non-zero only when something broke (a crash, a failed
@@ -19,6 +20,7 @@ mod scaling;
 mod server;
 mod stats;
 mod table;
+mod template;
 
 use clap::{Parser, ValueEnum};
 use std::path::{Path, PathBuf};
@@ -65,6 +67,7 @@ enum Figure {
     Scaling,
     Memory,
     Events,
+    Template,
 }
 
 impl Figure {
@@ -99,6 +102,11 @@ pub struct Plan {
     pub event_changes: usize,
     /// SSE subscribers of the fan-out figure.
     pub event_subscribers: usize,
+    /// Seconds of voiceover and music of the template video.
+    pub template_secs: u32,
+    pub template_runs: usize,
+    /// Renders of each template latency figure.
+    pub template_latency_runs: usize,
 }
 
 impl Plan {
@@ -122,6 +130,9 @@ impl Plan {
                 scaling_audio_secs: 5,
                 event_changes: 50,
                 event_subscribers: 200,
+                template_secs: 10,
+                template_runs: 1,
+                template_latency_runs: 10,
             };
         }
         Plan {
@@ -145,6 +156,9 @@ impl Plan {
             scaling_audio_secs: 8,
             event_changes: 250,
             event_subscribers: 1000,
+            template_secs: 60,
+            template_runs: 3,
+            template_latency_runs: 50,
         }
     }
 
@@ -166,7 +180,7 @@ impl Plan {
         format!(
             "mode {mode}: renders {}× each; api {}× {} s at {} connections; queue {}× {} jobs; \
              pg-queue {}× {}; scaling {} renders with {:?} worker processes; events {} changes, \
-             {} subscribers",
+             {} subscribers; template video {} s {}×, drawings {}×",
             self.render_runs,
             self.api_reps,
             self.api_duration.as_secs(),
@@ -178,7 +192,10 @@ impl Plan {
             self.scaling_jobs,
             self.scaling_workers,
             self.event_changes,
-            self.event_subscribers
+            self.event_subscribers,
+            self.template_secs,
+            self.template_runs,
+            self.template_latency_runs
         )
     }
 }
@@ -232,6 +249,7 @@ async fn run(args: &Args, plan: &Plan) -> anyhow::Result<(String, Vec<Row>)> {
         Figure::Scaling,
         Figure::Memory,
         Figure::Events,
+        Figure::Template,
     ] {
         if !selected(figure) {
             continue;
@@ -253,6 +271,7 @@ async fn run(args: &Args, plan: &Plan) -> anyhow::Result<(String, Vec<Row>)> {
             Figure::Scaling => scaling::run(plan, dir, &postgres).await,
             Figure::Memory => memory::run(plan, dir).await,
             Figure::Events => events::run(plan, dir, &postgres, postgres_off).await,
+            Figure::Template => template::run(plan, dir).await,
         };
         eprintln!("{name} took {:.0} s", started.elapsed().as_secs_f64());
         match result {

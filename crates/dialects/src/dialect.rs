@@ -42,6 +42,15 @@ pub trait JobShape: Send + Sync + 'static {
     /// Its status endpoint's body for the job: also its webhook body and
     /// an event's `data:`.
     fn body(&self, job: &Job) -> serde_json::Value;
+    /// Its name for the job's status now, where that depends on more than
+    /// the state (the Provider's STARTED and IN_PROGRESS).
+    fn status_of(&self, job: &Job) -> &'static str {
+        self.status(job.state)
+    }
+    /// Every name it has for `state` (what a `?status=` filter accepts).
+    fn names(&self, state: JobState) -> Vec<&'static str> {
+        vec![self.status(state)]
+    }
 }
 
 /// A dialect's handlers' state: the shared state and its own.

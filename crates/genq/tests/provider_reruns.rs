@@ -208,3 +208,51 @@ async fn outputs_in_object_storage_download_by_signed_path() {
     assert_eq!(part.status(), 206);
     assert_eq!(part.bytes().await.unwrap().len(), 10);
 }
+
+#[tokio::test]
+async fn a_studio_session_streams_its_jobs_as_job_records() {
+    use eventsource_stream::Eventsource;
+    use futures::StreamExt;
+    let studio = Studio::start(&[]);
+    let response = reqwest::Client::new()
+        .get(studio.server.url("/events?session_id=studio-7"))
+        .header("x-api-key", &studio.account.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream().eventsource();
+    let request = |session: &str| {
+        json!({"template_id": studio.project, "job_type": "image", "session_id": session,
+            "values": studio.values()})
+    };
+    let (_, elsewhere) = studio.submit(&request("another-session")).await;
+    let (_, mine) = studio.submit(&request("studio-7")).await;
+    let id = mine["job"]["uuid"].as_str().unwrap().to_owned();
+    let mut names = Vec::new();
+    let last = loop {
+        let event = tokio::time::timeout(Duration::from_secs(60), stream.next())
+            .await
+            .expect("an event within a minute")
+            .unwrap()
+            .unwrap();
+        let data: Value = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(data["uuid"], id.as_str(), "only the session's job: {data}");
+        assert_eq!(event.event, data["job_status"].as_str().unwrap());
+        names.push(event.event.clone());
+        if event.event == "SUCCESS" {
+            break data;
+        }
+    };
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("QUEUED"),
+        "{names:?}"
+    );
+    assert_eq!(
+        last,
+        studio.job(&id).await,
+        "the data is GET /jobs/{{id}}'s body"
+    );
+    assert_ne!(elsewhere["job"]["uuid"], mine["job"]["uuid"]);
+}

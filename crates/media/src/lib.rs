@@ -23,7 +23,7 @@ pub use process::{Tool, ToolError, ToolOutput};
 pub use speech::{synthesize_speech, Speech, SpeechInput, SpeechSettings, DEFAULT_VOICE};
 pub use still::{render_still_video, render_still_video_full_encode, RenderSettings, StillVideo};
 pub use template_render::audio::{
-    effect_chain, soundtrack, voice_track, Music, MUSIC_FADE_OUT_SECS,
+    effect_chain, mix_graph, soundtrack, voice_track, Music, MUSIC_FADE_OUT_SECS,
 };
 pub use template_render::{
     BackgroundMusic, PictureType, TemplateOutput, TemplateRenderInput, TemplateRenderer,

@@ -211,6 +211,17 @@ impl JobShape for ProviderShape {
     fn body(&self, job: &Job) -> Value {
         job_record(job, self.credit_micro_cents)
     }
+
+    fn status_of(&self, job: &Job) -> &'static str {
+        job_status(job.state, job.progress)
+    }
+
+    fn names(&self, state: JobState) -> Vec<&'static str> {
+        match state {
+            JobState::Processing => vec!["STARTED", "IN_PROGRESS"],
+            other => vec![job_status(other, 0)],
+        }
+    }
 }
 
 /// The job record as the vendor stores it. A Provider job's engine input

@@ -57,7 +57,7 @@ fn sse(stream: Events) -> EventStream {
 /// One SSE event: the job as `shape` shows it.
 fn event(shape: &dyn JobShape, job: &Job) -> Event {
     Event::default()
-        .event(shape.status(job.state))
+        .event(shape.status_of(job))
         .id(job.updated_at.to_string())
         .json_data(shape.body(job))
         .expect("JSON values serialize")
@@ -266,10 +266,12 @@ pub async fn account_events(
 fn parse_status(app: &AppState, name: &str) -> Option<JobState> {
     JobState::ALL.into_iter().find(|state| {
         state.as_str().eq_ignore_ascii_case(name)
-            || app
-                .shapes
-                .values()
-                .any(|shape| shape.status(*state).eq_ignore_ascii_case(name))
+            || app.shapes.values().any(|shape| {
+                shape
+                    .names(*state)
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
+            })
     })
 }
 

@@ -154,8 +154,9 @@ pub async fn soundtrack(
     Ok(())
 }
 
-/// The filter graph mixing the inputs into `[out]`, or None for silence.
-fn mix_graph(
+/// The filter graph mixing the inputs into `[out]`, or None for silence
+/// (public so that the benchmark's floor runs exactly these filters).
+pub fn mix_graph(
     voice: Option<usize>,
     music_input: Option<usize>,
     music: Option<&Music>,
