@@ -118,11 +118,11 @@ fn io_failure(what: &str, e: std::io::Error) -> JobFailure {
     JobFailure::new("IO_ERROR", format!("could not read the {what} input: {e}"))
 }
 
-fn failure(e: MediaError) -> JobFailure {
+pub(crate) fn failure(e: MediaError) -> JobFailure {
     JobFailure::new(e.code(), e.to_string())
 }
 
-fn output(
+pub(crate) fn output(
     name: &str,
     role: OutputRole,
     kind: OutputKind,
@@ -138,7 +138,7 @@ fn output(
     }
 }
 
-fn video_outputs(video: StillVideo) -> Vec<ProducedOutput> {
+pub(crate) fn video_outputs(video: StillVideo) -> Vec<ProducedOutput> {
     vec![
         output(
             VIDEO_FILE,

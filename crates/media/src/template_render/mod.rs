@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use validator::Validate as _;
 
 use crate::error::MediaError;
+use crate::handler::{failure, output as output_file, video_outputs};
 use crate::still::{render_still_video, RenderSettings, StillVideo};
 use audio::{soundtrack, voice_track, Music};
 
@@ -173,10 +174,6 @@ fn invalid(message: String) -> JobFailure {
 
 fn io_failure(what: &str, e: std::io::Error) -> JobFailure {
     JobFailure::new("IO_ERROR", format!("could not read {what}: {e}"))
-}
-
-fn failure(e: MediaError) -> JobFailure {
-    JobFailure::new(e.code(), e.to_string())
 }
 
 #[async_trait]
@@ -362,47 +359,4 @@ fn named(field: &str, e: MediaError) -> JobFailure {
         }
         other => failure(other),
     }
-}
-
-fn output_file(
-    name: &str,
-    role: OutputRole,
-    kind: OutputKind,
-    content_type: &str,
-    path: PathBuf,
-) -> ProducedOutput {
-    ProducedOutput {
-        name: name.to_owned(),
-        role,
-        kind,
-        content_type: content_type.to_owned(),
-        path,
-    }
-}
-
-fn video_outputs(video: StillVideo) -> Vec<ProducedOutput> {
-    use crate::still::{POSTER_FILE, THUMBNAIL_FILE as STILL_THUMBNAIL, VIDEO_FILE};
-    vec![
-        output_file(
-            VIDEO_FILE,
-            OutputRole::Main,
-            OutputKind::Video,
-            "video/mp4",
-            video.video,
-        ),
-        output_file(
-            STILL_THUMBNAIL,
-            OutputRole::Thumbnail,
-            OutputKind::Image,
-            "image/jpeg",
-            video.thumbnail,
-        ),
-        output_file(
-            POSTER_FILE,
-            OutputRole::Poster,
-            OutputKind::Image,
-            "image/jpeg",
-            video.poster,
-        ),
-    ]
 }
