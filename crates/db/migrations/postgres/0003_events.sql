@@ -35,6 +35,12 @@ CREATE INDEX jobs_leased ON jobs (lease_until, id) WHERE state = 'PROCESSING';
 -- the epoch, the database's clock). A process following an account moves
 -- `until` on every few seconds, so a process that died costs nothing
 -- after a while; several processes following one account share the row.
+-- Whether a job's every change is announced: set when it is submitted or
+-- claimed for an account that is followed then, and on the account's jobs
+-- in flight when it becomes followed (postgres/feed.rs), so that the update trigger's WHEN
+-- reads a column instead of querying genq_followed_accounts per row.
+ALTER TABLE jobs ADD COLUMN announce BOOLEAN NOT NULL DEFAULT FALSE;
+
 CREATE TABLE genq_followed_accounts (
     account_id TEXT COLLATE "C" PRIMARY KEY,
     until      BIGINT NOT NULL
@@ -47,13 +53,6 @@ CREATE FUNCTION genq_announce_job() RETURNS TRIGGER
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    IF NEW.state = 'PENDING' OR NEW.cancel_requested
-        OR (NEW.webhook_url IS NOT NULL AND NEW.state IN ('COMPLETED', 'FAILED', 'CANCELLED'))
-        OR EXISTS (
-            SELECT 1 FROM genq_followed_accounts f
-            WHERE f.account_id = NEW.account_id
-              AND f.until > (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)
-    THEN
         PERFORM pg_notify('genq_job_events', json_build_object(
             'job_id', NEW.id,
             'account_id', NEW.account_id,
@@ -63,7 +62,6 @@ BEGIN
             'correlation_id', left(NEW.correlation_id, 256),
             'cancel_requested', NEW.cancel_requested,
             'at', NEW.updated_at)::text);
-    END IF;
     RETURN NULL;
 END
 $$;
@@ -75,10 +73,12 @@ FOR EACH ROW EXECUTE FUNCTION genq_announce_job();
 -- an expired lease is (the attempt moves, progress starts again).
 CREATE TRIGGER jobs_announce_update AFTER UPDATE ON jobs
 FOR EACH ROW WHEN (
-    OLD.state IS DISTINCT FROM NEW.state
-    OR OLD.progress IS DISTINCT FROM NEW.progress
-    OR OLD.attempt IS DISTINCT FROM NEW.attempt
-    OR OLD.cancel_requested IS DISTINCT FROM NEW.cancel_requested
+    (OLD.state IS DISTINCT FROM NEW.state
+     OR OLD.progress IS DISTINCT FROM NEW.progress
+     OR OLD.attempt IS DISTINCT FROM NEW.attempt
+     OR OLD.cancel_requested IS DISTINCT FROM NEW.cancel_requested)
+    AND (NEW.state = 'PENDING' OR NEW.cancel_requested OR NEW.announce
+         OR (NEW.webhook_url IS NOT NULL AND NEW.state IN ('COMPLETED', 'FAILED', 'CANCELLED')))
 ) EXECUTE FUNCTION genq_announce_job();
 
 -- A submission takes the job's columns as one JSON object (built by
@@ -150,6 +150,10 @@ BEGIN
     job.error_message := NULL;
     job.started_at := NULL;
     job.completed_at := NULL;
+    job.announce := EXISTS (
+        SELECT 1 FROM genq_followed_accounts f
+        WHERE f.account_id = job.account_id
+          AND f.until > (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT);
     -- The round: see migrations/sqlite/0004_fair_queue.sql; with nothing
     -- pending, the newest job's round.
     job.queue_round := GREATEST(
@@ -200,6 +204,8 @@ BEGIN
     UPDATE jobs SET state = 'PROCESSING', attempt = jobs.attempt + 1,
         retries = jobs.retries + candidate.retry, progress = 0,
         lease_owner = claim_owner, lease_until = claim_until,
+        announce = EXISTS (SELECT 1 FROM genq_followed_accounts f
+                           WHERE f.account_id = jobs.account_id AND f.until > claim_now),
         started_at = COALESCE(jobs.started_at, claim_now), updated_at = claim_now
     FROM candidate WHERE jobs.id = candidate.id
     RETURNING jobs.*;

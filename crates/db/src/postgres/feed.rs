@@ -169,6 +169,16 @@ async fn register(pool: &PgPool, accounts: &[AccountId], settle: bool) -> Result
     .bind(FOLLOW_FOR.as_millis() as i64)
     .execute(pool)
     .await?;
+    // Jobs in flight were claimed before the account was followed: from now
+    // on their changes are announced too (a claim marks the jobs it takes
+    // itself). A row a running transaction holds is marked once it commits.
+    sqlx::query(
+        "UPDATE jobs SET announce = TRUE WHERE account_id = ANY($1::TEXT[]) \
+         AND state IN ('PENDING', 'PROCESSING') AND NOT announce",
+    )
+    .bind(&accounts)
+    .execute(pool)
+    .await?;
     sqlx::query(&format!(
         "DELETE FROM genq_followed_accounts WHERE until < {NOW_MS} - $1"
     ))
