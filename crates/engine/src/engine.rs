@@ -489,6 +489,11 @@ impl Engine {
             RequeueOutcome::Requeued(ids) => {
                 for id in &ids {
                     tracing::info!(job = %id, "job queued again");
+                    // A database that announces its changes has done so; a
+                    // job is read again only to publish it here.
+                    if !self.inner.bus.publishes_locally() {
+                        continue;
+                    }
                     if let Ok(job) = self.job(principal, *id).await {
                         self.inner.bus.publish_local(self.event_of(&job));
                     }

@@ -478,6 +478,7 @@ async fn the_openapi_document_describes_the_provider_routes() {
         ("/jobs/trigger-job", "post"),
         ("/jobs/{id}", "get"),
         ("/storage/generate-signed-path", "get"),
+        ("/storage/files/{key}", "get"),
     ] {
         assert!(
             spec["paths"][path][method].is_object(),

@@ -226,7 +226,7 @@ async fn a_studio_session_streams_its_jobs_as_job_records() {
         json!({"template_id": studio.project, "job_type": "image", "session_id": session,
             "values": studio.values()})
     };
-    let (_, elsewhere) = studio.submit(&request("another-session")).await;
+    let (_, _elsewhere) = studio.submit(&request("another-session")).await;
     let (_, mine) = studio.submit(&request("studio-7")).await;
     let id = mine["job"]["uuid"].as_str().unwrap().to_owned();
     let mut names = Vec::new();
@@ -254,5 +254,4 @@ async fn a_studio_session_streams_its_jobs_as_job_records() {
         studio.job(&id).await,
         "the data is GET /jobs/{{id}}'s body"
     );
-    assert_ne!(elsewhere["job"]["uuid"], mine["job"]["uuid"]);
 }

@@ -292,6 +292,7 @@ pub(super) struct TriggerRequest {
 #[utoipa::path(post, path = "/jobs/trigger-job",
     request_body(content = Object, description = "{\"ids\": [\"…\"]}"),
     responses((status = 201, description = "{\"message\": \"Job triggered\"}", body = Object),
+        (status = 400, description = "ids missing, empty or over 100"),
         (status = 404, description = "{\"message\": \"No job found\"}: an id is not the caller's job"),
         (status = 402, description = "The account's credits do not cover the new runs")),
     security(("api_key" = [])))]

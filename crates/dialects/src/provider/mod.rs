@@ -153,7 +153,9 @@ impl Dialect for Provider {
     }
 
     fn openapi() -> utoipa::openapi::OpenApi {
-        ProviderDoc::openapi()
+        let mut doc = ProviderDoc::openapi();
+        document_shared_refusals(&mut doc);
+        doc
     }
 
     fn shape(_: Arc<str>, settings: &DialectSettings) -> Arc<dyn JobShape> {
@@ -170,6 +172,7 @@ impl Dialect for Provider {
         jobs::status,
         jobs::trigger,
         storage::generate_signed_path,
+        storage::signed_download,
         projects::create,
         projects::list,
         projects::active,
@@ -183,6 +186,34 @@ impl Dialect for Provider {
     components(schemas(Credits))
 )]
 struct ProviderDoc;
+
+/// What every route can answer besides its own statuses, written once: a
+/// 401 where a key is required (the signed download needs none) and the
+/// per-client rate limit's 429.
+fn document_shared_refusals(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, ResponseBuilder};
+    let response =
+        |description: &str| RefOr::T(ResponseBuilder::new().description(description).build());
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            if operation.security.is_some() {
+                responses.entry("401".into()).or_insert_with(|| {
+                    response("No or an unknown x-api-key: {\"message\": \"Unauthorized\", \"statusCode\": 401}")
+                });
+            }
+            responses.entry("429".into()).or_insert_with(|| {
+                response("Rate limited: {\"statusCode\": 429, \"message\", \"error\"}")
+            });
+        }
+    }
+}
 
 /// This dialect's view of a job: its `job_status` names and the job record
 /// of `GET /jobs/{id}`.

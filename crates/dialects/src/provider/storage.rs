@@ -9,7 +9,7 @@
 //! token: every API node can check it without a shared secret, and the
 //! token itself never appears in the URL.
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use genq_engine::time::now_ms;
@@ -24,6 +24,7 @@ use super::jobs::own_job;
 use super::{Authed, Provider};
 use crate::dialect::Ctx;
 use crate::shared::auth::Read;
+use crate::shared::extract::Query as DialectQuery;
 use crate::shared::media::serve_output;
 
 /// Every storage key of a completed job, with the output it names.
@@ -98,7 +99,7 @@ pub(super) struct SignRequest {
 pub(super) async fn generate_signed_path(
     State(ctx): State<Ctx<Provider>>,
     auth: Authed<Read>,
-    Query(request): Query<SignRequest>,
+    DialectQuery(request, _): DialectQuery<SignRequest, ProviderError>,
 ) -> Result<axum::Json<serde_json::Value>, ProviderError> {
     let Some(key) = request.path.filter(|p| !p.is_empty()) else {
         return Err(ProviderError::body(
@@ -136,10 +137,18 @@ pub(super) struct SignedQuery {
 }
 
 /// A signed output: no key needed, the URL is the permission.
+#[utoipa::path(get, path = "/storage/files/{key}",
+    params(("key" = String, Path, description = "The output's storage key"),
+        ("expires" = i64, Query, description = "Unix seconds, as signed"),
+        ("signature" = String, Query, description = "As generate-signed-path gave it")),
+    responses((status = 200, description = "The file (206 for a Range request)"),
+        (status = 400, description = "A malformed query string"),
+        (status = 403, description = "The link was altered or has expired"),
+        (status = 404, description = "No such output")))]
 pub(super) async fn signed_download(
     State(ctx): State<Ctx<Provider>>,
     Path(key): Path<String>,
-    Query(query): Query<SignedQuery>,
+    DialectQuery(query, _): DialectQuery<SignedQuery, ProviderError>,
     request: Request,
 ) -> Result<Response, ProviderError> {
     let forbidden = |why: &str| ProviderError::new(StatusCode::FORBIDDEN, why);
