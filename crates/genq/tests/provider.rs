@@ -386,10 +386,7 @@ async fn a_preview_draws_the_frame_with_placeholders_for_missing_values() {
     assert_eq!(frame.dimensions(), (1080, 1920));
     // The avatar's placeholder is grey; the canvas shows below the text box.
     assert_eq!(*frame.get_pixel(30, 30), image::Rgb([0xd1, 0xd5, 0xdb]));
-    let text_box_ink = (1400..1700)
-        .flat_map(|y| (60..1020).map(move |x| (x, y)))
-        .filter(|&(x, y)| frame.get_pixel(x, y).0.iter().all(|&c| c > 200))
-        .count();
+    let text_box_ink = headline_ink(&frame);
     assert!(
         text_box_ink > 1000,
         "the headline is drawn in white: {text_box_ink} pixels"
@@ -485,4 +482,90 @@ async fn the_openapi_document_describes_the_provider_routes() {
             "{method} {path} missing from the OpenAPI document"
         );
     }
+}
+
+/// The white pixels in the headline's box of the spring campaign's frame.
+fn headline_ink(frame: &image::RgbImage) -> usize {
+    (1400..1700)
+        .flat_map(|y| (60..1020).map(move |x| (x, y)))
+        .filter(|&(x, y)| frame.get_pixel(x, y).0.iter().all(|&c| c > 200))
+        .count()
+}
+
+/// Bitstream Vera Sans, from reportlab's wheel (`scripts/deps --test`): a
+/// real font that is not installed on the system.
+fn brand_font_dir(root: &std::path::Path) -> std::path::PathBuf {
+    let found = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os, reportlab; print(os.path.join(os.path.dirname(reportlab.__file__), 'fonts', 'Vera.ttf'))",
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        found.status.success(),
+        "reportlab is installed (scripts/deps --test): {}",
+        String::from_utf8_lossy(&found.stderr)
+    );
+    let font = String::from_utf8(found.stdout).unwrap();
+    let dir = root.join("brand-fonts");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(font.trim(), dir.join("Vera.ttf")).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn fonts_dir_adds_a_brand_font_that_templates_may_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let fonts = brand_font_dir(dir.path());
+    let mut template = spring_campaign();
+    template["layers"][2]["font"] = json!("Bitstream Vera Sans");
+
+    // Without it, the family is unknown.
+    let plain = Studio::start();
+    let (code, body) = plain
+        .send(reqwest::Method::POST, "/api/provider/projects", &template)
+        .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"Bitstream Vera Sans\""),
+        "{body}"
+    );
+
+    let data = dir.path().join("data");
+    let server = Server::start(
+        &data,
+        &["--workers", "0", "--fonts-dir", fonts.to_str().unwrap()],
+        &[],
+    );
+    let account = create_account_with(&data, "brand", &[]);
+    let response = reqwest::Client::new()
+        .post(server.url("/api/provider/projects"))
+        .header("x-api-key", &account.api_key)
+        .json(&template)
+        .send()
+        .await
+        .unwrap();
+    let (code, body) = json_of(response).await;
+    assert_eq!(code, 201, "{body}");
+    let id = body["data"]["projectId"].as_str().unwrap().to_owned();
+    let response = reqwest::Client::new()
+        .post(server.url(&format!("/api/provider/projects/{id}/preview")))
+        .header("x-api-key", &account.api_key)
+        .json(&json!({"values": {"headline": "Tulips are back"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let frame = image::load_from_memory(&response.bytes().await.unwrap())
+        .unwrap()
+        .to_rgb8();
+    let ink = headline_ink(&frame);
+    assert!(
+        ink > 1000,
+        "the headline is drawn in the brand font: {ink} pixels"
+    );
 }

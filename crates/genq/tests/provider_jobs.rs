@@ -152,8 +152,41 @@ async fn the_vendors_flow_renders_a_video_an_image_and_a_pdf() {
         .unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("Tulips are back"));
 
-    // 1,000 credits less a video (10), an image (2) and a PDF (2).
-    assert_eq!(studio.credits().await, 986.0);
+    // Without a voiceover (and no music) the video lasts the template's
+    // `duration`, with a silent soundtrack.
+    let mut silent_request = json!({
+        "template_id": studio.project,
+        "job_type": "video",
+        "values": studio.values(),
+    });
+    silent_request["values"]
+        .as_object_mut()
+        .unwrap()
+        .remove("voiceover");
+    let (code, created) = studio.submit(&silent_request).await;
+    assert_eq!(code, 201, "{created}");
+    let (record, _) = studio
+        .until_final(created["job"]["uuid"].as_str().unwrap())
+        .await;
+    assert_eq!(record["job_status"], "SUCCESS", "{record}");
+    let silent = studio.dir.path().join("silent.mp4");
+    download(
+        &studio
+            .signed_url(record["output"]["output"].as_str().unwrap())
+            .await,
+        &silent,
+    )
+    .await;
+    let probe = ffprobe(&silent);
+    let duration = seconds(&probe["format"]["duration"]);
+    assert!(
+        (duration - 4.0).abs() <= 0.05,
+        "lasts the template's duration: {duration}"
+    );
+    assert_eq!(stream(&probe, "audio")["codec_name"], "aac");
+
+    // 1,000 credits less two videos (10 each), an image (2) and a PDF (2).
+    assert_eq!(studio.credits().await, 976.0);
 }
 
 #[tokio::test]

@@ -6,6 +6,7 @@
 mod colour;
 mod fonts;
 mod format;
+mod picture;
 mod render;
 mod scene;
 mod text;
@@ -18,7 +19,8 @@ pub use format::{
     ProjectType, RectLayer, Template, TextLayer, VerticalAlign, DEFAULT_DURATION_SECS,
     DEFAULT_FONT, MAX_CANVAS_SIDE, MAX_DURATION_SECS,
 };
-pub use scene::{Fill, Picture, Scene};
+pub use picture::{Picture, MAX_PICTURE_PIXELS};
+pub use scene::{Fill, Scene};
 pub use text::{fit, LaidText, Line};
 pub use values::{AudioValue, Effect, Values};
 

@@ -19,11 +19,7 @@ impl Scene {
         let height = ((self.height as f32 * scale).round() as u32).max(1);
         let mut pixmap = Pixmap::new(width, height)
             .ok_or_else(|| TemplateError::new("canvas", "is too large to draw"))?;
-        resvg::render(
-            &self.tree,
-            Transform::from_scale(scale, scale),
-            &mut pixmap.as_mut(),
-        );
+        self.draw(Transform::from_scale(scale, scale), &mut pixmap.as_mut())?;
         let mut rgb = RgbImage::new(width, height);
         for (pixel, drawn) in rgb.pixels_mut().zip(pixmap.pixels()) {
             let c = drawn.demultiply();
@@ -36,7 +32,7 @@ impl Scene {
     pub fn png(&self) -> Result<Vec<u8>, TemplateError> {
         let mut pixmap = Pixmap::new(self.width, self.height)
             .ok_or_else(|| TemplateError::new("canvas", "is too large to draw"))?;
-        resvg::render(&self.tree, Transform::identity(), &mut pixmap.as_mut());
+        self.draw(Transform::identity(), &mut pixmap.as_mut())?;
         pixmap
             .encode_png()
             .map_err(|e| TemplateError::new("", format!("PNG encoding failed: {e}")))

@@ -6,70 +6,23 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::OnceLock;
 
+use resvg::tiny_skia::{FilterQuality, Pixmap, PixmapMut, PixmapPaint, Transform};
 use resvg::usvg;
 
 use crate::colour::Colour;
 use crate::fonts::Fonts;
 use crate::format::{Fit, ImageLayer, Layer, Template, TextLayer};
+use crate::picture::{Picture, Placement};
 use crate::text::{fit, LaidText};
 use crate::TemplateError;
 
 const PLACEHOLDER_FILL: &str = "#d1d5db";
 const PLACEHOLDER_INK: &str = "#4b5563";
 const ASSET_SCHEME: &str = "genq-asset:";
-
-/// A picture a layer shows: its bytes, already known to decode.
-#[derive(Clone)]
-pub struct Picture {
-    bytes: Arc<Vec<u8>>,
-    format: PictureFormat,
-    pub width: u32,
-    pub height: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum PictureFormat {
-    Png,
-    Jpeg,
-    Gif,
-    Webp,
-}
-
-impl Picture {
-    /// Reads the picture's header; the error says why it is not a picture.
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Picture, String> {
-        let format = match image::guess_format(&bytes) {
-            Ok(image::ImageFormat::Png) => PictureFormat::Png,
-            Ok(image::ImageFormat::Jpeg) => PictureFormat::Jpeg,
-            Ok(image::ImageFormat::Gif) => PictureFormat::Gif,
-            Ok(image::ImageFormat::WebP) => PictureFormat::Webp,
-            _ => return Err("is not a PNG, JPEG, GIF or WebP image".into()),
-        };
-        let (width, height) = image::ImageReader::new(std::io::Cursor::new(&bytes))
-            .with_guessed_format()
-            .map_err(|e| e.to_string())?
-            .into_dimensions()
-            .map_err(|e| format!("does not decode as an image: {e}"))?;
-        Ok(Picture {
-            bytes: Arc::new(bytes),
-            format,
-            width,
-            height,
-        })
-    }
-
-    fn kind(&self) -> usvg::ImageKind {
-        let bytes = Arc::clone(&self.bytes);
-        match self.format {
-            PictureFormat::Png => usvg::ImageKind::PNG(bytes),
-            PictureFormat::Jpeg => usvg::ImageKind::JPEG(bytes),
-            PictureFormat::Gif => usvg::ImageKind::GIF(bytes),
-            PictureFormat::Webp => usvg::ImageKind::WEBP(bytes),
-        }
-    }
-}
+/// The id of the group that holds picture N.
+const PICTURE_ID: &str = "genq-picture-";
 
 /// What fills a template's fields for one render.
 #[derive(Clone, Default)]
@@ -86,8 +39,21 @@ pub struct Fill {
 /// A composed frame: drawn by [`crate::render`].
 pub struct Scene {
     pub(crate) tree: usvg::Tree,
+    pictures: Vec<Asset>,
+    /// The pictures fitted to their boxes, in `pictures`' order: what the
+    /// pixel renders draw (made on first use; a PDF needs none).
+    fitted: OnceLock<Result<Vec<Pixmap>, TemplateError>>,
     pub width: u32,
     pub height: u32,
+}
+
+/// A picture the scene shows, with the layer that places it.
+struct Asset {
+    picture: Picture,
+    layer: ImageLayer,
+    /// Where a failure to draw it is reported (`values.photo`).
+    at: String,
+    placement: Placement,
 }
 
 impl Scene {
@@ -97,25 +63,21 @@ impl Scene {
         fill: &Fill,
         fonts: &Fonts,
     ) -> Result<Scene, TemplateError> {
-        let width = template.canvas.width;
-        let height = template.canvas.height;
-        let mut assets: Vec<Picture> = Vec::new();
         // Text boxes are laid out at full width first; should the drawing
         // engine's own measure (its fallback font may differ from the
         // layout's) find a line wider than its box, that box is laid out
         // again with the overflow taken off its width.
         let mut width_budget: HashMap<usize, f32> = HashMap::new();
-        for _ in 0..3 {
-            assets.clear();
-            let svg = svg_of(template, fill, fonts, &width_budget, &mut assets)?;
-            let tree = parse(&svg, fonts, &assets)?;
+        let mut pictures = Vec::new();
+        let mut attempts = 0;
+        let tree = loop {
+            attempts += 1;
+            pictures.clear();
+            let svg = svg_of(template, fill, fonts, &width_budget, &mut pictures)?;
+            let tree = parse(&svg, fonts, &pictures)?;
             let overflowing = overflowing_texts(template, &tree);
-            if overflowing.is_empty() {
-                return Ok(Scene {
-                    tree,
-                    width,
-                    height,
-                });
+            if overflowing.is_empty() || attempts > 3 {
+                break tree;
             }
             for (index, overflow) in overflowing {
                 let budget = width_budget
@@ -123,18 +85,80 @@ impl Scene {
                     .or_insert(template.layers[index].frame().width as f32);
                 *budget = (*budget - overflow - 1.0).max(1.0);
             }
-        }
-        let svg = svg_of(template, fill, fonts, &width_budget, &mut assets)?;
+        };
         Ok(Scene {
-            tree: parse(&svg, fonts, &assets)?,
-            width,
-            height,
+            tree,
+            pictures,
+            fitted: OnceLock::new(),
+            width: template.canvas.width,
+            height: template.canvas.height,
         })
+    }
+
+    /// Draws the scene onto `pixmap`: resvg draws every layer but the
+    /// pictures, which are copied in fitted (see `picture.rs`).
+    pub(crate) fn draw(
+        &self,
+        transform: Transform,
+        pixmap: &mut PixmapMut,
+    ) -> Result<(), TemplateError> {
+        let fitted = self
+            .fitted
+            .get_or_init(|| {
+                self.pictures
+                    .iter()
+                    .map(|asset| {
+                        asset
+                            .picture
+                            .fitted(&asset.layer, &asset.placement)
+                            .map_err(|why| TemplateError::new(asset.at.clone(), why))
+                    })
+                    .collect()
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        for node in self.tree.root().children() {
+            let picture = match node {
+                usvg::Node::Group(group) => group
+                    .id()
+                    .strip_prefix(PICTURE_ID)
+                    .and_then(|index| index.parse::<usize>().ok()),
+                _ => None,
+            };
+            match picture {
+                Some(index) => {
+                    let placement = &self.pictures[index].placement;
+                    pixmap.draw_pixmap(
+                        0,
+                        0,
+                        fitted[index].as_ref(),
+                        &PixmapPaint {
+                            quality: FilterQuality::Bicubic,
+                            ..PixmapPaint::default()
+                        },
+                        transform.pre_translate(placement.x as f32, placement.y as f32),
+                        None,
+                    );
+                }
+                None => {
+                    // render_node draws the node as if its bounds began
+                    // at the origin; undo that to draw it in place.
+                    if let Some(bounds) = node.abs_layer_bounding_box() {
+                        resvg::render_node(
+                            node,
+                            transform.pre_translate(bounds.x(), bounds.y()),
+                            pixmap,
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-fn parse(svg: &str, fonts: &Fonts, assets: &[Picture]) -> Result<usvg::Tree, TemplateError> {
-    let assets = assets.to_vec();
+fn parse(svg: &str, fonts: &Fonts, pictures: &[Asset]) -> Result<usvg::Tree, TemplateError> {
+    let assets: Vec<Picture> = pictures.iter().map(|a| a.picture.clone()).collect();
     let options = usvg::Options {
         fontdb: fonts.database(),
         image_href_resolver: usvg::ImageHrefResolver {
@@ -178,7 +202,7 @@ fn svg_of(
     fill: &Fill,
     fonts: &Fonts,
     width_budget: &HashMap<usize, f32>,
-    assets: &mut Vec<Picture>,
+    pictures: &mut Vec<Asset>,
 ) -> Result<String, TemplateError> {
     let canvas = &template.canvas;
     let mut svg = String::with_capacity(4096);
@@ -221,15 +245,20 @@ fn svg_of(
                 );
             }
             Layer::Image(image) => {
-                let key = image
-                    .field
-                    .as_deref()
-                    .or(image.src.as_deref())
-                    .unwrap_or("");
+                let (key, at) = match (&image.field, &image.src) {
+                    (Some(field), _) => (field.as_str(), format!("values.{field}")),
+                    (None, Some(src)) => (src.as_str(), format!("layers[{index}].src")),
+                    (None, None) => ("", String::new()),
+                };
                 match fill.pictures.get(key) {
                     Some(picture) => {
-                        assets.push(picture.clone());
-                        picture_svg(&mut svg, image, &clip, assets.len() - 1);
+                        picture_svg(&mut svg, image, &clip, pictures.len());
+                        pictures.push(Asset {
+                            picture: picture.clone(),
+                            layer: image.clone(),
+                            at,
+                            placement: picture.placement(image),
+                        });
                     }
                     None if fill.placeholders => {
                         let label = placeholder_label(template, image.field.as_deref(), "Image");
@@ -272,7 +301,7 @@ fn picture_svg(svg: &mut String, image: &ImageLayer, clip: &str, asset: usize) {
     };
     let _ = write!(
         svg,
-        r#"<image x="{}" y="{}" width="{}" height="{}" preserveAspectRatio="{aspect}" clip-path="url(#{clip})" href="{ASSET_SCHEME}{asset}"/>"#,
+        r#"<g id="{PICTURE_ID}{asset}" clip-path="url(#{clip})"><image x="{}" y="{}" width="{}" height="{}" preserveAspectRatio="{aspect}" href="{ASSET_SCHEME}{asset}"/></g>"#,
         image.x, image.y, image.width, image.height
     );
 }

@@ -395,3 +395,178 @@ fn pdf_text(pdf: &[u8]) -> String {
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// A picture `width`×`height`: its left half `left`, its right half `right`.
+fn halves(width: u32, height: u32, left: image::Rgba<u8>, right: image::Rgba<u8>) -> Picture {
+    let picture =
+        image::RgbaImage::from_fn(
+            width,
+            height,
+            |x, _| {
+                if x < width / 2 {
+                    left
+                } else {
+                    right
+                }
+            },
+        );
+    let mut png = Vec::new();
+    picture
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    Picture::from_bytes(png).unwrap()
+}
+
+#[test]
+fn pictures_are_cropped_from_the_centre_letterboxed_and_blended_as_in_the_pdf() {
+    let template = checked(json!({
+        "type": "image",
+        "canvas": {"width": 400, "height": 200, "background": "#ffffff"},
+        "fields": {"wide": {"label": "Wide", "type": "image"},
+                   "logo": {"label": "Logo", "type": "image"}},
+        "layers": [
+            {"kind": "image", "field": "wide", "x": 10.4, "y": 0, "width": 100, "height": 200, "fit": "cover"},
+            {"kind": "image", "field": "logo", "x": 200, "y": 0, "width": 200, "height": 200, "fit": "contain"}
+        ]
+    }))
+    .unwrap();
+    let blue = image::Rgba([0, 0, 255, 255]);
+    let red = image::Rgba([255, 0, 0, 255]);
+    let fill = Fill {
+        // 4:1, in a 1:2 box: only the middle eighth shows, half blue, half red.
+        pictures: [
+            ("wide".to_string(), halves(800, 200, blue, red)),
+            // 2:1 in a square box, half-transparent black on the right.
+            (
+                "logo".to_string(),
+                halves(200, 100, red, image::Rgba([0, 0, 0, 128])),
+            ),
+        ]
+        .into(),
+        ..Fill::default()
+    };
+    let scene = Scene::compose(&template, &fill, fonts()).unwrap();
+    let rgb = scene.rgb(1.0).unwrap();
+    assert_eq!(
+        *rgb.get_pixel(15, 100),
+        image::Rgb([0, 0, 255]),
+        "cover: the left of the middle"
+    );
+    assert_eq!(
+        *rgb.get_pixel(105, 100),
+        image::Rgb([255, 0, 0]),
+        "cover: the right of the middle"
+    );
+    assert_eq!(
+        *rgb.get_pixel(5, 100),
+        image::Rgb([255, 255, 255]),
+        "nothing left of the box"
+    );
+    assert_eq!(
+        *rgb.get_pixel(115, 100),
+        image::Rgb([255, 255, 255]),
+        "nothing right of the box"
+    );
+    // contain: 200×100 centred in 200×200, white above and below.
+    assert_eq!(
+        *rgb.get_pixel(250, 20),
+        image::Rgb([255, 255, 255]),
+        "letterbox above"
+    );
+    assert_eq!(*rgb.get_pixel(250, 100), image::Rgb([255, 0, 0]));
+    let grey = rgb.get_pixel(350, 100).0;
+    assert!(
+        grey.iter().all(|&c| (120..=135).contains(&c)),
+        "half-transparent black over white: {grey:?}"
+    );
+    assert_eq!(
+        *rgb.get_pixel(250, 180),
+        image::Rgb([255, 255, 255]),
+        "letterbox below"
+    );
+
+    // A thumbnail shows the same picture, scaled.
+    let small = scene.rgb(0.25).unwrap();
+    assert_eq!(small.dimensions(), (100, 50));
+    assert_eq!(*small.get_pixel(62, 25), image::Rgb([255, 0, 0]));
+
+    // The page agrees: the PDF drawn by poppler shows the same halves.
+    let pdf = scene.pdf().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("page.pdf"), &pdf).unwrap();
+    let drawn = std::process::Command::new("pdftoppm")
+        .args(["-r", "72", "-png", "-singlefile", "page.pdf", "page"])
+        .current_dir(dir.path())
+        .status();
+    if drawn.map(|s| s.success()).unwrap_or(false) {
+        let page = image::open(dir.path().join("page.png")).unwrap().to_rgb8();
+        for (x, y) in [(15, 100), (105, 100), (5, 100), (250, 20), (250, 100)] {
+            let (a, b) = (page.get_pixel(x, y).0, rgb.get_pixel(x, y).0);
+            assert!(
+                a.iter().zip(b).all(|(a, b)| a.abs_diff(b) < 24),
+                "({x}, {y}): page {a:?}, pixels {b:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_picture_that_does_not_decode_fails_naming_its_field() {
+    let template = checked(json!({
+        "type": "image",
+        "canvas": {"width": 100, "height": 100, "background": "#ffffff"},
+        "fields": {"photo": {"label": "Photo", "type": "image"}},
+        "layers": [{"kind": "image", "field": "photo", "x": 0, "y": 0, "width": 100, "height": 100}]
+    }))
+    .unwrap();
+    let picture =
+        image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 7]));
+    let mut png = Vec::new();
+    picture
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    // Its header whole, its pixels cut short.
+    png.truncate(png.len() / 2);
+    let fill = Fill {
+        pictures: [("photo".to_string(), Picture::from_bytes(png).unwrap())].into(),
+        ..Fill::default()
+    };
+    let e = Scene::compose(&template, &fill, fonts())
+        .unwrap()
+        .png()
+        .unwrap_err();
+    assert_eq!(e.at, "values.photo");
+    assert!(e.problem.contains("does not decode"), "{e}");
+
+    // A small file can describe a huge picture: refused before decoding.
+    let header = {
+        let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend(20_000u32.to_be_bytes());
+        ihdr.extend(20_000u32.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]);
+        for chunk in [ihdr, b"IDAT".to_vec(), b"IEND".to_vec()] {
+            png.extend((chunk.len() as u32 - 4).to_be_bytes());
+            png.extend(&chunk);
+            png.extend(crc32(&chunk).to_be_bytes());
+        }
+        png
+    };
+    let why = Picture::from_bytes(header).err().expect("refused");
+    assert!(why.contains("too large"), "{why}");
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

@@ -233,7 +233,15 @@ fn draw(
     picture_type: PictureType,
     dir: &Path,
 ) -> Result<Vec<ProducedOutput>, JobFailure> {
-    let drawing = |e: genq_template::TemplateError| JobFailure::new("RENDER_FAILED", e.to_string());
+    // A value's picture that does not decode is the input's fault.
+    let drawing = |e: genq_template::TemplateError| {
+        let code = if e.at.starts_with("values.") {
+            "INVALID_INPUT"
+        } else {
+            "RENDER_FAILED"
+        };
+        JobFailure::new(code, e.to_string())
+    };
     let scene = Scene::compose(template, fill, fonts).map_err(drawing)?;
     let write = |name: &str, bytes: Vec<u8>| -> Result<PathBuf, JobFailure> {
         let path = dir.join(name);
