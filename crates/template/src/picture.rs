@@ -110,11 +110,7 @@ impl Picture {
 
     /// The picture cropped (`cover`) and scaled to `placement`'s size, as
     /// the drawing engine's premultiplied pixels.
-    pub(crate) fn fitted(
-        &self,
-        layer: &ImageLayer,
-        placement: &Placement,
-    ) -> Result<Pixmap, String> {
+    pub(crate) fn fitted(&self, fit: Fit, placement: &Placement) -> Result<Pixmap, String> {
         let decoded = image::load_from_memory(&self.bytes)
             .map_err(|e| format!("does not decode as an image: {e}"))?;
         let has_alpha = decoded.color().has_alpha();
@@ -132,7 +128,7 @@ impl Picture {
         let options = ResizeOptions::new()
             .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
             .use_alpha(false);
-        let options = match layer.fit {
+        let options = match fit {
             Fit::Cover => options.fit_into_destination(None),
             Fit::Contain | Fit::Fill => options,
         };

@@ -50,7 +50,7 @@ pub struct Scene {
 /// A picture the scene shows, with the layer that places it.
 struct Asset {
     picture: Picture,
-    layer: ImageLayer,
+    fit: Fit,
     /// Where a failure to draw it is reported (`values.photo`).
     at: String,
     placement: Placement,
@@ -110,7 +110,7 @@ impl Scene {
                     .map(|asset| {
                         asset
                             .picture
-                            .fitted(&asset.layer, &asset.placement)
+                            .fitted(asset.fit, &asset.placement)
                             .map_err(|why| TemplateError::new(asset.at.clone(), why))
                     })
                     .collect()
@@ -255,7 +255,7 @@ fn svg_of(
                         picture_svg(&mut svg, image, &clip, pictures.len());
                         pictures.push(Asset {
                             picture: picture.clone(),
-                            layer: image.clone(),
+                            fit: image.fit,
                             at,
                             placement: picture.placement(image),
                         });
