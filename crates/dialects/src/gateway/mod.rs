@@ -29,6 +29,7 @@ use crate::shared::auth::{self, AnyScope, Read, Submit};
 use crate::shared::events::{job_events, EventStream};
 use crate::shared::extract::values::{non_empty, PageLimit};
 use crate::shared::extract::{JobPath, Json, Query};
+use crate::shared::openapi::{document_shared_refusals, SharedRefusals};
 use crate::shared::request_id;
 use crate::DialectSettings;
 
@@ -72,7 +73,18 @@ impl Dialect for Gateway {
     }
 
     fn openapi() -> utoipa::openapi::OpenApi {
-        GatewayDoc::openapi()
+        let mut doc = GatewayDoc::openapi();
+        document_shared_refusals(
+            &mut doc,
+            &SharedRefusals {
+                unauthorized: "No or an unknown bearer key: {\"error\": {\"code\": \"UNAUTHORIZED\" or \"INVALID_API_KEY\", \"message\"}, \"requestId\"}",
+                forbidden: "The key lacks the route's scope: {\"error\": {\"code\": \"INSUFFICIENT_SCOPE\", \"message\"}, \"requestId\"}",
+                bad_request: "A malformed query or body: {\"error\": {\"code\": \"INVALID_INPUT\", \"message\" naming the field}, \"requestId\"}",
+                not_found: "No such job of the caller's: {\"error\": {\"code\": \"JOB_NOT_FOUND\", \"message\"}, \"requestId\"}",
+                rate_limited: "Rate limited: {\"error\": {\"code\": \"RATE_LIMITED\" or \"CONCURRENT_JOBS_EXCEEDED\", \"message\"}, \"requestId\"}",
+            },
+        );
+        doc
     }
 
     fn shape(public_url: Arc<str>, _: &DialectSettings) -> Arc<dyn JobShape> {
@@ -127,7 +139,12 @@ async fn own_job(
 
 /// Submit a job to a model.
 #[utoipa::path(post, path = "/v1/jobs/submit", request_body = SubmitRequest,
-    responses((status = 200, body = Submitted)), security(("bearer" = [])))]
+    responses((status = 200, body = Submitted),
+        (status = 402, description = "The account's balance does not cover the job"),
+        (status = 404, description = "MODEL_NOT_FOUND: no such model, or not for this key"),
+        (status = 413, description = "The body is over its limit"),
+        (status = 415, description = "The body is not JSON")),
+    security(("bearer" = [])))]
 async fn submit(
     State(ctx): State<Ctx<Gateway>>,
     auth: Authed<Submit>,
@@ -309,7 +326,9 @@ const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// Cancel a job: a pending one at once, a processing one by stopping its
 /// renderer. Credits are refunded.
 #[utoipa::path(post, path = "/v1/jobs/{jobId}/cancel", params(("jobId" = String, Path)),
-    responses((status = 200, body = JobView)), security(("bearer" = [])))]
+    responses((status = 200, body = JobView),
+        (status = 409, description = "The job has already finished")),
+    security(("bearer" = [])))]
 async fn cancel(
     State(ctx): State<Ctx<Gateway>>,
     auth: Authed<Submit>,

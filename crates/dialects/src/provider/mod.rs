@@ -27,6 +27,7 @@ use wire::{iso, Credits};
 
 use crate::dialect::{Ctx, Dialect, JobShape, Routes};
 use crate::shared::auth::{self, Read};
+use crate::shared::openapi::{document_shared_refusals, SharedRefusals};
 use crate::DialectSettings;
 
 type Authed<S> = auth::Authed<ProviderError, S>;
@@ -154,7 +155,16 @@ impl Dialect for Provider {
 
     fn openapi() -> utoipa::openapi::OpenApi {
         let mut doc = ProviderDoc::openapi();
-        document_shared_refusals(&mut doc);
+        document_shared_refusals(
+            &mut doc,
+            &SharedRefusals {
+                unauthorized: "No or an unknown x-api-key: {\"message\": \"Unauthorized\", \"statusCode\": 401}",
+                forbidden: "The key lacks the route's scope: {\"statusCode\": 403, \"message\", \"error\"}",
+                bad_request: "A malformed query or body: {\"statusCode\": 400, \"message\" naming the field, \"error\"}",
+                not_found: "Not the caller's: {\"statusCode\": 404, \"message\", \"error\"}",
+                rate_limited: "Rate limited: {\"statusCode\": 429, \"message\", \"error\"}",
+            },
+        );
         doc
     }
 
@@ -186,34 +196,6 @@ impl Dialect for Provider {
     components(schemas(Credits))
 )]
 struct ProviderDoc;
-
-/// What every route can answer besides its own statuses, written once: a
-/// 401 where a key is required (the signed download needs none) and the
-/// per-client rate limit's 429.
-fn document_shared_refusals(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::{RefOr, ResponseBuilder};
-    let response =
-        |description: &str| RefOr::T(ResponseBuilder::new().description(description).build());
-    for item in doc.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.delete,
-        ];
-        for operation in operations.into_iter().flatten() {
-            let responses = &mut operation.responses.responses;
-            if operation.security.is_some() {
-                responses.entry("401".into()).or_insert_with(|| {
-                    response("No or an unknown x-api-key: {\"message\": \"Unauthorized\", \"statusCode\": 401}")
-                });
-            }
-            responses.entry("429".into()).or_insert_with(|| {
-                response("Rate limited: {\"statusCode\": 429, \"message\", \"error\"}")
-            });
-        }
-    }
-}
 
 /// This dialect's view of a job: its `job_status` names and the job record
 /// of `GET /jobs/{id}`.

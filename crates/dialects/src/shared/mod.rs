@@ -6,6 +6,7 @@ pub mod auth;
 pub mod events;
 pub mod extract;
 pub mod media;
+pub mod openapi;
 pub mod rate_limit;
 pub mod request_id;
 pub mod upload;

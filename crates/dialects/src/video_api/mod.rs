@@ -28,6 +28,7 @@ use crate::shared::auth::{self, Read, Submit};
 use crate::shared::events::{job_events, EventStream};
 use crate::shared::extract::values::{non_empty, PageLimit};
 use crate::shared::extract::{JobPath, Query};
+use crate::shared::openapi::{document_shared_refusals, SharedRefusals};
 use crate::shared::upload::{read_text, stream_file, MediaClass, Upload, UploadError};
 use crate::DialectSettings;
 
@@ -63,7 +64,18 @@ impl Dialect for VideoApi {
     }
 
     fn openapi() -> utoipa::openapi::OpenApi {
-        VideoApiDoc::openapi()
+        let mut doc = VideoApiDoc::openapi();
+        document_shared_refusals(
+            &mut doc,
+            &SharedRefusals {
+                unauthorized: "No or an unknown X-API-Key: {\"error\": \"…\"}",
+                forbidden: "The key lacks the route's scope: {\"error\": \"…\"}",
+                bad_request: "A malformed query or body: {\"error\": \"…\"} naming the field",
+                not_found: "No such job of the caller's: {\"error\": \"Job not found\"}",
+                rate_limited: "Rate limited: {\"error\": \"…\"}",
+            },
+        );
+        doc
     }
 
     fn shape(public_url: Arc<str>, _: &DialectSettings) -> Arc<dyn JobShape> {
