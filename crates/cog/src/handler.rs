@@ -2,7 +2,12 @@
 
 use async_trait::async_trait;
 use genq_catalog::{kinds, Backend, Catalog};
-use genq_engine::{JobContext, JobFailure, JobHandler, OutputKind, OutputRole, ProducedOutput};
+use genq_engine::{
+    JobContext, JobFailure, JobHandler, ModelFile, ModelRunner, OutputKind, OutputRole,
+    ProducedOutput,
+};
+use serde_json::Value;
+use std::path::Path;
 use std::sync::Arc;
 use url::Url;
 
@@ -21,26 +26,73 @@ impl CogBackend {
     }
 
     fn server_for(&self, ctx: &JobContext) -> Result<Url, JobFailure> {
-        let unknown = |why: String| JobFailure::new("BACKEND_ERROR", why);
         let model = ctx
             .job
             .model
             .as_ref()
             .ok_or_else(|| unknown("the job names no model".into()))?;
-        let (slug, version) = (&model.slug, &model.version);
+        self.server_of(&model.slug, Some(&model.version))
+    }
+
+    /// The Cog server of `slug` at `version` (else its latest stable one).
+    fn server_of(&self, slug: &str, version: Option<&str>) -> Result<Url, JobFailure> {
         let model = self
             .catalog
             .get(slug)
-            .ok_or_else(|| unknown(format!("model {slug} is no longer in the catalog")))?;
-        let version = model
-            .version(Some(version))
-            .ok_or_else(|| unknown(format!("model {slug} no longer has version {version}")))?;
+            .ok_or_else(|| unknown(format!("model {slug} is not in the catalog")))?;
+        let version = model.version(version).ok_or_else(|| {
+            unknown(format!(
+                "model {slug} no longer has version {}",
+                version.unwrap_or("(latest)")
+            ))
+        })?;
         match model.backend_for(version) {
             Backend::Cog(url) => {
                 Url::parse(url).map_err(|e| unknown(format!("bad Cog URL for {slug}: {e}")))
             }
             Backend::Builtin(_) => Err(unknown(format!("model {slug} is not served by Cog"))),
         }
+    }
+}
+
+fn unknown(why: String) -> JobFailure {
+    JobFailure::new("BACKEND_ERROR", why)
+}
+
+/// The model steps of other renderers (a template job's voice, talking head
+/// or generated picture) run here too, on the model's latest stable version.
+#[async_trait]
+impl ModelRunner for CogBackend {
+    async fn run_model(
+        &self,
+        slug: &str,
+        input: &Value,
+        out_dir: &Path,
+        ctx: &JobContext,
+    ) -> Result<Vec<ModelFile>, JobFailure> {
+        let server = self.server_of(slug, None)?;
+        let prediction = format!("{}-{}", ctx.job.id, uuid::Uuid::new_v4().simple());
+        tokio::fs::create_dir_all(out_dir).await.map_err(|e| {
+            JobFailure::new("IO_ERROR", format!("could not create a directory: {e}"))
+        })?;
+        let files = self
+            .client
+            .predict(&server, &prediction, input, out_dir, &ctx.cancel)
+            .await
+            .map_err(|e: CogError| JobFailure::new(e.code(), format!("{slug}: {e}")))?;
+        if files.is_empty() {
+            return Err(JobFailure::new(
+                "GENERATION_FAILED",
+                format!("{slug}: the model returned no output"),
+            ));
+        }
+        Ok(files
+            .into_iter()
+            .map(|file| ModelFile {
+                path: file.path,
+                content_type: file.content_type,
+            })
+            .collect())
     }
 }
 
@@ -96,6 +148,7 @@ impl JobHandler for CogBackend {
                 kind: output_kind(&file.content_type),
                 content_type: file.content_type,
                 path: file.path,
+                details: None,
             })
             .collect())
     }

@@ -43,6 +43,8 @@ async fn serve() -> Server {
             fonts: Arc::new(genq_template::Fonts::load(&[])),
             prices: genq_dialects::provider::Prices::parse("").unwrap(),
             signed_url_ttl_secs: 3600,
+            models: Default::default(),
+            tts_max_chars: genq_dialects::provider::DEFAULT_TTS_MAX_CHARS,
         },
     };
     let limits = RateLimitConfig {

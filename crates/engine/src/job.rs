@@ -115,6 +115,11 @@ pub struct JobOutput {
     pub kind: OutputKind,
     pub content_type: String,
     pub size: u64,
+    /// What the renderer found out about the file that a reader of the job
+    /// wants without downloading it (a duration, a report); kept in the
+    /// outputs' JSON, so it needs no column of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// The catalog model (and version) a job runs.

@@ -37,4 +37,7 @@ pub use job::{
     SubmitLimits,
 };
 pub use project::{NewProject, Project};
-pub use worker::{JobContext, JobHandler, ProducedOutput, Renderer, WorkerConfig, WorkerPool};
+pub use worker::{
+    JobContext, JobHandler, ModelFile, ModelRunner, ProducedOutput, Renderer, WorkerConfig,
+    WorkerPool,
+};

@@ -182,6 +182,18 @@ pub struct RenderSettings {
     /// How long a Provider signed download URL works, in seconds
     #[arg(long, env = "GENQ_SIGNED_URL_SECONDS", default_value_t = 86_400)]
     pub signed_url_seconds: i64,
+    /// Catalog slug of the model that speaks Provider tts jobs [default: espeak-ng]
+    #[arg(long, env = "GENQ_TTS_MODEL")]
+    pub tts_model: Option<String>,
+    /// Catalog slug of the model that animates ai_talking_video jobs [default: built-in animation]
+    #[arg(long, env = "GENQ_TALKING_HEAD_MODEL")]
+    pub talking_head_model: Option<String>,
+    /// Catalog slug of the model that draws ai_image_generation jobs [default: none]
+    #[arg(long, env = "GENQ_IMAGE_MODEL")]
+    pub image_model: Option<String>,
+    /// Longest text a Provider tts job speaks, in characters
+    #[arg(long, env = "GENQ_TTS_MAX_CHARS", default_value_t = genq_dialects::provider::DEFAULT_TTS_MAX_CHARS)]
+    pub tts_max_chars: usize,
 }
 
 #[derive(Args, Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use genq_catalog::Catalog;
 use genq_cog::{CogBackend, CogClient};
-use genq_dialects::provider::{Prices, ProviderSettings};
+use genq_dialects::provider::{DefaultModels, Prices, ProviderSettings};
 use genq_dialects::DialectSettings;
 use genq_engine::dispatcher::{WebhookConfig, WebhookDispatcher};
 use genq_engine::worker::typed;
@@ -80,6 +80,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             fonts,
             prices,
             signed_url_ttl_secs: settings.render.signed_url_seconds,
+            models: DefaultModels {
+                tts: settings.render.tts_model.clone(),
+                talking_head: settings.render.talking_head_model.clone(),
+                image: settings.render.image_model.clone(),
+            },
+            tts_max_chars: settings.render.tts_max_chars,
         },
     };
 
@@ -170,13 +176,19 @@ pub async fn start_workers(
     let cog_timeout = Duration::from_secs(settings.render.cog_timeout_seconds);
     let cog = CogClient::new(&cog_policy, (*fetcher).clone(), cog_timeout)
         .context("creating the Cog client")?;
+    // One Cog backend runs both the gateway's model jobs and the model
+    // steps of template jobs (a voice, a talking head, a picture).
+    let cog = Arc::new(CogBackend::new(cog, catalog));
     let handlers: Vec<Arc<dyn JobHandler>> = vec![
-        Arc::new(CogBackend::new(cog, catalog)),
-        typed(TemplateRenderer::new(
-            render.clone(),
-            fetcher.clone(),
-            Arc::new(Fonts::load(&fonts_dirs(settings))),
-        )),
+        cog.clone(),
+        typed(
+            TemplateRenderer::new(
+                render.clone(),
+                fetcher.clone(),
+                Arc::new(Fonts::load(&fonts_dirs(settings))),
+            )
+            .with_models(cog),
+        ),
         typed(ImageAudioVideo::new(render.clone(), fetcher)),
         typed(TitleCardVideo::new(render)),
         typed(TextToSpeech::new(SpeechSettings::default())),

@@ -202,7 +202,7 @@ async fn bad_submissions_are_refused_naming_the_field() {
         ),
         (
             Box::new(|r| r["job_type"] = json!("tts")),
-            "job_type tts is not available on this server",
+            "is a video project; it cannot run a tts job",
         ),
         (
             Box::new(|r| {

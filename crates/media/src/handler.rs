@@ -135,6 +135,7 @@ pub(crate) fn output(
         kind,
         content_type: content_type.to_owned(),
         path,
+        details: None,
     }
 }
 

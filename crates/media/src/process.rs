@@ -99,6 +99,15 @@ fn last_line(text: &str) -> &str {
         .unwrap_or("(no error output)")
 }
 
+/// Writes a program's standard input; see [`Tool::run_with_stdin`].
+pub type StdinFeed = Box<
+    dyn FnOnce(
+            tokio::process::ChildStdin,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>
+        + Send,
+>;
+
 /// What a successful run leaves behind besides its side effects.
 #[derive(Debug, Clone)]
 pub struct ToolOutput {
@@ -162,7 +171,24 @@ impl Tool {
     ) -> Result<ToolOutput, ToolError> {
         let name = self.display_name();
         let span = tracing::debug_span!("tool", program = %name);
-        self.run_inner(cancel, &mut on_stdout_line)
+        self.run_inner(cancel, &mut on_stdout_line, None)
+            .instrument(span)
+            .await
+    }
+
+    /// Runs to completion like [`Tool::run`], with `feed` writing the
+    /// program's standard input (closed when `feed` ends). A feed that fails
+    /// because the program stopped reading is not an error of its own: the
+    /// program's exit status says what happened.
+    pub async fn run_with_stdin(
+        self,
+        cancel: &CancellationToken,
+        mut on_stdout_line: impl FnMut(&str) + Send,
+        feed: StdinFeed,
+    ) -> Result<ToolOutput, ToolError> {
+        let name = self.display_name();
+        let span = tracing::debug_span!("tool", program = %name);
+        self.run_inner(cancel, &mut on_stdout_line, Some(feed))
             .instrument(span)
             .await
     }
@@ -194,6 +220,7 @@ impl Tool {
         self,
         cancel: &CancellationToken,
         on_line: &mut (dyn FnMut(&str) + Send),
+        feed: Option<StdinFeed>,
     ) -> Result<ToolOutput, ToolError> {
         let program = self.display_name();
         if cancel.is_cancelled() {
@@ -204,7 +231,11 @@ impl Tool {
 
         let mut child = Command::new(&self.program)
             .args(&self.args)
-            .stdin(Stdio::null())
+            .stdin(if feed.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -219,6 +250,14 @@ impl Tool {
 
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
+        let stdin = child.stdin.take();
+        let feeding = async {
+            if let (Some(feed), Some(stdin)) = (feed, stdin) {
+                if let Err(e) = feed(stdin).await {
+                    tracing::debug!(error = %e, "stdin feed ended early");
+                }
+            }
+        };
 
         enum Outcome {
             Exited(std::io::Result<ExitStatus>, std::io::Result<()>, String),
@@ -230,8 +269,12 @@ impl Tool {
         // need it again to kill.
         let outcome = {
             let work = async {
-                let (out_res, tail, status) =
-                    tokio::join!(read_lines(stdout, on_line), read_tail(stderr), child.wait());
+                let (out_res, tail, status, ()) = tokio::join!(
+                    read_lines(stdout, on_line),
+                    read_tail(stderr),
+                    child.wait(),
+                    feeding
+                );
                 Outcome::Exited(status, out_res, tail)
             };
             tokio::select! {

@@ -190,6 +190,36 @@ impl Synthesis<'_> {
     }
 }
 
+/// Speaks one piece of text into `wav` with espeak-ng, without encoding it:
+/// a long text's pieces are joined by the caller. `voice` as for
+/// [`synthesize_speech`]; the text file goes beside `wav`.
+pub(crate) async fn espeak_wav(
+    text: &str,
+    voice: &str,
+    speed: Option<f64>,
+    wav: &Path,
+    settings: &SpeechSettings,
+    cancel: &CancellationToken,
+) -> Result<(), MediaError> {
+    let text = checked_text(text, usize::MAX)?;
+    let wpm = words_per_minute(speed)?;
+    check_voice_syntax(voice)?;
+    let voice = resolve_voice(settings, voice, cancel).await?;
+    let wav = not_an_option(wav);
+    let text_file = wav.with_extension("txt");
+    tokio::fs::write(&text_file, &text).await?;
+    let espeak = Tool::new(&settings.espeak)
+        .args(["-b", "1", "-v", &voice, "-s", &wpm.to_string(), "-w"])
+        .arg(&wav)
+        .arg("-f")
+        .arg(&text_file)
+        .timeout(settings.timeout);
+    let paths = [(text_file.as_path(), "text"), (wav.as_path(), "output")];
+    let result = run_tool(espeak, &settings.espeak, &paths, "speech synthesis", cancel).await;
+    remove_quietly(&text_file).await;
+    result
+}
+
 /// Runs a step, turning its failure into an error a user can read.
 async fn run_tool(
     tool: Tool,

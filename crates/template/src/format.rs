@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::colour::Colour;
 use crate::fonts::Fonts;
+use crate::steps::{ProjectModels, QcThresholds, Talking, GENERATED_FIELD};
 use crate::TemplateError;
 
 /// Largest canvas side, in pixels.
@@ -40,6 +41,9 @@ pub struct Template {
     /// The project is active until this instant, or always.
     #[serde(default)]
     pub end_date: Option<DateTime<Utc>>,
+    /// The frame's size and background (1080×1080 white when absent: a
+    /// `tts` or `photo_qc` project draws nothing).
+    #[serde(default)]
     pub canvas: Canvas,
     /// The values a job sends, by key, in the order a form shows them.
     #[serde(default)]
@@ -53,6 +57,31 @@ pub struct Template {
     /// Seconds; the video's length when it has no audio value.
     #[serde(default)]
     pub duration: Option<f64>,
+    /// The model backends (catalog slugs) this project's steps run on
+    /// instead of the server's defaults.
+    #[serde(default)]
+    pub models: ProjectModels,
+    /// `ai_talking_video`: which image field is the avatar and which audio
+    /// field its voice.
+    #[serde(default)]
+    pub talking: Option<Talking>,
+    /// `photo_qc`: the thresholds the photos are checked against.
+    #[serde(default)]
+    pub qc: Option<QcThresholds>,
+    /// `ai_image_generation`: what the image model is asked for, with
+    /// `{field}` placeholders filled from text values.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// `ai_image_generation`: what the picture must not show (placeholders
+    /// as in `prompt`).
+    #[serde(default)]
+    pub negative_prompt: Option<String>,
+    /// `ai_image_generation`: the size asked of the model, in pixels (the
+    /// canvas's when absent).
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
 }
 
 /// The seven job types of the Provider API.
@@ -108,6 +137,16 @@ pub struct Canvas {
 
 fn white() -> String {
     "#ffffff".into()
+}
+
+impl Default for Canvas {
+    fn default() -> Self {
+        Canvas {
+            width: 1080,
+            height: 1080,
+            background: white(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -414,9 +453,11 @@ impl Template {
         if let Some(audio) = &self.audio {
             self.field_of_kind("audio.field", &audio.field, FieldKind::Audio)?;
         }
+        self.check_steps()?;
         for key in self.fields.keys() {
             let shown = self.layers.iter().any(|l| l.field() == Some(key.as_str()))
-                || self.audio.as_ref().is_some_and(|a| &a.field == key);
+                || self.audio.as_ref().is_some_and(|a| &a.field == key)
+                || self.used_by_steps(key);
             if !shown {
                 return Err(TemplateError::new(
                     format!("fields.{key}"),
@@ -541,7 +582,15 @@ impl Template {
         }
     }
 
-    fn field_of_kind(&self, at: &str, key: &str, kind: FieldKind) -> Result<(), TemplateError> {
+    pub(crate) fn field_of_kind(
+        &self,
+        at: &str,
+        key: &str,
+        kind: FieldKind,
+    ) -> Result<(), TemplateError> {
+        if kind == FieldKind::Image && key == GENERATED_FIELD && self.generates_picture() {
+            return Ok(());
+        }
         match self.fields.get(key) {
             None => Err(TemplateError::new(
                 at,

@@ -9,6 +9,7 @@ mod format;
 mod picture;
 mod render;
 mod scene;
+mod steps;
 mod text;
 mod values;
 
@@ -21,6 +22,7 @@ pub use format::{
 };
 pub use picture::{Picture, MAX_PICTURE_PIXELS};
 pub use scene::{Fill, Scene};
+pub use steps::{ProjectModels, QcThresholds, Talking, GENERATED_FIELD, MAX_PROMPT_CHARS};
 pub use text::{fit, LaidText, Line};
 pub use values::{AudioValue, Effect, Values};
 

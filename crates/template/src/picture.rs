@@ -69,6 +69,21 @@ impl Picture {
         })
     }
 
+    /// The picture's bytes as they came.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Its MIME type.
+    pub fn content_type(&self) -> &'static str {
+        match self.format {
+            PictureFormat::Png => "image/png",
+            PictureFormat::Jpeg => "image/jpeg",
+            PictureFormat::Gif => "image/gif",
+            PictureFormat::Webp => "image/webp",
+        }
+    }
+
     pub(crate) fn kind(&self) -> usvg::ImageKind {
         let bytes = Arc::clone(&self.bytes);
         match self.format {

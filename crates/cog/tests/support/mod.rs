@@ -53,6 +53,74 @@ class Slow(BasePredictor):
 class Mixed(BasePredictor):
     def predict(self) -> list:
         return [{"seed": 42}, "a caption"]
+
+
+class Speaker(BasePredictor):
+    """A TTS model: a tone as long as the text (60 ms a character), higher
+    for German, so a test hears which language it was asked for."""
+
+    def predict(self, text: str, voice: str = "", language: str = "en", speed: float = 1.0) -> Path:
+        import math, struct, wave
+        rate = 16000
+        frequency = 440.0 if language.lower().startswith("de") else 220.0
+        samples = int(rate * 0.06 * len(text) / speed)
+        out = Path(tempfile.mkdtemp()) / "speech.wav"
+        with wave.open(str(out), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(b"".join(
+                struct.pack("<h", int(12000 * math.sin(2 * math.pi * frequency * i / rate)))
+                for i in range(samples)))
+        return out
+
+
+class Painter(BasePredictor):
+    """A text-to-image model: draws its prompt at the size asked, and keeps
+    the prompts in the PNG's text chunks for the test to read."""
+
+    def predict(self, prompt: str, width: int = 512, height: int = 512, negative_prompt: str = "") -> Path:
+        from PIL.PngImagePlugin import PngInfo
+        image = Image.new("RGB", (width, height), (0, 160, 60))
+        ImageDraw.Draw(image).text((8, 8), prompt[:60], fill=(255, 255, 255))
+        info = PngInfo()
+        info.add_text("prompt", prompt)
+        info.add_text("negative_prompt", negative_prompt)
+        out = Path(tempfile.mkdtemp()) / "image.png"
+        image.save(out, pnginfo=info)
+        return out
+
+
+class BrokenPainter(BasePredictor):
+    def predict(self, prompt: str, width: int = 512, height: int = 512, negative_prompt: str = "") -> Path:
+        raise RuntimeError(f"the model exploded on {prompt!r}")
+
+
+class TalkingClip(BasePredictor):
+    """A talking-head model: a one-second clip of a solid colour — magenta
+    when asked to crop, else cyan — from the image and the audio it got."""
+
+    def predict(self, image: Path, audio: Path, crop: bool = False, output_size: int = 256,
+                expand_ratio: float = 0.5) -> Path:
+        import subprocess
+        Image.open(image).verify()
+        assert Path(audio).stat().st_size > 1000, "no audio"
+        colour = "magenta" if crop else "cyan"
+        out = Path(tempfile.mkdtemp()) / "clip.mp4"
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+             f"color=c={colour}:size={output_size}x{output_size}:duration=1:rate=25",
+             "-c:v", "libx264", "-pix_fmt", "yuv420p", str(out)],
+            check=True)
+        return out
+
+
+class SlowHead(BasePredictor):
+    def predict(self, image: Path, audio: Path) -> Path:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            time.sleep(0.02)
+        raise RuntimeError("not cancelled")
 "#;
 
 /// What `cog build` would have generated for `Image_` (the Go CLI that
@@ -73,11 +141,18 @@ const IMAGE_SCHEMA: &str = r#"{
   }}
 }"#;
 
+// Each test binary that includes this module starts some of them.
+#[allow(dead_code)]
 pub enum Predictor {
     Image,
     Failing,
     Slow,
     Mixed,
+    Speaker,
+    Painter,
+    BrokenPainter,
+    TalkingClip,
+    SlowHead,
 }
 
 pub struct CogServer {
@@ -121,6 +196,11 @@ impl CogServer {
             Predictor::Failing => "Failing",
             Predictor::Slow => "Slow",
             Predictor::Mixed => "Mixed",
+            Predictor::Speaker => "Speaker",
+            Predictor::Painter => "Painter",
+            Predictor::BrokenPainter => "BrokenPainter",
+            Predictor::TalkingClip => "TalkingClip",
+            Predictor::SlowHead => "SlowHead",
         };
         // The server runs the model in a child started as plain `python`
         // from PATH, so that name must be this interpreter.

@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::error::ProviderError;
 use super::projects::template_of;
+use super::steps;
 use super::{Authed, Provider, ProviderState};
 use crate::dialect::Ctx;
 use crate::shared::auth::{Read, Submit};
@@ -19,8 +20,6 @@ use crate::shared::validate_webhook_url;
 
 /// The engine's job kind of template renders (the media crate's renderer).
 pub const TEMPLATE_KIND: &str = "template";
-/// The job types this server renders now.
-const RENDERED: [ProjectType; 3] = [ProjectType::Video, ProjectType::Image, ProjectType::Pdf];
 const MAX_SESSION_ID_BYTES: usize = genq_engine::job::MAX_CORRELATION_ID_BYTES;
 
 /// Queue a project-backed job.
@@ -60,8 +59,28 @@ pub(super) async fn submit(
         )));
     }
     let template = template_of(&project)?;
-    let values = Values::check(&template, fields.get("values"))
+    // A drawn template draws to any of video, image and PDF; the other job
+    // types read parts of the template only their own projects have.
+    let drawn = |t: ProjectType| {
+        matches!(
+            t,
+            ProjectType::Video | ProjectType::Image | ProjectType::Pdf
+        )
+    };
+    if template.project_type != job_type && !(drawn(template.project_type) && drawn(job_type)) {
+        return Err(ProviderError::bad_request(format!(
+            "{field} {project_id} is a {} project; it cannot run a {} job",
+            template.project_type.as_str(),
+            job_type.as_str()
+        )));
+    }
+    let merged = match job_type {
+        ProjectType::AiTalkingVideo => steps::merge_talking_urls(&template, fields)?,
+        _ => None,
+    };
+    let mut values = Values::check(&template, merged.as_ref().or(fields.get("values")))
         .map_err(|e| ProviderError::bad_request(e.to_string()))?;
+    let step = steps::step_input(job_type, &template, &mut values, fields, &ctx.own)?;
     let background_music = background_music(fields)?;
     number_field(fields, "version", None)?;
     let session_id = match fields.get("session_id") {
@@ -94,8 +113,8 @@ pub(super) async fn submit(
     };
     let own = &ctx.own;
     let credits = own.prices.price(job_type);
-    let input = json!({
-        "output": job_type.as_str(),
+    let mut input = json!({
+        "output": renderer_output(job_type),
         "template": template,
         "values": values,
         "picture_type": picture_type,
@@ -106,6 +125,7 @@ pub(super) async fn submit(
             "job_type": job_type.as_str(),
         },
     });
+    input.as_object_mut().expect("an object").extend(step);
     let job = ctx
         .app
         .engine
@@ -148,15 +168,22 @@ fn job_type(fields: &Map<String, Value>) -> Result<ProjectType, ProviderError> {
         }
         Some(_) => return Err(ProviderError::bad_request("job_type must be a string")),
     };
-    let job_type = ProjectType::parse(name).ok_or_else(|| {
+    ProjectType::parse(name).ok_or_else(|| {
         ProviderError::bad_request(format!("job_type must be one of {names}, not {name:?}"))
-    })?;
-    if !RENDERED.contains(&job_type) {
-        return Err(ProviderError::bad_request(format!(
-            "job_type {name} is not available on this server"
-        )));
+    })
+}
+
+/// What the template renderer makes of a job type.
+fn renderer_output(job_type: ProjectType) -> &'static str {
+    match job_type {
+        ProjectType::Video => "video",
+        ProjectType::Image => "image",
+        ProjectType::Pdf => "pdf",
+        ProjectType::Tts => "speech",
+        ProjectType::PhotoQc => "photo_qc",
+        ProjectType::AiTalkingVideo => "talking_video",
+        ProjectType::AiImageGeneration => "generated_image",
     }
-    Ok(job_type)
 }
 
 /// `template_id`, else `project_id`, and which field named it.
@@ -178,7 +205,7 @@ fn project_reference(fields: &Map<String, Value>) -> Result<(String, &'static st
 }
 
 /// A number field within `range`, if present.
-fn number_field(
+pub(super) fn number_field(
     fields: &Map<String, Value>,
     name: &str,
     range: Option<(f64, f64)>,
@@ -276,6 +303,50 @@ pub(super) async fn status(
         Some(job) => axum::Json(super::job_record(&job, ctx.own.credit_micro_cents)),
         None => not_found(),
     })
+}
+
+/// How long a cancel waits for a running job to stop before it answers
+/// with the job as it is.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Cancels one of the caller's jobs (a genq addition: the vendor's API has
+/// no cancel): a queued one at once, a running one by stopping its work —
+/// a model's prediction included. Its credits are refunded.
+#[utoipa::path(post, path = "/jobs/{id}/cancel",
+    params(("id" = String, Path, description = "The job's uuid")),
+    responses((status = 200, description = "The job record, CANCELLED (or still IN_PROGRESS if it has not stopped within 10 s)", body = Object),
+        (status = 404, description = "Not the caller's job"),
+        (status = 409, description = "The job has already finished")),
+    security(("api_key" = [])))]
+pub(super) async fn cancel(
+    State(ctx): State<Ctx<Provider>>,
+    auth: Authed<Submit>,
+    id: Result<PathId<JobId, ProviderError>, ProviderError>,
+) -> Result<axum::Json<Value>, ProviderError> {
+    let Ok(PathId(id, _)) = id else {
+        return Err(ProviderError::not_found("Job not found"));
+    };
+    let engine = &ctx.app.engine;
+    let principal = &auth.principal;
+    let mut job = engine
+        .cancel(
+            principal,
+            id,
+            Some(<Provider as crate::Dialect>::NAME),
+            genq_engine::db::CancelMode::EvenIfRunning,
+        )
+        .await?;
+    if job.state == genq_engine::JobState::Processing {
+        job = engine
+            .wait_for_job(principal, id, CANCEL_WAIT, |job| {
+                job.state != genq_engine::JobState::Processing
+            })
+            .await?;
+    }
+    Ok(axum::Json(super::job_record(
+        &job,
+        ctx.own.credit_micro_cents,
+    )))
 }
 
 /// At most this many jobs per trigger.

@@ -7,6 +7,7 @@
 mod error;
 mod jobs;
 mod projects;
+mod steps;
 mod storage;
 pub mod wire;
 
@@ -22,6 +23,7 @@ use utoipa::OpenApi;
 pub use error::ProviderError;
 pub use jobs::TEMPLATE_KIND;
 pub use projects::project_from_template;
+pub use steps::{DefaultModels, DEFAULT_TTS_MAX_CHARS};
 pub use storage::{storage_key, storage_keys};
 use wire::{iso, Credits};
 
@@ -47,6 +49,11 @@ pub struct ProviderSettings {
     pub prices: Prices,
     /// How long a URL from `generate-signed-path` works, in seconds.
     pub signed_url_ttl_secs: i64,
+    /// The model backends of the steps that need one, unless a project
+    /// names its own.
+    pub models: DefaultModels,
+    /// The longest text a `tts` job speaks, in characters.
+    pub tts_max_chars: usize,
 }
 
 /// Prices in credits by job type, as `--provider-prices` writes them
@@ -103,6 +110,9 @@ pub struct ProviderState {
     signed_url_ttl_secs: i64,
     /// PENDING + PROCESSING jobs per account, unless the account sets its own.
     max_concurrent_jobs: u32,
+    catalog: Arc<genq_catalog::Catalog>,
+    models: DefaultModels,
+    tts_max_chars: usize,
 }
 
 impl Dialect for Provider {
@@ -118,6 +128,9 @@ impl Dialect for Provider {
             prices: settings.provider.prices.clone(),
             signed_url_ttl_secs: settings.provider.signed_url_ttl_secs,
             max_concurrent_jobs: settings.max_concurrent_jobs,
+            catalog: Arc::clone(&settings.catalog),
+            models: settings.provider.models.clone(),
+            tts_max_chars: settings.provider.tts_max_chars,
         }
     }
 
@@ -126,6 +139,7 @@ impl Dialect for Provider {
             .submit("/jobs/v2", post(jobs::submit))
             .submit("/jobs/trigger-job", post(jobs::trigger))
             .route("/jobs/{job_id}", get(jobs::status))
+            .route("/jobs/{job_id}/cancel", post(jobs::cancel))
             .route(
                 "/storage/generate-signed-path",
                 get(storage::generate_signed_path),
@@ -181,6 +195,7 @@ impl Dialect for Provider {
         jobs::submit,
         jobs::status,
         jobs::trigger,
+        jobs::cancel,
         storage::generate_signed_path,
         storage::signed_download,
         projects::create,
@@ -252,6 +267,16 @@ pub fn job_record(job: &Job, credit_micro_cents: i64) -> Value {
             ] {
                 if let Some(key) = storage_key(job, role) {
                     output[name] = json!(key);
+                }
+            }
+            // What the renderer found out (a duration, a QC report, which
+            // talking head was used) sits beside the file's key.
+            let details = job
+                .output(OutputRole::Main)
+                .and_then(|o| o.details.as_ref());
+            if let Some(Value::Object(details)) = details {
+                for (key, value) in details {
+                    output[key.as_str()] = value.clone();
                 }
             }
             output

@@ -555,6 +555,7 @@ mod tests {
                 kind: OutputKind::Video,
                 content_type: "video/mp4".into(),
                 size: 1,
+                details: None,
             }],
             failure: Some(JobFailure::new("X", "x")),
             retries: 0,

@@ -4,6 +4,7 @@
 //! hands back ([`ProducedOutput`]). The pool that claims and runs jobs is in
 //! [`pool`].
 
+mod models;
 mod pool;
 
 use async_trait::async_trait;
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::files::FileStore;
 use crate::job::{Job, JobFailure, OutputKind, OutputRole};
 
+pub use models::{ModelFile, ModelRunner};
 pub use pool::{WorkerConfig, WorkerPool};
 
 /// One kind of job with a typed input: the engine parses the job's input
@@ -163,6 +165,8 @@ pub struct ProducedOutput {
     pub kind: OutputKind,
     pub content_type: String,
     pub path: PathBuf,
+    /// Kept with the output (see [`crate::job::JobOutput::details`]).
+    pub details: Option<serde_json::Value>,
 }
 
 /// What a handler gets to work with.

@@ -357,6 +357,7 @@ impl RunningJob {
                 kind: output.kind,
                 content_type: output.content_type,
                 size,
+                details: output.details,
             });
         }
         Ok(outputs)

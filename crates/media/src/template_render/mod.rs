@@ -2,9 +2,16 @@
 //! PNG or JPEG (`image`), a PDF (`pdf`) or an MP4 (`video`) — every output
 //! drawn from one vector scene (`genq-template`). A video's frame does not
 //! move, so it goes through the still-image fast path with the soundtrack
-//! ([`audio`]).
+//! ([`audio`]). The job types beyond drawing: speech (`speak`), a photo
+//! check (`photo_qc`), a picture from an image model (`generated`) and a
+//! talking head composed into the layout (`talking`); each model step runs
+//! on the engine's [`ModelRunner`].
 
 pub mod audio;
+mod generated;
+mod photo_qc;
+mod speak;
+mod talking;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +19,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use genq_catalog::kinds;
-use genq_engine::{JobContext, JobFailure, OutputKind, OutputRole, ProducedOutput, Renderer};
+use genq_engine::{
+    JobContext, JobFailure, ModelRunner, OutputKind, OutputRole, ProducedOutput, Renderer,
+};
 use genq_outbound::fetch::Fetcher;
 use genq_template::{Fill, Fonts, Layer, Picture, Scene, Template, Values};
 use schemars::JsonSchema;
@@ -21,6 +30,7 @@ use validator::Validate as _;
 
 use crate::error::MediaError;
 use crate::handler::{failure, output as output_file, video_outputs};
+use crate::speech::SpeechSettings;
 use crate::still::{render_still_video, RenderSettings, StillVideo};
 use audio::{soundtrack, voice_track, Music};
 
@@ -30,11 +40,36 @@ pub const DEFAULT_MUSIC_VOLUME: f64 = 0.3;
 
 /// What a template job makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum TemplateOutput {
     Video,
     Image,
     Pdf,
+    /// The text spoken, as MP3.
+    Speech,
+    /// A JSON report on the values' photos.
+    PhotoQc,
+    /// A video whose avatar speaks the voice.
+    TalkingVideo,
+    /// A picture from an image model, composed into the layout if it has one.
+    GeneratedImage,
+}
+
+/// What a `speech` job says, and how.
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize, JsonSchema, validator::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechRequest {
+    #[validate(length(min = 1, max = 100_000))]
+    pub text: String,
+    /// An espeak-ng voice or variant, or the model's voice.
+    #[serde(default)]
+    pub voice: Option<String>,
+    /// BCP 47.
+    #[serde(default)]
+    pub language: Option<String>,
+    #[validate(range(min = 0.5, max = 2.0))]
+    #[serde(default)]
+    pub speed: Option<f64>,
 }
 
 /// An `image` render's file type.
@@ -86,6 +121,18 @@ pub struct TemplateRenderInput {
     #[validate(nested)]
     #[serde(default)]
     pub background_music: Option<BackgroundMusic>,
+    #[validate(nested)]
+    #[serde(default)]
+    pub speech: Option<SpeechRequest>,
+    /// The catalog model of the job's model step, if it has one.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Passed on to the model as they came.
+    #[serde(default)]
+    pub model_options: serde_json::Map<String, serde_json::Value>,
+    /// `photo_qc`'s thresholds (the defaults when absent).
+    #[serde(default)]
+    pub qc: Option<genq_vision::QcThresholds>,
     /// The dialect's own record of the request (not read here).
     #[serde(default)]
     #[schemars(skip)]
@@ -95,17 +142,57 @@ pub struct TemplateRenderInput {
 /// Renders template jobs.
 pub struct TemplateRenderer {
     settings: RenderSettings,
+    speech: SpeechSettings,
     fetcher: Arc<Fetcher>,
     fonts: Arc<Fonts>,
+    models: Option<Arc<dyn ModelRunner>>,
 }
 
 impl TemplateRenderer {
     pub fn new(settings: RenderSettings, fetcher: Arc<Fetcher>, fonts: Arc<Fonts>) -> Self {
         Self {
             settings,
+            speech: SpeechSettings::default(),
             fetcher,
             fonts,
+            models: None,
         }
+    }
+
+    /// Runs the jobs' model steps on `models` (without, a job that names a
+    /// model fails saying none is available).
+    pub fn with_models(mut self, models: Arc<dyn ModelRunner>) -> Self {
+        self.models = Some(models);
+        self
+    }
+
+    /// Runs one ffmpeg step; a failure names `paths` by their labels.
+    async fn ffmpeg(
+        &self,
+        tool: crate::process::Tool,
+        paths: &[(&Path, &str)],
+        ctx: &JobContext,
+    ) -> Result<(), JobFailure> {
+        let run = tool.run(&ctx.cancel, |_| {}).await;
+        crate::diagnostics::ffmpeg_outcome(run, &self.settings.ffmpeg, paths).map_err(failure)
+    }
+
+    /// Runs model `slug` for this job.
+    async fn run_model(
+        &self,
+        slug: &str,
+        input: &serde_json::Value,
+        ctx: &JobContext,
+        dir_name: &str,
+    ) -> Result<Vec<genq_engine::ModelFile>, JobFailure> {
+        let models = self.models.as_ref().ok_or_else(|| {
+            JobFailure::new(
+                "BACKEND_UNAVAILABLE",
+                format!("model {slug}: this worker runs no model backends"),
+            )
+        })?;
+        let dir = ctx.workdir().await?.join(dir_name);
+        models.run_model(slug, input, &dir, ctx).await
     }
 
     /// Fetches `url` (for `field`) into the work directory.
@@ -186,6 +273,13 @@ impl Renderer for TemplateRenderer {
         input: TemplateRenderInput,
         ctx: &JobContext,
     ) -> Result<Vec<ProducedOutput>, JobFailure> {
+        match input.output {
+            TemplateOutput::Speech => return self.speak(&input, ctx).await,
+            TemplateOutput::PhotoQc => return self.photo_qc(&input, ctx).await,
+            TemplateOutput::TalkingVideo => return self.talking_video(&input, ctx).await,
+            TemplateOutput::GeneratedImage => return self.generated_image(&input, ctx).await,
+            TemplateOutput::Video | TemplateOutput::Image | TemplateOutput::Pdf => {}
+        }
         ctx.set_progress(5);
         let pictures = self.pictures(ctx, &input).await?;
         ctx.set_progress(25);
@@ -207,14 +301,12 @@ impl Renderer for TemplateRenderer {
         .await
         .map_err(|e| JobFailure::new("RENDER_FAILED", format!("drawing failed: {e}")))??;
         ctx.set_progress(50);
-        match output {
-            TemplateOutput::Image | TemplateOutput::Pdf => Ok(files),
-            TemplateOutput::Video => {
-                let frame = workdir.join(FRAME_FILE);
-                let video = self.video(ctx, &input, &frame, &workdir).await?;
-                Ok(video_outputs(video))
-            }
+        if output == TemplateOutput::Video {
+            let frame = workdir.join(FRAME_FILE);
+            let video = self.video(ctx, &input, &frame, &workdir).await?;
+            return Ok(video_outputs(video));
         }
+        Ok(files)
     }
 }
 
@@ -255,7 +347,7 @@ fn draw(
         TemplateOutput::Video => {
             write(FRAME_FILE, scene.png().map_err(drawing)?)?;
         }
-        TemplateOutput::Image => {
+        TemplateOutput::Image | TemplateOutput::GeneratedImage => {
             let (name, content_type, bytes) = match picture_type {
                 PictureType::Png => ("image.png", "image/png", scene.png().map_err(drawing)?),
                 PictureType::Jpg => ("image.jpg", "image/jpeg", scene.jpeg(1.0).map_err(drawing)?),
@@ -279,6 +371,12 @@ fn draw(
                 "application/pdf",
                 path,
             ));
+        }
+        other => {
+            return Err(JobFailure::new(
+                "RENDER_FAILED",
+                format!("a {other:?} job is not drawn whole"),
+            ))
         }
     }
     if output != TemplateOutput::Video {
@@ -306,10 +404,35 @@ impl TemplateRenderer {
         workdir: &Path,
     ) -> Result<StillVideo, JobFailure> {
         let cancel = &ctx.cancel;
-        let audio_field = input.template.audio.as_ref().map(|a| a.field.clone());
-        let voice_value = audio_field
-            .as_ref()
-            .and_then(|field| input.values.audio.get(field).map(|v| (field, v)));
+        let audio_field = input.template.audio.as_ref().map(|a| a.field.as_str());
+        let (_, _, mixed) = self.soundtrack(ctx, input, audio_field, workdir).await?;
+        ctx.set_progress(70);
+        let out_dir = workdir.join("video");
+        tokio::fs::create_dir_all(&out_dir)
+            .await
+            .map_err(|e| io_failure("the work directory", e))?;
+        let progress = |pct: u8| ctx.set_progress(70 + (u16::from(pct) * 29 / 100) as u8);
+        render_still_video(frame, &mixed, &out_dir, &self.settings, &progress, cancel)
+            .await
+            .map_err(failure)
+    }
+}
+
+impl TemplateRenderer {
+    /// The video's soundtrack: the voice of `audio_field` after its effects
+    /// (its length is the video's, else the template's `duration`), mixed
+    /// with the background music. Returns the voice track, if any, the
+    /// video's length and the mix.
+    async fn soundtrack(
+        &self,
+        ctx: &JobContext,
+        input: &TemplateRenderInput,
+        audio_field: Option<&str>,
+        workdir: &Path,
+    ) -> Result<(Option<PathBuf>, f64, PathBuf), JobFailure> {
+        let cancel = &ctx.cancel;
+        let voice_value =
+            audio_field.and_then(|field| input.values.audio.get(field).map(|v| (field, v)));
         let mut voice = None;
         let mut duration = input.template.duration_secs();
         if let Some((field, value)) = voice_value {
@@ -347,15 +470,7 @@ impl TemplateRenderer {
         )
         .await
         .map_err(failure)?;
-        ctx.set_progress(70);
-        let out_dir = workdir.join("video");
-        tokio::fs::create_dir_all(&out_dir)
-            .await
-            .map_err(|e| io_failure("the work directory", e))?;
-        let progress = |pct: u8| ctx.set_progress(70 + (u16::from(pct) * 29 / 100) as u8);
-        render_still_video(frame, &mixed, &out_dir, &self.settings, &progress, cancel)
-            .await
-            .map_err(failure)
+        Ok((voice, duration, mixed))
     }
 }
 
