@@ -1,6 +1,6 @@
 //! `genq-bench`: measures genq and prints one table — the renderer against
 //! ffmpeg, the HTTP API under load, the queue, the server's memory, live
-//! events and template renders.
+//! events, template renders and the Provider's model job types.
 //!
 //! It reports; it never judges. Missing a target is printed, not an error:
 //! the exit status is non-zero only when something broke (a crash, a failed
@@ -12,6 +12,7 @@ mod graphile;
 mod inputs;
 mod load;
 mod memory;
+mod models;
 mod pg;
 mod pg_queue;
 mod queue;
@@ -68,6 +69,7 @@ enum Figure {
     Memory,
     Events,
     Template,
+    Models,
 }
 
 impl Figure {
@@ -107,6 +109,13 @@ pub struct Plan {
     pub template_runs: usize,
     /// Renders of each template latency figure.
     pub template_latency_runs: usize,
+    /// photo_qc jobs of the 12 MP figure (after one not counted).
+    pub models_qc_runs: usize,
+    /// tts jobs of 1,000 characters.
+    pub models_tts_runs: usize,
+    /// Seconds of voice of the talking-head video and its plain video.
+    pub models_talking_secs: u32,
+    pub models_talking_runs: usize,
 }
 
 impl Plan {
@@ -133,6 +142,10 @@ impl Plan {
                 template_secs: 10,
                 template_runs: 1,
                 template_latency_runs: 10,
+                models_qc_runs: 3,
+                models_tts_runs: 2,
+                models_talking_secs: 10,
+                models_talking_runs: 1,
             };
         }
         Plan {
@@ -159,6 +172,10 @@ impl Plan {
             template_secs: 60,
             template_runs: 3,
             template_latency_runs: 50,
+            models_qc_runs: 15,
+            models_tts_runs: 7,
+            models_talking_secs: 30,
+            models_talking_runs: 2,
         }
     }
 
@@ -180,7 +197,8 @@ impl Plan {
         format!(
             "mode {mode}: renders {}× each; api {}× {} s at {} connections; queue {}× {} jobs; \
              pg-queue {}× {}; scaling {} renders with {:?} worker processes; events {} changes, \
-             {} subscribers; template video {} s {}×, drawings {}×",
+             {} subscribers; template video {} s {}×, drawings {}×; models photo_qc {}×, \
+             tts {}×, talking video {} s {}×",
             self.render_runs,
             self.api_reps,
             self.api_duration.as_secs(),
@@ -195,7 +213,11 @@ impl Plan {
             self.event_subscribers,
             self.template_secs,
             self.template_runs,
-            self.template_latency_runs
+            self.template_latency_runs,
+            self.models_qc_runs,
+            self.models_tts_runs,
+            self.models_talking_secs,
+            self.models_talking_runs
         )
     }
 }
@@ -250,6 +272,7 @@ async fn run(args: &Args, plan: &Plan) -> anyhow::Result<(String, Vec<Row>)> {
         Figure::Memory,
         Figure::Events,
         Figure::Template,
+        Figure::Models,
     ] {
         if !selected(figure) {
             continue;
@@ -272,6 +295,7 @@ async fn run(args: &Args, plan: &Plan) -> anyhow::Result<(String, Vec<Row>)> {
             Figure::Memory => memory::run(plan, dir).await,
             Figure::Events => events::run(plan, dir, &postgres, postgres_off).await,
             Figure::Template => template::run(plan, dir).await,
+            Figure::Models => models::run(plan, dir).await,
         };
         eprintln!("{name} took {:.0} s", started.elapsed().as_secs_f64());
         match result {

@@ -43,14 +43,38 @@ impl Server {
         data_dir: &Path,
         database_url: Option<&str>,
     ) -> anyhow::Result<Server> {
+        Server::launch(genq, data_dir, database_url, &[]).await
+    }
+
+    /// As [`Server::start`], with more `genq serve` arguments. The server
+    /// runs no jobs (`--workers 0`) unless they name `--workers`: clap
+    /// refuses an option given twice.
+    pub async fn start_with(
+        genq: &Path,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Server> {
+        Server::launch(genq, data_dir, None, extra).await
+    }
+
+    async fn launch(
+        genq: &Path,
+        data_dir: &Path,
+        database_url: Option<&str>,
+        extra: &[&str],
+    ) -> anyhow::Result<Server> {
         tokio::fs::create_dir_all(data_dir).await?;
         // The log goes to a file rather than a pipe: nothing in the harness
         // has to keep draining it, and it is there to show if startup fails.
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log)?;
         let mut command = genq_command(genq);
+        command.args(["serve", "--listen", "127.0.0.1:0"]);
+        if !extra.contains(&"--workers") {
+            command.args(["--workers", "0"]);
+        }
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "0"])
+            .args(extra)
             .arg("--data-dir")
             .arg(data_dir)
             .args(
