@@ -332,6 +332,34 @@ async fn photo_qc_reports_on_real_photographs() {
     );
 }
 
+#[tokio::test]
+async fn photo_qc_faces_from_a_face_detection_model() {
+    let models = models(vec![("acme/faces", "text", Predictor::FaceFinder)]).await;
+    let studio = studio_with(&models, &[]);
+    let project = studio
+        .project(&json!({"name": "Crowds", "type": "photo_qc",
+                         "models": {"faces": "acme/faces"}, "qc": {"maxFaces": 3}}))
+        .await;
+    let url = studio.copy_asset(&photo("coffee.png"), "coffee.png");
+    let record = studio
+        .run(json!({"job_type": "photo_qc", "template_id": project, "values": {"photo": url}}))
+        .await;
+    assert_eq!(record["job_status"], "SUCCESS", "{record}");
+    let report = &record["output"]["report"];
+    assert_eq!(report["face_detector"], "acme/faces");
+    // The model's two faces, not the built-in detector's none; largest first.
+    let faces = &report["photos"][0]["checks"]["faces"];
+    assert_eq!(faces["count"], 2, "{faces}");
+    assert_eq!(
+        faces["boxes"][0],
+        json!({"x": 10, "y": 20, "width": 100, "height": 120, "score": 0.97})
+    );
+    assert_eq!(faces["boxes"][1]["score"], 1.0);
+    assert_eq!(faces["passed"], true);
+    let share = faces["largest_share"].as_f64().unwrap();
+    assert!((share - 12000.0 / 240000.0).abs() < 0.001, "{share}");
+}
+
 /// A portrait layout: the avatar in the top square, a caption under it.
 fn talking_template(models: Value) -> Value {
     json!({

@@ -35,6 +35,9 @@ pub struct ProjectModels {
     /// Draws `ai_image_generation` jobs (else the server's `image_model`).
     #[serde(default)]
     pub image: Option<String>,
+    /// Finds the faces of `photo_qc` jobs (else genq's built-in detector).
+    #[serde(default)]
+    pub faces: Option<String>,
 }
 
 /// Which fields an `ai_talking_video` animates.
@@ -140,6 +143,7 @@ impl Template {
             ("models.tts", &self.models.tts),
             ("models.talkingHead", &self.models.talking_head),
             ("models.image", &self.models.image),
+            ("models.faces", &self.models.faces),
         ] {
             if let Some(slug) = slug {
                 if slug.trim().is_empty() || slug.chars().count() > MAX_SLUG_CHARS {

@@ -9,5 +9,5 @@ pub mod qc;
 pub mod talking;
 
 pub use faces::{detect_faces, FaceBox};
-pub use qc::{check_photo, decode, PhotoReport, QcThresholds};
+pub use qc::{check_photo, check_photo_with, decode, PhotoReport, QcThresholds};
 pub use talking::{openness_envelope, Rect, TalkingHead};

@@ -180,6 +180,17 @@ fn is_zero(value: &f64) -> bool {
 /// photo's pixels; `largest_share` is the largest box's area over the
 /// photo's. **Resolution** is the photo's own width and height.
 pub fn check_photo(image: &DynamicImage, thresholds: &QcThresholds) -> PhotoReport {
+    check_photo_with(image, thresholds, None)
+}
+
+/// As [`check_photo`], with the faces another detector found (a project's
+/// face-detection model), in the photo's pixels; `None` uses
+/// [`detect_faces`]. Boxes are clamped to the photo.
+pub fn check_photo_with(
+    image: &DynamicImage,
+    thresholds: &QcThresholds,
+    found: Option<Vec<FaceBox>>,
+) -> PhotoReport {
     let (width, height) = (image.width(), image.height());
     let grey = fit_grey(&luma(image), NORMALISED_SIZE);
     let (brightness, contrast) = mean_and_deviation(&grey);
@@ -211,14 +222,20 @@ pub fn check_photo(image: &DynamicImage, thresholds: &QcThresholds) -> PhotoRepo
         f64::from(width) / f64::from(grey.width()),
         f64::from(height) / f64::from(grey.height()),
     );
-    let boxes: Vec<FaceBox> = detect_faces(&grey)
-        .iter()
-        .filter_map(|face| face.scaled(fx, fy, width, height))
-        .map(|face| FaceBox {
-            score: round(face.score, 2),
-            ..face
-        })
-        .collect();
+    let mut boxes: Vec<FaceBox> = match found {
+        Some(found) => found
+            .iter()
+            .filter_map(|face| face.scaled(1.0, 1.0, width, height))
+            .collect(),
+        None => detect_faces(&grey)
+            .iter()
+            .filter_map(|face| face.scaled(fx, fy, width, height))
+            .collect(),
+    };
+    for face in &mut boxes {
+        face.score = round(face.score, 2);
+    }
+    boxes.sort_by_key(|face| std::cmp::Reverse(face.area()));
     let faces = faces_check(boxes, width, height, thresholds);
     let passed = resolution.passed
         && sharpness.passed

@@ -115,6 +115,15 @@ class TalkingClip(BasePredictor):
         return out
 
 
+class FaceFinder(BasePredictor):
+    """A face-detection model: two fixed faces in whatever photo it gets."""
+
+    def predict(self, image: Path) -> dict:
+        Image.open(image).verify()
+        return {"faces": [{"x": 300, "y": 40, "width": 50, "height": 60},
+                          {"x": 10, "y": 20, "width": 100, "height": 120, "score": 0.97}]}
+
+
 class SlowHead(BasePredictor):
     def predict(self, image: Path, audio: Path) -> Path:
         end = time.monotonic() + 60
@@ -153,6 +162,7 @@ pub enum Predictor {
     BrokenPainter,
     TalkingClip,
     SlowHead,
+    FaceFinder,
 }
 
 pub struct CogServer {
@@ -201,6 +211,7 @@ impl CogServer {
             Predictor::BrokenPainter => "BrokenPainter",
             Predictor::TalkingClip => "TalkingClip",
             Predictor::SlowHead => "SlowHead",
+            Predictor::FaceFinder => "FaceFinder",
         };
         // The server runs the model in a child started as plain `python`
         // from PATH, so that name must be this interpreter.

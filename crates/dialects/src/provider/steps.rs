@@ -133,7 +133,9 @@ pub(super) fn step_input(
             input.insert("model".into(), json!(model));
         }
         ProjectType::PhotoQc => {
+            let model = model_for(own, "faces", &template.models.faces, &None)?;
             photos(template, values, fields)?;
+            input.insert("model".into(), json!(model));
             input.insert(
                 "qc".into(),
                 serde_json::to_value(template.qc.clone().unwrap_or_default())
