@@ -1,6 +1,7 @@
 //! `ObjectFiles` against a real S3-compatible server (s3s-fs over a
-//! temporary directory). Fails when s3s-fs is missing (`scripts/deps --test`
-//! installs it); `GENQ_TEST_S3=off` skips.
+//! temporary directory). Fails when s3s-fs is missing (`scripts/test`
+//! builds it: `cargo build -p genq-s3-test-server`); `GENQ_TEST_S3=off`
+//! skips.
 
 #[path = "../../genq/tests/common/s3.rs"]
 mod s3;

@@ -1,5 +1,6 @@
-//! A real S3-compatible server for tests: `s3s-fs` (from crates.io, installed
-//! by `scripts/deps --test`) over a temporary directory, on a free port.
+//! A real S3-compatible server for tests: `s3s-fs` (crates.io's, built in
+//! the workspace as `genq-s3-test-server`, which `scripts/test` builds
+//! first) over a temporary directory, on a free port.
 //! Also compiled into `genq-storage`'s tests (by `#[path]`), so it uses only
 //! the standard library and `tempfile`.
 #![allow(dead_code)]
@@ -21,14 +22,20 @@ pub struct S3Server {
     root: tempfile::TempDir,
 }
 
-/// `s3s-fs` on PATH or in Cargo's bin directory (where `cargo install` puts
-/// it, which not every shell has on PATH).
+/// `s3s-fs` as the workspace builds it (beside the test binary's `deps/`),
+/// else on PATH or in Cargo's bin directory (where `cargo install` puts it,
+/// which not every shell has on PATH).
 fn binary() -> Option<PathBuf> {
+    let built = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.to_owned()));
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cargo")));
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    built
+        .into_iter()
+        .chain(std::env::split_paths(&path))
         .chain(cargo_home.map(|home| home.join("bin")))
         .map(|dir| dir.join("s3s-fs"))
         .find(|candidate| candidate.is_file())
@@ -45,8 +52,8 @@ impl S3Server {
         }
         let binary = binary().unwrap_or_else(|| {
             panic!(
-                "s3s-fs is not installed: run `scripts/deps --test` \
-                 (or set GENQ_TEST_S3=off to skip the S3 tests)"
+                "s3s-fs is not built: run `cargo build -p genq-s3-test-server` \
+                 (scripts/test does), or set GENQ_TEST_S3=off to skip the S3 tests"
             )
         });
         // The port is free when we look; another process could take it
