@@ -94,6 +94,13 @@ impl Studio {
         self.until_final(&id).await.0
     }
 
+    /// `POST /jobs/{id}/cancel`.
+    async fn cancel(&self, id: &str) -> (u16, Value) {
+        let path = format!("/jobs/{id}/cancel");
+        self.call(&self.account.api_key, reqwest::Method::POST, &path, None)
+            .await
+    }
+
     /// The job's main output, downloaded through a signed URL.
     async fn fetch_output(&self, record: &Value, name: &str) -> PathBuf {
         let key = record["output"]["output"].as_str().unwrap();
@@ -572,27 +579,13 @@ async fn talking_video_from_a_cog_model_in_the_older_request_shape() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let (code, cancelled) = studio
-        .call(
-            &studio.account.api_key,
-            reqwest::Method::POST,
-            &format!("/jobs/{id}/cancel"),
-            None,
-        )
-        .await;
+    let (code, cancelled) = studio.cancel(&id).await;
     assert_eq!(code, 200, "{cancelled}");
     let (record, _) = studio.until_final(&id).await;
     assert_eq!(record["job_status"], "CANCELLED", "{record}");
     assert_eq!(record["credit_used"], "0");
     assert!((studio.credits().await - before).abs() < 1e-9, "refunded");
-    let (code, _) = studio
-        .call(
-            &studio.account.api_key,
-            reqwest::Method::POST,
-            &format!("/jobs/{id}/cancel"),
-            None,
-        )
-        .await;
+    let (code, _) = studio.cancel(&id).await;
     assert_eq!(code, 409, "a finished job cannot be cancelled");
 }
 

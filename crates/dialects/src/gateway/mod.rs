@@ -7,14 +7,12 @@ mod error;
 pub mod wire;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::{get, post};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use genq_catalog::Catalog;
-use genq_engine::db::CancelMode;
 use genq_engine::{Job, JobId, JobQuery, JobState, ModelRef, NewJob, SubmitLimits};
 use serde::Deserialize;
 use utoipa::OpenApi;
@@ -26,6 +24,7 @@ use wire::{
 
 use crate::dialect::{Ctx, Dialect, JobShape, Routes};
 use crate::shared::auth::{self, AnyScope, Read, Submit};
+use crate::shared::cancel_and_wait;
 use crate::shared::events::{job_events, EventStream};
 use crate::shared::extract::values::{non_empty, PageLimit};
 use crate::shared::extract::{JobPath, Json, Query};
@@ -319,10 +318,6 @@ async fn list(
     }))
 }
 
-/// How long a cancel request waits for a running job to stop before it
-/// answers with the job as it is.
-const CANCEL_WAIT: Duration = Duration::from_secs(10);
-
 /// Cancel a job: a pending one at once, a processing one by stopping its
 /// renderer. Credits are refunded.
 #[utoipa::path(post, path = "/v1/jobs/{jobId}/cancel", params(("jobId" = String, Path)),
@@ -334,23 +329,7 @@ async fn cancel(
     auth: Authed<Submit>,
     JobPath(id, _): JobPath<V1Error>,
 ) -> Result<axum::Json<JobView>, V1Error> {
-    let engine = &ctx.app.engine;
-    let principal = &auth.principal;
-    let mut job = engine
-        .cancel(
-            principal,
-            id,
-            Some(Gateway::NAME),
-            CancelMode::EvenIfRunning,
-        )
-        .await?;
-    if job.state == JobState::Processing {
-        job = engine
-            .wait_for_job(principal, id, CANCEL_WAIT, |job| {
-                job.state != JobState::Processing
-            })
-            .await?;
-    }
+    let job = cancel_and_wait(&ctx.app.engine, &auth.principal, id, Gateway::NAME).await?;
     Ok(axum::Json(JobView::from_job(&job, &ctx.app.public_url)))
 }
 

@@ -16,7 +16,7 @@ use super::{Authed, Provider, ProviderState};
 use crate::dialect::Ctx;
 use crate::shared::auth::{Read, Submit};
 use crate::shared::extract::{Json, JsonText, PathId};
-use crate::shared::validate_webhook_url;
+use crate::shared::{cancel_and_wait, validate_webhook_url};
 
 /// The engine's job kind of template renders (the media crate's renderer).
 pub const TEMPLATE_KIND: &str = "template";
@@ -305,10 +305,6 @@ pub(super) async fn status(
     })
 }
 
-/// How long a cancel waits for a running job to stop before it answers
-/// with the job as it is.
-const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Cancels one of the caller's jobs (a genq addition: the vendor's API has
 /// no cancel): a queued one at once, a running one by stopping its work —
 /// a model's prediction included. Its credits are refunded.
@@ -326,23 +322,13 @@ pub(super) async fn cancel(
     let Ok(PathId(id, _)) = id else {
         return Err(ProviderError::not_found("Job not found"));
     };
-    let engine = &ctx.app.engine;
-    let principal = &auth.principal;
-    let mut job = engine
-        .cancel(
-            principal,
-            id,
-            Some(<Provider as crate::Dialect>::NAME),
-            genq_engine::db::CancelMode::EvenIfRunning,
-        )
-        .await?;
-    if job.state == genq_engine::JobState::Processing {
-        job = engine
-            .wait_for_job(principal, id, CANCEL_WAIT, |job| {
-                job.state != genq_engine::JobState::Processing
-            })
-            .await?;
-    }
+    let job = cancel_and_wait(
+        &ctx.app.engine,
+        &auth.principal,
+        id,
+        <Provider as crate::Dialect>::NAME,
+    )
+    .await?;
     Ok(axum::Json(super::job_record(
         &job,
         ctx.own.credit_micro_cents,

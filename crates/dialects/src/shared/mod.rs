@@ -63,3 +63,34 @@ pub async fn page_of_jobs(
     jobs.truncate(limit);
     Ok((jobs, more))
 }
+
+/// How long a cancel waits for a running job to stop before it answers
+/// with the job as it is.
+pub const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Cancels one of the caller's jobs of `dialect`: a queued one at once, a
+/// running one by asking its worker to stop, waiting up to [`CANCEL_WAIT`]
+/// for it to have stopped.
+pub async fn cancel_and_wait(
+    engine: &genq_engine::Engine,
+    principal: &genq_engine::Principal,
+    id: genq_engine::JobId,
+    dialect: &str,
+) -> Result<genq_engine::Job, genq_engine::EngineError> {
+    let job = engine
+        .cancel(
+            principal,
+            id,
+            Some(dialect),
+            genq_engine::db::CancelMode::EvenIfRunning,
+        )
+        .await?;
+    if job.state != genq_engine::JobState::Processing {
+        return Ok(job);
+    }
+    engine
+        .wait_for_job(principal, id, CANCEL_WAIT, |job| {
+            job.state != genq_engine::JobState::Processing
+        })
+        .await
+}

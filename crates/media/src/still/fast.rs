@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     encode_full, encode_timeout, parse_out_time_us, remove_quietly, AudioInput, Progress,
-    RenderSettings, MAX_PCT, PREPARED_PCT,
+    RenderSettings, BT709_TAGS, MAX_PCT, PREPARED_PCT, TO_BT709_YUV420,
 };
 use crate::diagnostics::ffmpeg_outcome;
 use crate::error::MediaError;
@@ -271,7 +271,7 @@ fn idr_args(frame: &Path, out: &Path, fps: u32, gop: u64) -> Vec<std::ffi::OsStr
     args.push(file_url(frame));
     args.extend(os(&[
         "-vf",
-        "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+        TO_BT709_YUV420,
         "-frames:v",
         "1",
         "-c:v",
@@ -289,17 +289,9 @@ fn idr_args(frame: &Path, out: &Path, fps: u32, gop: u64) -> Vec<std::ffi::OsStr
         "yuv420p",
         "-r",
         &fps,
-        "-colorspace",
-        "bt709",
-        "-color_primaries",
-        "bt709",
-        "-color_trc",
-        "bt709",
-        "-color_range",
-        "tv",
-        "-f",
-        "h264",
     ]));
+    args.extend(os(&BT709_TAGS));
+    args.extend(os(&["-f", "h264"]));
     args.push(file_url(out));
     args
 }

@@ -177,6 +177,32 @@ impl TemplateRenderer {
         crate::diagnostics::ffmpeg_outcome(run, &self.settings.ffmpeg, paths).map_err(failure)
     }
 
+    /// `audio` (any file ffmpeg reads) as mono 32-bit float samples at
+    /// `rate`, decoded through the scratch file `raw`.
+    async fn mono_samples(
+        &self,
+        audio: &Path,
+        raw: &Path,
+        rate: u32,
+        ctx: &JobContext,
+    ) -> Result<Vec<f32>, JobFailure> {
+        let decode = crate::process::Tool::new(&self.settings.ffmpeg)
+            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(crate::probe::file_url(audio))
+            .args(["-vn", "-ac", "1", "-ar", &rate.to_string(), "-f", "f32le"])
+            .arg(crate::probe::file_url(raw))
+            .timeout(self.settings.timeout);
+        self.ffmpeg(decode, &[(audio, "the voice"), (raw, "output")], ctx)
+            .await?;
+        let bytes = tokio::fs::read(raw)
+            .await
+            .map_err(|e| io_failure("the voice", e))?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
     /// Runs model `slug` for this job.
     async fn run_model(
         &self,
@@ -315,6 +341,17 @@ const IMAGE_STEM: &str = "image";
 const PDF_FILE: &str = "document.pdf";
 const THUMBNAIL_FILE: &str = "thumbnail.jpg";
 
+/// A drawing's failure: a value's picture that does not decode is the
+/// input's fault.
+fn drawing_failure(e: genq_template::TemplateError) -> JobFailure {
+    let code = if e.at.starts_with("values.") {
+        "INVALID_INPUT"
+    } else {
+        "RENDER_FAILED"
+    };
+    JobFailure::new(code, e.to_string())
+}
+
 /// Draws the scene to its files: the main output and a thumbnail (for a
 /// video, the frame the video shows).
 fn draw(
@@ -325,15 +362,7 @@ fn draw(
     picture_type: PictureType,
     dir: &Path,
 ) -> Result<Vec<ProducedOutput>, JobFailure> {
-    // A value's picture that does not decode is the input's fault.
-    let drawing = |e: genq_template::TemplateError| {
-        let code = if e.at.starts_with("values.") {
-            "INVALID_INPUT"
-        } else {
-            "RENDER_FAILED"
-        };
-        JobFailure::new(code, e.to_string())
-    };
+    let drawing = drawing_failure;
     let scene = Scene::compose(template, fill, fonts).map_err(drawing)?;
     let write = |name: &str, bytes: Vec<u8>| -> Result<PathBuf, JobFailure> {
         let path = dir.join(name);

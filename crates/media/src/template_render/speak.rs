@@ -3,8 +3,6 @@
 //! pieces are decoded to one sample format and joined with a few
 //! milliseconds' fade at each seam, so no join clicks.
 
-use std::path::Path;
-
 use genq_engine::{JobContext, JobFailure, OutputKind, OutputRole, ProducedOutput};
 use serde_json::{json, Map, Value};
 use unicode_segmentation::UnicodeSegmentation;
@@ -35,6 +33,11 @@ impl TemplateRenderer {
             .ok_or_else(|| JobFailure::new("INVALID_INPUT", "input.speech: is required"))?;
         let dir = ctx.workdir().await?.to_owned();
         let pieces = pieces(&request.text, PIECE_CHARS);
+        // What speaks: the model, else espeak-ng's voice for the request.
+        let voice = input
+            .model
+            .clone()
+            .unwrap_or_else(|| espeak_voice(request.voice.as_deref(), request.language.as_deref()));
         let mut samples: Vec<f32> = Vec::new();
         ctx.set_progress(2);
         for (i, piece) in pieces.iter().enumerate() {
@@ -67,7 +70,6 @@ impl TemplateRenderer {
                 }
                 None => {
                     let wav = dir.join(format!("piece-{i}.wav"));
-                    let voice = espeak_voice(request.voice.as_deref(), request.language.as_deref());
                     espeak_wav(
                         piece,
                         &voice,
@@ -81,7 +83,9 @@ impl TemplateRenderer {
                     wav
                 }
             };
-            let mut piece_samples = self.decode(&audio, &dir, ctx).await?;
+            let mut piece_samples = self
+                .mono_samples(&audio, &dir.join("piece.f32"), SAMPLE_RATE, ctx)
+                .await?;
             fade_edges(&mut piece_samples);
             samples.extend_from_slice(&piece_samples);
             ctx.set_progress((5 + 85 * (i + 1) / pieces.len()) as u8);
@@ -127,37 +131,9 @@ impl TemplateRenderer {
         );
         output.details = Some(json!({
             "duration_seconds": (duration * 1000.0).round() / 1000.0,
-            "voice": if input.model.is_some() { input.model.clone().unwrap_or_default() } else {
-                espeak_voice(request.voice.as_deref(), request.language.as_deref())
-            },
+            "voice": voice,
         }));
         Ok(vec![output])
-    }
-
-    /// Any audio file as mono samples at [`SAMPLE_RATE`].
-    async fn decode(
-        &self,
-        audio: &Path,
-        dir: &Path,
-        ctx: &JobContext,
-    ) -> Result<Vec<f32>, JobFailure> {
-        let raw = dir.join("piece.f32");
-        let rate = SAMPLE_RATE.to_string();
-        let decode = Tool::new(&self.settings.ffmpeg)
-            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
-            .arg(file_url(audio))
-            .args(["-vn", "-ac", "1", "-ar", &rate, "-f", "f32le"])
-            .arg(file_url(&raw))
-            .timeout(self.settings.timeout);
-        self.ffmpeg(decode, &[(audio, "the voice"), (&raw, "output")], ctx)
-            .await?;
-        let bytes = tokio::fs::read(&raw)
-            .await
-            .map_err(|e| JobFailure::new("IO_ERROR", format!("could not read the voice: {e}")))?;
-        Ok(bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
     }
 }
 

@@ -21,11 +21,14 @@ use image::RgbImage;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
-use super::{invalid, io_failure, TemplateRenderInput, TemplateRenderer, THUMBNAIL_LONG_SIDE};
+use super::{
+    drawing_failure, invalid, io_failure, TemplateRenderInput, TemplateRenderer,
+    THUMBNAIL_LONG_SIDE,
+};
 use crate::handler::{failure, output as output_file};
 use crate::probe::file_url;
 use crate::process::{StdinFeed, Tool};
-use crate::still::parse_out_time_us;
+use crate::still::{parse_out_time_us, BT709_TAGS};
 
 const VIDEO_FILE: &str = "video.mp4";
 const POSTER_FILE: &str = "poster.jpg";
@@ -194,10 +197,12 @@ impl TemplateRenderer {
             }
         };
         let video = workdir.join(VIDEO_FILE);
+        // The frame sized and converted to BT.709 in one scale, as the
+        // still path's `TO_BT709_YUV420` does, tagged as it is.
         let graph = format!(
             "[0:v]loop=loop=-1:size=1:start=0[bg];{overlay}[under];\
              [2:v]loop=loop=-1:size=1:start=0[over];[under][over]overlay=0:0,\
-             scale={width}:{height},format=yuv420p[v]"
+             scale={width}:{height}:out_color_matrix=bt709:out_range=tv,format=yuv420p[v]"
         );
         let t = format!("{duration:.6}");
         tool = tool
@@ -208,14 +213,7 @@ impl TemplateRenderer {
             .args(["-filter_complex", &graph, "-map", "[v]", "-map", "3:a:0"])
             .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "20"])
             .args(["-r", &fps.to_string(), "-fps_mode", "cfr"])
-            .args([
-                "-colorspace",
-                "bt709",
-                "-color_primaries",
-                "bt709",
-                "-color_trc",
-                "bt709",
-            ])
+            .args(BT709_TAGS)
             .args([
                 "-c:a",
                 "aac",
@@ -282,22 +280,9 @@ impl TemplateRenderer {
         fps: u32,
         ctx: &JobContext,
     ) -> Result<Vec<f32>, JobFailure> {
-        let raw = dir.join("voice.f32");
-        let decode = Tool::new(&self.settings.ffmpeg)
-            .args(["-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i"])
-            .arg(file_url(voice))
-            .args(["-ac", "1", "-ar", &ENVELOPE_RATE.to_string(), "-f", "f32le"])
-            .arg(file_url(&raw))
-            .timeout(self.settings.timeout);
-        self.ffmpeg(decode, &[(voice, "the voice"), (&raw, "output")], ctx)
+        let samples = self
+            .mono_samples(voice, &dir.join("voice.f32"), ENVELOPE_RATE, ctx)
             .await?;
-        let bytes = tokio::fs::read(&raw)
-            .await
-            .map_err(|e| io_failure("the voice", e))?;
-        let samples: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
         Ok(openness_envelope(&samples, ENVELOPE_RATE, fps as f32))
     }
 }
@@ -321,14 +306,7 @@ fn draw_parts(
     avatar_below: bool,
     dir: &Path,
 ) -> Result<Parts, JobFailure> {
-    let drawing = |e: genq_template::TemplateError| {
-        let code = if e.at.starts_with("values.") {
-            "INVALID_INPUT"
-        } else {
-            "RENDER_FAILED"
-        };
-        JobFailure::new(code, e.to_string())
-    };
+    let drawing = drawing_failure;
     let write = |name: &str, bytes: Vec<u8>| -> Result<PathBuf, JobFailure> {
         let path = dir.join(name);
         std::fs::write(&path, bytes).map_err(|e| io_failure(name, e))?;
