@@ -293,3 +293,18 @@ pub(crate) fn project_from_row(row: &impl Columns) -> DbResult<Project> {
         updated_at: row.int("updated_at")?,
     })
 }
+
+pub(crate) fn key_info_from_row(row: &impl Columns) -> DbResult<genq_engine::account::ApiKeyInfo> {
+    Ok(genq_engine::account::ApiKeyInfo {
+        id: parse(&row.text("id")?, "key id")?,
+        scopes: row
+            .text("scopes")?
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        model_patterns: patterns_from(row.opt_text("model_patterns")?),
+        created_at: row.int("created_at")?,
+        revoked_at: row.opt_int("revoked_at")?,
+    })
+}

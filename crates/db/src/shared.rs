@@ -185,6 +185,85 @@ macro_rules! account_db {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn api_keys(
+                &self,
+                account: ::genq_engine::AccountId,
+            ) -> ::genq_engine::db::DbResult<Vec<::genq_engine::account::ApiKeyInfo>> {
+                let rows = ::sqlx::query($crate::sql::KEYS_OF_ACCOUNT)
+                    .bind(account.to_string())
+                    .fetch_all(self.reads())
+                    .await
+                    .map_err($crate::codec::db_err("listing API keys"))?;
+                rows.iter().map($crate::codec::key_info_from_row).collect()
+            }
+
+            async fn revoke_account_key(
+                &self,
+                account: ::genq_engine::AccountId,
+                id: ::genq_engine::KeyId,
+                now: ::genq_engine::time::Millis,
+            ) -> ::genq_engine::db::DbResult<bool> {
+                let done = ::sqlx::query($crate::sql::REVOKE_ACCOUNT_KEY)
+                    .bind(now)
+                    .bind(id.to_string())
+                    .bind(account.to_string())
+                    .execute(self.writes())
+                    .await
+                    .map_err($crate::codec::db_err("revoking an API key"))?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn insert_session(
+                &self,
+                token_hash: &[u8],
+                key: ::genq_engine::KeyId,
+                expires_at: ::genq_engine::time::Millis,
+                now: ::genq_engine::time::Millis,
+            ) -> ::genq_engine::db::DbResult<()> {
+                use $crate::codec::db_err;
+                let mut tx = self.begin().await?;
+                ::sqlx::query($crate::sql::DELETE_EXPIRED_SESSIONS)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("deleting expired sessions"))?;
+                ::sqlx::query($crate::sql::INSERT_SESSION)
+                    .bind(token_hash)
+                    .bind(key.to_string())
+                    .bind(now)
+                    .bind(expires_at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err("recording a session"))?;
+                tx.commit().await.map_err(db_err("committing a session"))
+            }
+
+            async fn principal_for_session(
+                &self,
+                token_hash: &[u8],
+                now: ::genq_engine::time::Millis,
+            ) -> ::genq_engine::db::DbResult<Option<::genq_engine::Principal>> {
+                let key_hash: Option<Vec<u8>> = ::sqlx::query_scalar($crate::sql::SESSION_KEY_HASH)
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_optional(self.reads())
+                    .await
+                    .map_err($crate::codec::db_err("reading a session"))?;
+                match key_hash {
+                    Some(hash) => self.principal_for_key(&hash).await,
+                    None => Ok(None),
+                }
+            }
+
+            async fn delete_session(&self, token_hash: &[u8]) -> ::genq_engine::db::DbResult<()> {
+                ::sqlx::query($crate::sql::DELETE_SESSION)
+                    .bind(token_hash)
+                    .execute(self.writes())
+                    .await
+                    .map_err($crate::codec::db_err("deleting a session"))?;
+                Ok(())
+            }
+
             $($specific)*
         }
     };
@@ -477,6 +556,22 @@ macro_rules! outbox_db {
                 tx.commit()
                     .await
                     .map_err(db_err("committing a webhook attempt"))
+            }
+
+            async fn redeliver(
+                &self,
+                account: ::genq_engine::AccountId,
+                job: ::genq_engine::JobId,
+                now: ::genq_engine::time::Millis,
+            ) -> ::genq_engine::db::DbResult<u64> {
+                let done = ::sqlx::query($crate::sql::REDELIVER)
+                    .bind(now)
+                    .bind(account.to_string())
+                    .bind(job.to_string())
+                    .execute(self.writes())
+                    .await
+                    .map_err($crate::codec::db_err("queueing a redelivery"))?;
+                Ok(done.rows_affected())
             }
 
             async fn deliveries_for_job(

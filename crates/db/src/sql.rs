@@ -136,3 +136,28 @@ pub(crate) const NEXT_ROUND: &str = "SELECT \
              (SELECT queue_round FROM jobs ORDER BY id DESC LIMIT 1), 0) AS head, \
     COALESCE((SELECT max(queue_round) + 1 FROM jobs \
               WHERE account_id = $1 AND state = 'PENDING'), 0) AS next";
+
+pub(crate) const KEYS_OF_ACCOUNT: &str =
+    "SELECT id, scopes, model_patterns, created_at, revoked_at \
+    FROM api_keys WHERE account_id = $1 ORDER BY created_at DESC, id DESC";
+
+pub(crate) const REVOKE_ACCOUNT_KEY: &str = "UPDATE api_keys SET revoked_at = $1 \
+    WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL";
+
+pub(crate) const DELETE_EXPIRED_SESSIONS: &str =
+    "DELETE FROM console_sessions WHERE expires_at <= $1";
+
+pub(crate) const INSERT_SESSION: &str = "INSERT INTO console_sessions \
+    (token_hash, key_id, created_at, expires_at) VALUES ($1, $2, $3, $4)";
+
+/// The hash of the key a live session acts as (the key's own lookup then
+/// checks that it is not revoked).
+pub(crate) const SESSION_KEY_HASH: &str = "SELECT k.key_hash FROM console_sessions s \
+    JOIN api_keys k ON k.id = s.key_id WHERE s.token_hash = $1 AND s.expires_at > $2";
+
+pub(crate) const DELETE_SESSION: &str = "DELETE FROM console_sessions WHERE token_hash = $1";
+
+/// Due now, leaving a delivery under a dispatcher's lease to it.
+pub(crate) const REDELIVER: &str = "UPDATE webhook_deliveries \
+    SET state = 'PENDING', next_attempt_at = $1, updated_at = $1 \
+    WHERE account_id = $2 AND job_id = $3 AND (lease_until IS NULL OR lease_until < $1)";

@@ -47,6 +47,11 @@ pub trait JobShape: Send + Sync + 'static {
     fn status_of(&self, job: &Job) -> &'static str {
         self.status(job.state)
     }
+    /// How far its owner may cancel a job (the console offers "Cancel"
+    /// accordingly): by default a running job too.
+    fn cancel_mode(&self) -> genq_engine::db::CancelMode {
+        genq_engine::db::CancelMode::EvenIfRunning
+    }
     /// Every name it has for `state` (what a `?status=` filter accepts).
     fn names(&self, state: JobState) -> Vec<&'static str> {
         vec![self.status(state)]

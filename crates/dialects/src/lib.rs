@@ -89,7 +89,19 @@ impl AppState {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so limits see the
 /// client's address.
 pub fn router(engine: Engine, settings: &DialectSettings, rate_limits: RateLimitConfig) -> Router {
+    router_with(engine, settings, rate_limits, |_| Router::new())
+}
+
+/// [`router`] with more routes that need the same state (the web console),
+/// under the same request ids and tracing.
+pub fn router_with(
+    engine: Engine,
+    settings: &DialectSettings,
+    rate_limits: RateLimitConfig,
+    more: impl FnOnce(AppState) -> Router,
+) -> Router {
     let app = AppState::new(engine, settings);
+    let extra = more(app.clone());
     let limits = RateLimits::new(rate_limits);
     let mut router = Router::new();
     for dialect in dialects() {
@@ -109,6 +121,7 @@ pub fn router(engine: Engine, settings: &DialectSettings, rate_limits: RateLimit
         .with_state(app);
     router
         .merge(shared)
+        .merge(extra)
         // Outside the rate limits, so that their refusals carry a request id too.
         .layer(axum::middleware::from_fn(shared::request_id::assign))
         .layer(tower_http::trace::TraceLayer::new_for_http())

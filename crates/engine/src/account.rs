@@ -56,6 +56,16 @@ pub struct ApiKeyRecord {
     pub created_at: Millis,
 }
 
+/// An API key as its account's owner sees it in a list: never the hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyInfo {
+    pub id: KeyId,
+    pub scopes: Vec<String>,
+    pub model_patterns: Option<Vec<String>>,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
 /// Who a request acts as, once its API key has been checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
@@ -107,6 +117,28 @@ pub fn generate_token() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes::<24>())
 }
 
+/// A new web console session token and the hash to store for it. Like an
+/// API key, it has 256 bits of entropy, so a plain digest is enough.
+pub fn generate_session_token() -> (String, Vec<u8>) {
+    let raw = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
+    let hash = hash_session_token(&raw);
+    (raw, hash)
+}
+
+pub fn hash_session_token(raw: &str) -> Vec<u8> {
+    Sha256::digest(raw.as_bytes()).to_vec()
+}
+
+/// The CSRF token of a session: derived from its token, so nothing more is
+/// stored and it dies with the session; labelled, so it is not the stored
+/// hash.
+pub fn session_csrf_token(raw_session: &str) -> String {
+    let mut digest = Sha256::new();
+    digest.update(b"genq console csrf\0");
+    digest.update(raw_session.as_bytes());
+    URL_SAFE_NO_PAD.encode(digest.finalize())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +151,15 @@ mod tests {
         assert_ne!(ha, hb);
         assert!(a.starts_with("genq_") && a.len() > 40);
         assert_eq!(hash_api_key(&a), ha);
+    }
+
+    #[test]
+    fn csrf_tokens_differ_per_session_and_from_the_stored_hash() {
+        let (a, hash_a) = generate_session_token();
+        let (b, _) = generate_session_token();
+        assert_eq!(session_csrf_token(&a), session_csrf_token(&a));
+        assert_ne!(session_csrf_token(&a), session_csrf_token(&b));
+        assert_ne!(session_csrf_token(&a), URL_SAFE_NO_PAD.encode(hash_a));
     }
 
     #[test]

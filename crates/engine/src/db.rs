@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 
-use crate::account::{Account, ApiKeyRecord, NewAccount, Principal};
+use crate::account::{Account, ApiKeyInfo, ApiKeyRecord, NewAccount, Principal};
 use crate::events::{EventBus, JobEvent};
 use crate::ids::{AccountId, JobId, KeyId, ProjectId};
 use crate::job::{Job, JobFailure, JobOutput, JobQuery, JobState, Lease, LimitKind, SubmitLimits};
@@ -195,6 +195,30 @@ pub trait AccountDb: Send + Sync + 'static {
     async fn revoke_api_key(&self, id: KeyId, now: Millis) -> DbResult<bool>;
     /// The principal of a live (not revoked) key with this hash.
     async fn principal_for_key(&self, key_hash: &[u8]) -> DbResult<Option<Principal>>;
+    /// The account's keys, revoked ones too, newest first.
+    async fn api_keys(&self, account: AccountId) -> DbResult<Vec<ApiKeyInfo>>;
+    /// Revokes one of the account's keys; another account's is not found.
+    async fn revoke_account_key(
+        &self,
+        account: AccountId,
+        id: KeyId,
+        now: Millis,
+    ) -> DbResult<bool>;
+    /// Records a console session acting as `key`; expired sessions go.
+    async fn insert_session(
+        &self,
+        token_hash: &[u8],
+        key: KeyId,
+        expires_at: Millis,
+        now: Millis,
+    ) -> DbResult<()>;
+    /// The principal of an unexpired session whose key is not revoked.
+    async fn principal_for_session(
+        &self,
+        token_hash: &[u8],
+        now: Millis,
+    ) -> DbResult<Option<Principal>>;
+    async fn delete_session(&self, token_hash: &[u8]) -> DbResult<()>;
 }
 
 /// Jobs as their owners see them: submitting, reading, cancelling.
@@ -267,6 +291,10 @@ pub trait OutboxDb: Send + Sync + 'static {
         attempt: &Attempt,
         next: NextStep,
     ) -> DbResult<()>;
+    /// Makes a job's webhook deliveries due now (a delivery that gave up
+    /// gets one more attempt; one under a dispatcher's lease is left to
+    /// it). Returns how many.
+    async fn redeliver(&self, account: AccountId, job: JobId, now: Millis) -> DbResult<u64>;
     /// A job's deliveries with their attempts, oldest first.
     async fn deliveries_for_job(
         &self,

@@ -21,6 +21,7 @@ pub mod files;
 pub mod ids;
 pub mod job;
 pub mod project;
+mod sessions;
 pub mod time;
 pub mod webhook;
 pub mod worker;

@@ -164,6 +164,7 @@ impl Dialect for Provider {
                 "/api/provider/projects/{project_id}/preview",
                 post(projects::preview),
             )
+            .route("/api/provider/preview", post(projects::preview_draft))
             .route("/auth/credits", get(credits))
     }
 
@@ -206,6 +207,7 @@ impl Dialect for Provider {
         projects::delete,
         projects::mapping_fields,
         projects::preview,
+        projects::preview_draft,
         credits
     ),
     components(schemas(Credits))

@@ -232,8 +232,45 @@ pub(super) async fn preview(
         .project(auth.principal.account_id, id)
         .await?;
     let template = template_of(&project)?;
-    let values = preview_values(&template, request.values.as_ref())?;
-    let fonts = Arc::clone(&ctx.own.fonts);
+    draw_preview(template, request.values.as_ref(), &ctx.own.fonts).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct DraftPreviewRequest {
+    template: Box<serde_json::value::RawValue>,
+    #[serde(default)]
+    values: Option<serde_json::Value>,
+}
+
+/// A genq addition: the preview of a template not saved yet (the console's
+/// editor shows it while its author types). The template is checked as
+/// creating a project would check it.
+#[utoipa::path(post, path = "/api/provider/preview",
+    request_body(content = Object, description = "{\"template\": {…a template…}, \"values\": {…}}"),
+    responses((status = 200, content_type = "image/png", description = "The frame"),
+        (status = 400, description = "The template or a value is invalid")),
+    security(("api_key" = [])))]
+pub(super) async fn preview_draft(
+    State(ctx): State<Ctx<Provider>>,
+    _auth: Authed<Read>,
+    Json(request, _): Json<DraftPreviewRequest, ProviderError>,
+) -> Result<Response, ProviderError> {
+    let json = request.template.get().as_bytes();
+    let template = Template::from_json(json)
+        .and_then(|template| template.check(&ctx.own.fonts).map(|()| template))
+        .map_err(|e| ProviderError::bad_request(format!("Invalid template: {e}")))?;
+    draw_preview(template, request.values.as_ref(), &ctx.own.fonts).await
+}
+
+/// A template's frame drawn as a PNG, with placeholders for missing values
+/// and pictures.
+async fn draw_preview(
+    template: Template,
+    values: Option<&serde_json::Value>,
+    fonts: &Arc<Fonts>,
+) -> Result<Response, ProviderError> {
+    let values = preview_values(&template, values)?;
+    let fonts = Arc::clone(fonts);
     let png = tokio::task::spawn_blocking(move || {
         let fill = Fill {
             texts: values.texts.into_iter().collect(),

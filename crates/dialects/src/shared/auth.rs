@@ -1,17 +1,27 @@
 //! API keys and scopes. A key comes in `X-API-Key` or `Authorization:
 //! Bearer`; [`Authed`] checks it, and the scope the route needs, before the
 //! handler runs, refusing in the route's dialect's error shape.
+//!
+//! A web console session (the `genq_session` cookie, see docs/console.md)
+//! stands in for the key it was opened with. The cookie is SameSite=Strict;
+//! a request it authenticates that changes state must also carry the
+//! session's CSRF token in `X-CSRF-Token`, or it counts as unauthenticated.
 
 use std::marker::PhantomData;
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, Method};
 use axum::response::IntoResponse;
 use genq_engine::{EngineError, Principal};
 
 use super::Refusal;
 use crate::AppState;
+
+/// The cookie a signed-in console session travels in.
+pub const SESSION_COOKIE: &str = "genq_session";
+/// The header carrying a session's CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
 
 /// May create and cancel jobs.
 pub const SUBMIT_JOB: &str = "submit_job";
@@ -64,12 +74,17 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, E> {
         let app = AppState::from_ref(state);
-        let key = presented_key(&parts.headers).ok_or(Refusal::MissingKey)?;
-        let principal = app
-            .engine
-            .authenticate(key)
-            .await?
-            .ok_or(Refusal::InvalidKey)?;
+        let principal = match presented_key(&parts.headers) {
+            Some(key) => app.engine.authenticate(key).await?,
+            None => {
+                let session = session_token(&parts.headers).ok_or(Refusal::MissingKey)?;
+                if !csrf_safe(&parts.method, &parts.headers, &session) {
+                    return Err(Refusal::InvalidKey.into());
+                }
+                app.engine.session_principal(&session).await?
+            }
+        }
+        .ok_or(Refusal::InvalidKey)?;
         if let Some(scope) = S::REQUIRED {
             if !principal.has_scope(scope) {
                 return Err(Refusal::MissingScope(scope).into());
@@ -80,6 +95,38 @@ where
             _route: PhantomData,
         })
     }
+}
+
+/// The console session token a request's cookies carry, if any.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == SESSION_COOKIE)
+        .map(|cookie| cookie.value().to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+/// Whether a request authenticated by the session `token` may go ahead:
+/// reads may; anything else only with the session's CSRF token.
+fn csrf_safe(method: &Method, headers: &HeaderMap, token: &str) -> bool {
+    if method.is_safe() {
+        return true;
+    }
+    let expected = genq_engine::account::session_csrf_token(token);
+    headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|sent| constant_time_eq(sent.trim().as_bytes(), expected.as_bytes()))
+}
+
+/// Compares without stopping at the first difference, so timing does not
+/// tell an attacker how much of a token it guessed.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The raw key a request carries, if any.
@@ -115,5 +162,35 @@ mod tests {
         let mut basic = HeaderMap::new();
         basic.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(presented_key(&basic), None);
+    }
+
+    #[test]
+    fn finds_the_session_cookie_among_others() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(session_token(&headers), None);
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; genq_session_x=no"),
+        );
+        assert_eq!(session_token(&headers), None);
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("b=2; genq_session=tok; c=3"),
+        );
+        assert_eq!(session_token(&headers).as_deref(), Some("tok"));
+    }
+
+    #[test]
+    fn state_changes_need_the_csrf_token() {
+        let token = "session-token";
+        let mut headers = HeaderMap::new();
+        assert!(csrf_safe(&Method::GET, &headers, token));
+        assert!(!csrf_safe(&Method::POST, &headers, token));
+        headers.insert(CSRF_HEADER, HeaderValue::from_static("wrong"));
+        assert!(!csrf_safe(&Method::DELETE, &headers, token));
+        let right = genq_engine::account::session_csrf_token(token);
+        headers.insert(CSRF_HEADER, HeaderValue::from_str(&right).unwrap());
+        assert!(csrf_safe(&Method::POST, &headers, token));
+        assert!(!csrf_safe(&Method::POST, &headers, "another-session"));
     }
 }

@@ -238,9 +238,47 @@ pub async fn account_events(
             ))
         })?),
     };
-    let principal = auth.principal;
+    let follow = Follow {
+        correlation_id: filter.session_id,
+        state,
+        since: last_event_time(&headers),
+    };
+    account_stream(app, auth.principal, follow, dialect_event)
+        .await
+        .map_err(EventsError::from)
+}
+
+/// Which of an account's jobs a stream follows.
+#[derive(Debug, Default)]
+pub struct Follow {
+    /// Only jobs with this correlation id.
+    pub correlation_id: Option<String>,
+    /// Only jobs entering this state.
+    pub state: Option<JobState>,
+    /// The `Last-Event-ID` of a reconnecting client.
+    pub since: Option<Millis>,
+}
+
+/// How a stream shows a job; None skips it.
+pub type ShowJob = fn(&AppState, &Job) -> Option<Event>;
+
+/// The event `/events` sends: the job in its own dialect's shape.
+fn dialect_event(app: &AppState, job: &Job) -> Option<Event> {
+    let shape = app.shape_of(job)?;
+    Some(event(shape.as_ref(), job))
+}
+
+/// Every change of the account's jobs that `follow` lets through, each
+/// shown by `show` (the web console shows jobs in a shape of its own). The
+/// jobs in flight (or, reconnecting, changed since) come first.
+pub async fn account_stream(
+    app: AppState,
+    principal: Principal,
+    follow: Follow,
+    show: ShowJob,
+) -> Result<EventStream, EngineError> {
     // A session's subscriber is sent only that session's changes.
-    let interest = match &filter.session_id {
+    let interest = match &follow.correlation_id {
         Some(session) => Interest::Session(principal.account_id, session.clone()),
         None => Interest::Account(principal.account_id),
     };
@@ -248,17 +286,17 @@ pub async fn account_events(
     let mut follower = AllJobs {
         app,
         principal,
-        correlation_id: filter.session_id,
-        state,
+        correlation_id: follow.correlation_id,
+        state: follow.state,
+        show,
         subscription,
         known: HashMap::new(),
         queued: Vec::new(),
         last_at: 0,
     };
-    let since = last_event_time(&headers);
     // A loss before anything is sent is caught up from here.
-    follower.last_at = since.unwrap_or_else(genq_engine::time::now_ms);
-    follower.catch_up(since).await.map_err(EventsError::from)?;
+    follower.last_at = follow.since.unwrap_or_else(genq_engine::time::now_ms);
+    follower.catch_up(follow.since).await?;
     Ok(sse(stream::unfold(follower, AllJobs::next).boxed()))
 }
 
@@ -280,6 +318,7 @@ struct AllJobs {
     principal: Principal,
     correlation_id: Option<String>,
     state: Option<JobState>,
+    show: ShowJob,
     subscription: genq_engine::events::Subscription,
     /// Jobs as last sent (or patched with progress), for telling a change
     /// from a repeat and for progress without a read. Finished jobs are kept
@@ -392,8 +431,7 @@ impl AllJobs {
                 return None;
             }
         }
-        let shape = self.app.shape_of(&job)?.clone();
-        let event = event(shape.as_ref(), &job);
+        let event = (self.show)(&self.app, &job)?;
         self.last_at = self.last_at.max(job.updated_at);
         self.known.insert(job.id, job);
         if self.known.len() > MOST_JOBS_AT_ONCE as usize {

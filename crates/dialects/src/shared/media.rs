@@ -1,11 +1,11 @@
-//! Output downloads and share pages. Both are reached by unguessable tokens
-//! rather than API keys, so browsers, `<video>` tags and link previews can
-//! fetch them.
+//! Output downloads, reached by unguessable tokens rather than API keys, so
+//! browsers, `<video>` tags and link previews can fetch them (the share
+//! page is the console's: `genq-console`'s `share.rs`).
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use genq_engine::{FileStore, Job, JobState, OutputRole};
@@ -16,9 +16,7 @@ use tower_http::services::ServeFile;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/media/{token}/{name}", get(download))
-        .route("/share/{token}", get(share_page))
+    Router::new().route("/media/{token}/{name}", get(download))
 }
 
 /// Absolute URL of one of a completed job's outputs.
@@ -191,50 +189,6 @@ async fn stream_object(
         );
     }
     Ok(response)
-}
-
-async fn share_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    let job = match state.engine.job_by_share_token(&token).await {
-        Ok(Some(job)) => job,
-        Ok(None) => return not_found(),
-        Err(e) => {
-            tracing::error!(error = %e, "looking up a share page failed");
-            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-        }
-    };
-    let public = &state.public_url;
-    let (Some(video), Some(page)) = (
-        output_url(public, &job, OutputRole::Main),
-        share_url(public, &job),
-    ) else {
-        return not_found();
-    };
-    let poster = output_url(public, &job, OutputRole::Poster).unwrap_or_default();
-    // Every interpolated value is a URL genq built from its own tokens.
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Video</title>
-<meta property="og:type" content="video.other">
-<meta property="og:title" content="Video">
-<meta property="og:url" content="{page}">
-<meta property="og:image" content="{poster}">
-<meta property="og:video" content="{video}">
-<meta property="og:video:secure_url" content="{video}">
-<meta property="og:video:type" content="video/mp4">
-<meta name="twitter:card" content="player">
-<style>body{{margin:0;background:#111;display:flex;min-height:100vh;align-items:center;justify-content:center}}video{{max-width:100%;max-height:100vh}}</style>
-</head>
-<body>
-<video src="{video}" poster="{poster}" controls playsinline preload="metadata"></video>
-</body>
-</html>
-"#
-    ))
-    .into_response()
 }
 
 #[cfg(test)]

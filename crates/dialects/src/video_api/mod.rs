@@ -94,6 +94,11 @@ impl JobShape for VideoShape {
         state.as_str()
     }
 
+    /// Seed 004 cancels only jobs that have not started.
+    fn cancel_mode(&self) -> CancelMode {
+        CancelMode::PendingOnly
+    }
+
     fn body(&self, job: &Job) -> serde_json::Value {
         serde_json::to_value(JobStatus::from_job(job, &self.public_url)).expect("status serializes")
     }
