@@ -407,6 +407,31 @@ async fn a_preview_draws_the_frame_with_placeholders_for_missing_values() {
             .contains("values.headline"),
         "{body}"
     );
+
+    // A template not saved yet draws the same frame (the console's editor).
+    let draft = reqwest::Client::new()
+        .post(studio.server.url("/api/provider/preview"))
+        .header("x-api-key", &studio.account.api_key)
+        .json(&json!({"template": spring_campaign(), "values": {"headline": "Tulips are back"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(draft.status(), 200);
+    assert_eq!(draft.bytes().await.unwrap(), png);
+    let mut broken = spring_campaign();
+    broken["layers"][2]["field"] = json!("nowhere");
+    let (code, body) = studio
+        .send(
+            reqwest::Method::POST,
+            "/api/provider/preview",
+            &json!({"template": broken}),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("layers[2].field"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -470,6 +495,7 @@ async fn the_openapi_document_describes_the_provider_routes() {
         ("/api/provider/projects/{projectId}", "delete"),
         ("/api/provider/projects/{projectId}/mapping-fields", "get"),
         ("/api/provider/projects/{projectId}/preview", "post"),
+        ("/api/provider/preview", "post"),
         ("/auth/credits", "get"),
         ("/jobs/v2", "post"),
         ("/jobs/trigger-job", "post"),
