@@ -21,9 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, KeepAliveStream, Sse};
-use axum::response::{IntoResponse, Response};
 use futures::stream::{self, BoxStream, StreamExt};
 use genq_engine::time::Millis;
 use genq_engine::{
@@ -31,10 +30,12 @@ use genq_engine::{
 };
 use serde::Deserialize;
 
+mod error;
+
+pub use error::{EventsError, EventsErrorBody};
+
 use super::auth::{Authed, Read};
 use super::extract::Query;
-use super::request_id;
-use super::Refusal;
 use crate::dialect::JobShape;
 use crate::AppState;
 
@@ -441,96 +442,6 @@ impl AllJobs {
                 .retain(|_, job| !job.state.is_terminal() || job.updated_at >= horizon);
         }
         Some(event)
-    }
-}
-
-/// The error shape of genq's own routes (not a dialect's):
-/// `{"error": {"code", "message"}, "requestId"}`.
-#[derive(Debug)]
-pub struct EventsError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-#[derive(serde::Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EventsErrorBody {
-    #[schema(value_type = Object)]
-    error: serde_json::Value,
-    request_id: String,
-}
-
-impl EventsError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "INVALID_INPUT", message)
-    }
-}
-
-impl IntoResponse for EventsError {
-    fn into_response(self) -> Response {
-        let body = EventsErrorBody {
-            error: serde_json::json!({ "code": self.code, "message": self.message }),
-            request_id: request_id::current(),
-        };
-        (self.status, axum::Json(body)).into_response()
-    }
-}
-
-impl From<Refusal> for EventsError {
-    fn from(refusal: Refusal) -> Self {
-        match refusal {
-            Refusal::MissingKey => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHORIZED",
-                "Missing API key: send it as X-API-Key or Authorization: Bearer.",
-            ),
-            Refusal::InvalidKey => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "INVALID_API_KEY",
-                "API key not recognized or has been revoked.",
-            ),
-            Refusal::MissingScope(scope) => Self::new(
-                StatusCode::FORBIDDEN,
-                "INSUFFICIENT_SCOPE",
-                format!("This endpoint requires an API key with the {scope} scope."),
-            ),
-            Refusal::RateLimited { retry_after_secs } => Self::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "RATE_LIMITED",
-                format!("Rate limit exceeded — slow down. Retry in {retry_after_secs} s."),
-            ),
-            Refusal::BadRequest(message) => Self::bad_request(message),
-            Refusal::NotFound => Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Not found."),
-            Refusal::TooLarge(message) => {
-                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", message)
-            }
-            Refusal::UnsupportedType(message) => Self::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_TYPE",
-                message,
-            ),
-            Refusal::Internal(_) => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_ERROR",
-                "Internal server error. Retry with exponential backoff.",
-            ),
-        }
-    }
-}
-
-impl From<EngineError> for EventsError {
-    fn from(error: EngineError) -> Self {
-        tracing::error!(error = %error, "serving events failed");
-        Refusal::Internal(error.to_string()).into()
     }
 }
 
