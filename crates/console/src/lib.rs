@@ -23,7 +23,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use genq_catalog::Catalog;
 use genq_dialects::AppState;
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate};
+use tower_http::compression::{CompressionLayer, DefaultPredicate};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// What the console takes from the server's settings.
@@ -105,5 +106,9 @@ pub fn routes(app: AppState, settings: ConsoleSettings) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
-        .layer(CompressionLayer::new())
+        // Pages, script and styles; not an uploaded input's audio, which is
+        // compressed already and read in ranges while it plays.
+        .layer(CompressionLayer::new().compress_when(
+            DefaultPredicate::new().and(NotForContentType::const_new("audio/")),
+        ))
 }

@@ -99,19 +99,6 @@ pub(crate) fn dollars(micro_cents: i64) -> String {
     format!("{sign}${whole}.{fraction}")
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn dollars_keep_fractions_of_a_cent() {
-        use super::dollars;
-        assert_eq!(dollars(0), "$0.00");
-        assert_eq!(dollars(100_000_000), "$1.00");
-        assert_eq!(dollars(2_000), "$0.00002");
-        assert_eq!(dollars(-150_000_000), "-$1.50");
-        assert_eq!(dollars(123_456_789), "$1.23456789");
-    }
-}
-
 /// A job as a row of the Jobs list (and the head of its page).
 pub(crate) struct JobRow {
     pub id: String,
@@ -211,5 +198,18 @@ pub(crate) fn bytes(size: u64) -> String {
         s if s >= 1 << 20 => format!("{:.1} MB", s as f64 / (1u64 << 20) as f64),
         s if s >= 1 << 10 => format!("{:.1} KB", s as f64 / 1024.0),
         s => format!("{s} bytes"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dollars_keep_fractions_of_a_cent() {
+        use super::dollars;
+        assert_eq!(dollars(0), "$0.00");
+        assert_eq!(dollars(100_000_000), "$1.00");
+        assert_eq!(dollars(2_000), "$0.00002");
+        assert_eq!(dollars(-150_000_000), "-$1.50");
+        assert_eq!(dollars(123_456_789), "$1.23456789");
     }
 }
