@@ -108,7 +108,8 @@ pub fn routes(app: AppState, settings: ConsoleSettings) -> Router {
         ))
         // Pages, script and styles; not an uploaded input's audio, which is
         // compressed already and read in ranges while it plays.
-        .layer(CompressionLayer::new().compress_when(
-            DefaultPredicate::new().and(NotForContentType::const_new("audio/")),
-        ))
+        .layer(
+            CompressionLayer::new()
+                .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("audio/"))),
+        )
 }

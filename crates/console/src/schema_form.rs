@@ -138,7 +138,9 @@ fn default_text(value: Option<&Value>) -> String {
     }
 }
 
-/// The fields of an object schema, in the schema's order.
+/// The fields of an object schema: the required ones first, each group in
+/// the order of the properties' names (the order the schema's JSON object
+/// reaches us in).
 pub(crate) fn fields(root: &Value) -> Vec<Field> {
     let empty = Map::new();
     let properties = root
@@ -150,7 +152,7 @@ pub(crate) fn fields(root: &Value) -> Vec<Field> {
         .and_then(Value::as_array)
         .map(|r| r.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    properties
+    let mut fields = properties
         .iter()
         .map(|(name, raw)| {
             let schema = not_null(root, raw);
@@ -222,7 +224,10 @@ pub(crate) fn fields(root: &Value) -> Vec<Field> {
                 json_type,
             }
         })
-        .collect()
+        .collect::<Vec<_>>();
+    // Stable: within each group the order stays.
+    fields.sort_by_key(|field| !field.required);
+    fields
 }
 
 #[cfg(test)]

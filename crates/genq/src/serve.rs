@@ -110,12 +110,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         session_ttl: Duration::from_secs(settings.server.console_session_hours * 3600),
         catalog: Arc::clone(&dialects.catalog),
     };
-    let app = genq_dialects::router_with(
-        engine,
-        &dialects,
-        settings.limits.rate_limits(),
-        |app| genq_console::routes(app, console),
-    );
+    let app = genq_dialects::router_with(engine, &dialects, settings.limits.rate_limits(), |app| {
+        genq_console::routes(app, console)
+    });
     tracing::info!(public_url = %public_url, "listening on http://{addr}");
     let stop = CancellationToken::new();
     tokio::spawn(wait_for_signal(stop.clone()));

@@ -94,11 +94,20 @@ async fn the_session_cookie_stands_for_the_key_and_state_changes_need_the_csrf_t
         .await
         .unwrap();
     assert_eq!(page.status(), 200);
-    let policy = page.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    let policy = page.headers()[CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
     let html = page.text().await.unwrap();
-    assert!(!html.contains(&account.api_key), "the key never reaches a page");
-    assert!(!html.contains("<script>") && !html.contains(" style="), "no inline script or style");
+    assert!(
+        !html.contains(&account.api_key),
+        "the key never reaches a page"
+    );
+    assert!(
+        !html.contains("<script>") && !html.contains(" style="),
+        "no inline script or style"
+    );
     assert!(!server.log().contains(&account.api_key), "nor a log line");
 
     // Reads with the cookie alone work; a submission needs the CSRF token.
@@ -147,7 +156,10 @@ async fn the_session_cookie_stands_for_the_key_and_state_changes_need_the_csrf_t
         .await
         .unwrap();
     assert_eq!(out.status(), 303);
-    assert!(out.headers()[SET_COOKIE].to_str().unwrap().contains("Max-Age=0"));
+    assert!(out.headers()[SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
     let after = browser()
         .get(server.url("/console/jobs"))
         .header(COOKIE, &cookie)
@@ -199,7 +211,11 @@ async fn another_accounts_job_is_not_found_and_a_new_key_is_no_stronger_than_its
             .await
             .unwrap();
         assert_eq!(response.status(), 404, "{path}");
-        assert!(!response.text().await.unwrap().contains("their secret words"));
+        assert!(!response
+            .text()
+            .await
+            .unwrap()
+            .contains("their secret words"));
     }
     let token = csrf_of(&server, &session).await;
     for path in [
@@ -228,8 +244,14 @@ async fn another_accounts_job_is_not_found_and_a_new_key_is_no_stronger_than_its
 
     // A read-only key signs in but cannot mint a key that submits.
     let readonly = cli_json(&[
-        "keys", "create", "--data-dir", dir.path().to_str().unwrap(),
-        "--account", &mine.id, "--scopes", "check_status",
+        "keys",
+        "create",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+        "--account",
+        &mine.id,
+        "--scopes",
+        "check_status",
     ]);
     let ro_session = sign_in(&server, readonly["apiKey"].as_str().unwrap()).await;
     let ro_token = csrf_of(&server, &ro_session).await;
@@ -253,7 +275,11 @@ async fn another_accounts_job_is_not_found_and_a_new_key_is_no_stronger_than_its
     let marker = r#"<code id="new-key" tabindex="0">"#;
     let start = page.find(marker).unwrap() + marker.len();
     let new_key = &page[start..start + page[start..].find('<').unwrap()];
-    let check = Client::new(new_key).get(server.url("/v1/jobs")).send().await.unwrap();
+    let check = Client::new(new_key)
+        .get(server.url("/v1/jobs"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(check.status(), 200);
     let submit = Client::new(new_key)
         .post(server.url("/v1/jobs/submit"))

@@ -429,7 +429,10 @@ async fn a_preview_draws_the_frame_with_placeholders_for_missing_values() {
         .await;
     assert_eq!(code, 400);
     assert!(
-        body["message"].as_str().unwrap().contains("layers[2].field"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("layers[2].field"),
         "{body}"
     );
 }

@@ -68,6 +68,8 @@ struct JobPage {
     webhook_url: String,
     cost: String,
     outputs: Vec<OutputView>,
+    /// The video's poster frame, when it has one.
+    poster: String,
     qc: Vec<QcPhoto>,
     timeline: Vec<Moment>,
     error_code: String,
@@ -98,6 +100,11 @@ pub(crate) async fn page(
         webhook_url: job.webhook_url.clone().unwrap_or_default(),
         cost: crate::view::dollars(job.cost_micro_cents),
         outputs: OutputView::all(&job),
+        poster: job
+            .output(genq_engine::OutputRole::Poster)
+            .filter(|_| job.state == JobState::Completed)
+            .map(|poster| format!("/media/{}/{}", job.media_token, poster.name))
+            .unwrap_or_default(),
         qc: qc_report(&job),
         timeline: timeline(&job),
         error_code: job
