@@ -462,6 +462,26 @@ macro_rules! queue_db {
     ($db:ty; $($specific:tt)*) => {
         #[::async_trait::async_trait]
         impl ::genq_engine::db::QueueDb for $db {
+            async fn state_counts(
+                &self,
+            ) -> ::genq_engine::db::DbResult<Vec<::genq_engine::db::StateCount>> {
+                use $crate::codec::{db_err, parse};
+                use $crate::codec::Columns as _;
+                let rows = ::sqlx::query($crate::sql::STATE_COUNTS)
+                    .fetch_all(self.reads())
+                    .await
+                    .map_err(db_err("counting jobs by state"))?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(::genq_engine::db::StateCount {
+                            state: parse(&row.text("state")?, "job state")?,
+                            jobs: row.int("jobs")? as u64,
+                            oldest_created_at: row.opt_int("oldest")?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn heartbeat(
                 &self,
                 lease: &::genq_engine::job::Lease,

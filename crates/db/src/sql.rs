@@ -161,3 +161,6 @@ pub(crate) const DELETE_SESSION: &str = "DELETE FROM console_sessions WHERE toke
 pub(crate) const REDELIVER: &str = "UPDATE webhook_deliveries \
     SET state = 'PENDING', next_attempt_at = $1, updated_at = $1 \
     WHERE account_id = $2 AND job_id = $3 AND (lease_until IS NULL OR lease_until < $1)";
+
+pub(crate) const STATE_COUNTS: &str =
+    "SELECT state, count(*) AS jobs, min(created_at) AS oldest FROM jobs GROUP BY state";

@@ -49,6 +49,8 @@ pub struct DialectSettings {
     pub worker_slots: usize,
     /// The Provider dialect's own settings.
     pub provider: provider::ProviderSettings,
+    /// Whether this process runs workers (`/ready` then also checks ffmpeg).
+    pub runs_workers: bool,
 }
 
 /// What every handler can reach.
@@ -61,6 +63,8 @@ pub struct AppState {
     pub max_upload_bytes: u64,
     /// How each dialect shows a job, by the name its jobs carry.
     pub shapes: Arc<HashMap<&'static str, Arc<dyn JobShape>>>,
+    /// Whether this process runs workers.
+    pub runs_workers: bool,
 }
 
 impl AppState {
@@ -75,6 +79,7 @@ impl AppState {
             public_url,
             max_upload_bytes: settings.max_upload_bytes,
             shapes: Arc::new(shapes),
+            runs_workers: settings.runs_workers,
         }
     }
 
@@ -108,7 +113,8 @@ pub fn router_with(
         router = router.merge(dialect.router(&app, settings, &limits));
     }
     let shared = Router::new()
-        .route("/health", get(health))
+        .route("/health", get(shared::health::health))
+        .route("/ready", get(shared::health::ready))
         .route("/openapi.json", get(openapi_json))
         .route(
             "/events",
@@ -122,6 +128,8 @@ pub fn router_with(
     router
         .merge(shared)
         .merge(extra)
+        // After routing, so that requests are counted by route template.
+        .route_layer(axum::middleware::from_fn(shared::http_metrics::record))
         // Outside the rate limits, so that their refusals carry a request id too.
         .layer(axum::middleware::from_fn(shared::request_id::assign))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -168,10 +176,6 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     }
     utoipa::Modify::modify(&shared::events::KeySchemes, &mut doc);
     doc
-}
-
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
 }
 
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {

@@ -38,6 +38,7 @@ async fn serve() -> Server {
         catalog: Arc::new(Catalog::default()),
         max_concurrent_jobs: 100,
         worker_slots: 1,
+        runs_workers: false,
         provider: genq_dialects::provider::ProviderSettings {
             credit_micro_cents: 10_000,
             fonts: Arc::new(genq_template::Fonts::load(&[])),

@@ -128,6 +128,14 @@ pub struct LedgerEntry {
     pub created_at: Millis,
 }
 
+/// How many jobs are in one state, and since when the oldest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateCount {
+    pub state: JobState,
+    pub jobs: u64,
+    pub oldest_created_at: Option<Millis>,
+}
+
 /// What one claim found.
 #[derive(Debug, Default)]
 pub struct ClaimOutcome {
@@ -272,6 +280,10 @@ pub trait QueueDb: Send + Sync + 'static {
     async fn jobs_ahead(&self, id: JobId) -> DbResult<u64>;
     /// The moving average of a model's run time, once it has run.
     async fn model_run_ms(&self, model: &str) -> DbResult<Option<f64>>;
+    /// Jobs in each state, with the oldest one's creation time (metrics).
+    async fn state_counts(&self) -> DbResult<Vec<StateCount>>;
+    /// The database server's own name and version (`genq check`).
+    async fn server_version(&self) -> DbResult<String>;
 }
 
 /// The webhook outbox.

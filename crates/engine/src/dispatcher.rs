@@ -169,6 +169,12 @@ impl Sender {
             latency_ms,
             error: outcome.error,
         };
+        let outcome = match next {
+            NextStep::Delivered => "delivered",
+            NextStep::RetryAt(_) => "retrying",
+            NextStep::GiveUp => "gave_up",
+        };
+        crate::metrics::webhook_attempt(outcome, started.elapsed().as_secs_f64());
         match &next {
             NextStep::Delivered => {
                 tracing::info!(delivery = %delivery.id, job = %delivery.job_id, "webhook delivered")

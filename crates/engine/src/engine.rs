@@ -379,6 +379,7 @@ impl Engine {
         };
         match self.inner.db.insert_job(&job, &new.limits).await {
             Ok(InsertOutcome::Inserted) => {
+                crate::metrics::job_submitted(&job);
                 self.inner.bus.publish_local(self.event_of(&job));
                 tracing::info!(job = %job.id, kind = %job.kind, "job enqueued");
                 Ok(job)
@@ -451,6 +452,7 @@ impl Engine {
         match self.inner.db.cancel(&request).await? {
             CancelOutcome::Cancelled(job) => {
                 tracing::info!(job = %id, "job cancelled");
+                crate::metrics::job_finished(&job, JobState::Cancelled);
                 self.inner.bus.publish_local(self.event_of(&job));
                 Ok(*job)
             }

@@ -385,6 +385,16 @@ impl EventBus {
         accounts
     }
 
+    /// How many subscribers follow something now.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner
+            .subscribers
+            .read()
+            .expect("not poisoned")
+            .all()
+            .count()
+    }
+
     /// Whether anyone follows anything.
     pub fn has_subscribers(&self) -> bool {
         !self

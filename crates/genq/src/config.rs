@@ -77,6 +77,9 @@ pub struct ServerSettings {
     /// Jobs run at once by this process; 0 runs the API only [default: number of cores]
     #[arg(long, env = "GENQ_WORKERS")]
     pub workers: Option<usize>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (off when not set)
+    #[arg(long, env = "GENQ_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// How long a web console sign-in lasts, in hours
     #[arg(long, env = "GENQ_CONSOLE_SESSION_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub console_session_hours: u64,

@@ -2,7 +2,10 @@
 //! who may call it; `projects` keeps the Provider dialect's templates.
 
 mod admin;
+mod check;
+mod client;
 mod config;
+mod metrics;
 mod open;
 mod projects;
 mod render;
@@ -42,6 +45,12 @@ enum Command {
     /// Manage Provider projects (templates).
     #[command(subcommand)]
     Projects(projects::ProjectsCommand),
+    /// Check that this node can run: database, storage, tools, disk, public URL.
+    Check(Box<check::CheckArgs>),
+    /// Submit a job to a running genq server and, with --wait, follow it.
+    Submit(client::SubmitArgs),
+    /// List, read, follow and cancel jobs on a running genq server.
+    Jobs(client::JobsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,13 +82,16 @@ fn main() -> std::process::ExitCode {
             Command::Accounts(cmd) => admin::accounts(cmd, leaf).await,
             Command::Keys(cmd) => admin::keys(cmd, leaf).await,
             Command::Projects(cmd) => projects::projects(cmd, leaf).await,
+            Command::Check(args) => check::run(*args, leaf).await,
+            Command::Submit(args) => client::submit(args).await,
+            Command::Jobs(args) => client::jobs(args).await,
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("genq: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(client::exit_code(&e))
         }
     }
 }

@@ -75,6 +75,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         catalog,
         max_concurrent_jobs: settings.limits.max_concurrent_jobs,
         worker_slots: workers.max(1),
+        runs_workers: workers > 0,
         provider: ProviderSettings {
             credit_micro_cents: settings.render.credit_micro_cents,
             fonts,
@@ -106,6 +107,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .context("starting the webhook dispatcher")?;
 
+    let engine_for_metrics = engine.clone();
     let console = genq_console::ConsoleSettings {
         session_ttl: Duration::from_secs(settings.server.console_session_hours * 3600),
         catalog: Arc::clone(&dialects.catalog),
@@ -113,8 +115,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let app = genq_dialects::router_with(engine, &dialects, settings.limits.rate_limits(), |app| {
         genq_console::routes(app, console)
     });
-    tracing::info!(public_url = %public_url, "listening on http://{addr}");
     let stop = CancellationToken::new();
+    if let Some(listen) = &settings.server.metrics_listen {
+        crate::metrics::serve(listen, engine_for_metrics, stop.clone()).await?;
+    }
+    tracing::info!(public_url = %public_url, "listening on http://{addr}");
     tokio::spawn(wait_for_signal(stop.clone()));
     axum::serve(
         listener,

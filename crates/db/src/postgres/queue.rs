@@ -19,6 +19,13 @@ use crate::shared::queue_db;
 use crate::sql;
 
 queue_db! { PostgresDb;
+    async fn server_version(&self) -> DbResult<String> {
+        sqlx::query_scalar("SELECT version()")
+            .fetch_one(self.reads())
+            .await
+            .map_err(db_err("reading the database version"))
+    }
+
     async fn claim(&self, request: &ClaimRequest<'_>) -> DbResult<ClaimOutcome> {
         let mut outcome = ClaimOutcome::default();
         if request.kinds.is_empty() {

@@ -5,6 +5,8 @@
 pub mod auth;
 pub mod events;
 pub mod extract;
+pub mod health;
+pub mod http_metrics;
 pub mod media;
 pub mod openapi;
 pub mod rate_limit;

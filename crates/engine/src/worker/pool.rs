@@ -173,6 +173,7 @@ async fn claim_batch(
         Ok(outcome) => {
             for job in &outcome.gave_up {
                 tracing::warn!(job = %job.id, "job failed: its worker was lost too many times");
+                crate::metrics::job_finished(job, JobState::Failed);
                 engine.bus().publish_local(engine.event_of(job));
             }
             for (job, _) in &outcome.claimed {
@@ -391,6 +392,10 @@ impl RunningJob {
             self.engine
                 .bus()
                 .publish_local(self.event.changed(state, progress, now));
+            if state.is_terminal() {
+                crate::metrics::job_finished(&self.job, state);
+                crate::metrics::render_took(&self.job.kind, started.elapsed().as_secs_f64());
+            }
         }
         match (outcome, recorded) {
             (Ok(_), Ok(true)) => {
