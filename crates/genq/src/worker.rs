@@ -23,8 +23,11 @@ pub async fn run(args: WorkerArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         .max(1);
     let engine = crate::open::engine(&settings).await?;
     let catalog = crate::serve::catalog(&settings)?;
-    let pool = crate::serve::start_workers(&settings, &engine, catalog, slots).await?;
     let stop = CancellationToken::new();
+    if let Some(listen) = &settings.server.metrics_listen {
+        crate::metrics::serve(listen, engine.clone(), stop.clone()).await?;
+    }
+    let pool = crate::serve::start_workers(&settings, &engine, catalog, slots).await?;
     tokio::spawn(crate::serve::wait_for_signal(stop.clone()));
     stop.cancelled().await;
     pool.shutdown().await;
