@@ -114,7 +114,14 @@ pub fn router_with(
     }
     let shared = Router::new()
         .route("/health", get(shared::health::health))
-        .route("/ready", get(shared::health::ready))
+        // Each readiness probe writes to storage: limited like any route.
+        .route(
+            "/ready",
+            get(shared::health::ready).layer(from_fn_with_state(
+                (limits.clone(), RouteKind::General),
+                rate_limit::<shared::events::EventsError>,
+            )),
+        )
         .route("/openapi.json", get(openapi_json))
         .route(
             "/events",

@@ -44,6 +44,7 @@ pub async fn serve(listen: &str, engine: Engine, stop: CancellationToken) -> any
         .install_recorder()
         .context("installing the metrics recorder")?;
     describe();
+    genq_dialects::shared::http_metrics::enable();
     let process = metrics_process::Collector::new("genq_");
     process.describe();
     let listener = tokio::net::TcpListener::bind(listen)

@@ -2,6 +2,7 @@
 //! would make one series per job id) and status, with its latency (to the
 //! response's head: an event stream counts until it starts).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -11,7 +12,19 @@ use axum::response::Response;
 pub const HTTP_REQUESTS: &str = "genq_http_requests_total";
 pub const HTTP_SECONDS: &str = "genq_http_request_duration_seconds";
 
+/// Set once a metrics recorder is installed (`--metrics-listen`): until
+/// then the layer costs one atomic load, not the label strings it would
+/// build for nobody (measured: 14% of status reads/s with them).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
 pub async fn record(request: Request, next: Next) -> Response {
+    if !ENABLED.load(Ordering::Relaxed) {
+        return next.run(request).await;
+    }
     let route = request
         .extensions()
         .get::<MatchedPath>()
