@@ -45,6 +45,20 @@
     for (const button of form.querySelectorAll('button[type="submit"]')) button.disabled = on;
   }
 
+  // Sends a form's request and, once accepted, opens the page its answer
+  // names (`pageOf(body)`); a refusal is shown in the form.
+  async function send(form, method, path, body, pageOf) {
+    busy(form, true);
+    try {
+      const response = await api(method, path, body);
+      if (!response.ok) throw new Error(await errorMessage(response));
+      location.assign(pageOf(await response.json()));
+    } catch (error) {
+      showFormError(form, error.message);
+      busy(form, false);
+    }
+  }
+
   // ---- live progress ----
 
   function setProgress(bar, progress) {
@@ -160,16 +174,7 @@
       data.append("audio", audio.files[0]);
       const webhook = form.querySelector("#webhook_url").value.trim();
       if (webhook) data.append("webhookUrl", webhook);
-      busy(form, true);
-      try {
-        const response = await api("POST", "/api/jobs", data);
-        if (!response.ok) throw new Error(await errorMessage(response));
-        const body = await response.json();
-        location.assign(`/console/jobs/${encodeURIComponent(body.jobId)}`);
-      } catch (error) {
-        showFormError(form, error.message);
-        busy(form, false);
-      }
+      await send(form, "POST", "/api/jobs", data, (body) => `/console/jobs/${encodeURIComponent(body.jobId)}`);
     });
   }
 
@@ -242,16 +247,7 @@
       const request = { model: form.dataset.model, input };
       const webhook = form.querySelector("#webhook_url").value.trim();
       if (webhook) request.webhookUrl = webhook;
-      busy(form, true);
-      try {
-        const response = await api("POST", "/v1/jobs/submit", request);
-        if (!response.ok) throw new Error(await errorMessage(response));
-        const body = await response.json();
-        location.assign(`/console/jobs/${encodeURIComponent(body.jobId)}`);
-      } catch (error) {
-        showFormError(form, error.message);
-        busy(form, false);
-      }
+      await send(form, "POST", "/v1/jobs/submit", request, (body) => `/console/jobs/${encodeURIComponent(body.jobId)}`);
     });
   }
 
@@ -315,18 +311,10 @@
         textarea.focus();
         return;
       }
-      busy(form, true);
-      try {
-        const response = id
-          ? await api("PUT", `/api/provider/projects/${encodeURIComponent(id)}`, template)
-          : await api("POST", "/api/provider/projects", template);
-        if (!response.ok) throw new Error(await errorMessage(response));
-        const body = await response.json();
-        location.assign(`/console/projects/${encodeURIComponent(body.data.projectId)}`);
-      } catch (error) {
-        showFormError(form, error.message);
-        busy(form, false);
-      }
+      const [method, path] = id
+        ? ["PUT", `/api/provider/projects/${encodeURIComponent(id)}`]
+        : ["POST", "/api/provider/projects"];
+      await send(form, method, path, template, (body) => `/console/projects/${encodeURIComponent(body.data.projectId)}`);
     });
   }
 
@@ -391,17 +379,7 @@
       if (session) request.session_id = session;
       const webhook = form.querySelector("#webhook_url").value.trim();
       if (webhook) request.webhook_url = webhook;
-      busy(form, true);
-      try {
-        const response = await api("POST", "/jobs/v2", request);
-        if (!response.ok) throw new Error(await errorMessage(response));
-        const body = await response.json();
-        const job = body.job || {};
-        location.assign(`/console/jobs/${encodeURIComponent(job.uuid || job.id)}`);
-      } catch (error) {
-        showFormError(form, error.message);
-        busy(form, false);
-      }
+      await send(form, "POST", "/jobs/v2", request, (body) => `/console/jobs/${encodeURIComponent(body.job?.uuid || body.job?.id)}`);
     });
   }
 

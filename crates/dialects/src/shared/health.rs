@@ -24,6 +24,15 @@ pub fn on_path(program: &str) -> bool {
     })
 }
 
+/// Whether this node can do its work.
+#[utoipa::path(
+    get, path = "/ready",
+    responses(
+        (status = 200, body = Object, description = "{\"status\": \"ready\", \"checks\": {\"database\": \"ok\", \"storage\": \"ok\", \"ffmpeg\": \"ok\"}} (ffmpeg on nodes that run workers)"),
+        (status = 503, body = Object, description = "{\"status\": \"not ready\", \"checks\": {…}}: each failed check's reason in place of \"ok\""),
+        (status = 429, body = crate::shared::events::EventsErrorBody),
+    ),
+)]
 pub async fn ready(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let mut checks = app.engine.readiness().await;
     if app.runs_workers {

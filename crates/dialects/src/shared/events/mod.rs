@@ -451,7 +451,7 @@ impl AllJobs {
         title = "genq",
         description = "A self-hosted media-generation job server. It speaks the Image+Audio Video API (`/api/…`), the Jobs v1 model gateway (`/v1/…`) and the Provider template API (`/jobs/v2`, `/api/provider/…`, `/auth/credits`); `GET /events` streams every job of the caller's account, whatever its dialect."
     ),
-    paths(account_events),
+    paths(account_events, crate::shared::health::ready),
     components(schemas(EventsErrorBody))
 )]
 struct EventsApi;
