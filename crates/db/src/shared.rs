@@ -462,6 +462,43 @@ macro_rules! queue_db {
     ($db:ty; $($specific:tt)*) => {
         #[::async_trait::async_trait]
         impl ::genq_engine::db::QueueDb for $db {
+            async fn fail_overdue(
+                &self,
+                now: ::genq_engine::time::Millis,
+            ) -> ::genq_engine::db::DbResult<Vec<::genq_engine::Job>> {
+                use $crate::codec::{db_err, job_from_row};
+                // Asked every second by every worker process: a read on the
+                // deadline index, and a write only when a job is due.
+                let due: Vec<(String, Option<i64>)> = ::sqlx::query_as($crate::sql::OVERDUE_JOBS)
+                    .bind(now)
+                    .fetch_all(self.reads())
+                    .await
+                    .map_err(db_err("reading overdue jobs"))?;
+                if due.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.begin().await?;
+                let mut failed = Vec::with_capacity(due.len());
+                // In (account, id) order, as every sweep locks them: no deadlock.
+                for (id, timeout_ms) in &due {
+                    let failure = ::genq_engine::job::deadline_failure(*timeout_ms);
+                    let row = ::sqlx::query(&$crate::sql::FAIL_OVERDUE)
+                        .bind(&failure.code)
+                        .bind(&failure.message)
+                        .bind(now)
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err("failing an overdue job"))?;
+                    // Claimed, cancelled or failed by someone else meanwhile.
+                    let Some(row) = row else { continue };
+                    settle(&mut tx, id, ::genq_engine::JobState::Failed, now).await?;
+                    failed.push(job_from_row(&row)?);
+                }
+                tx.commit().await.map_err(db_err("committing a sweep"))?;
+                Ok(failed)
+            }
+
             async fn state_counts(
                 &self,
             ) -> ::genq_engine::db::DbResult<Vec<::genq_engine::db::StateCount>> {

@@ -41,6 +41,19 @@ pub(crate) const REVOKE_KEY: &str =
 
 pub(crate) const MODEL_RUN_MS: &str = "SELECT avg_run_ms FROM model_stats WHERE model = $1";
 
+/// PENDING jobs whose deadline passed (`$1`: now), at most a sweep's worth.
+pub(crate) const OVERDUE_JOBS: &str = "SELECT id, timeout_ms FROM jobs \
+    WHERE state = 'PENDING' AND deadline_at <= $1 ORDER BY account_id, id LIMIT 500";
+
+/// PENDING → FAILED for one overdue job: `$1` code, `$2` message, `$3` now, `$4` id.
+pub(crate) static FAIL_OVERDUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE jobs SET state = 'FAILED', error_code = $1, error_message = $2, \
+         completed_at = $3, updated_at = $3 WHERE id = $4 AND state = 'PENDING' \
+         RETURNING {JOB_COLUMNS}"
+    )
+});
+
 pub(crate) const COUNT_PENDING: &str = "SELECT count(*) FROM jobs WHERE state = 'PENDING'";
 
 /// One job by one of its tokens (`$1`).
@@ -125,7 +138,8 @@ pub(crate) const DELETE_PROJECT: &str = "DELETE FROM projects WHERE id = $1 AND 
 pub(crate) const REQUEUE_JOB: &str = "UPDATE jobs SET state = 'PENDING', run = run + 1, \
     progress = 0, outputs = '[]', error_code = NULL, error_message = NULL, \
     cancel_requested = $1, lease_owner = NULL, lease_until = NULL, retries = 0, \
-    started_at = NULL, completed_at = NULL, updated_at = $2, queue_round = $3 \
+    started_at = NULL, completed_at = NULL, updated_at = $2, queue_round = $3, \
+    deadline_at = $2 + timeout_ms \
     WHERE id = $4 AND account_id = $5 AND (CAST($6 AS TEXT) IS NULL OR dialect = $6) \
     AND state IN ('COMPLETED', 'FAILED') RETURNING cost_micro_cents";
 

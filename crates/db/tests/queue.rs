@@ -9,7 +9,7 @@ use genq_engine::db::{CancelMode, CancelRequest};
 use genq_engine::db::{CancelOutcome, ClaimRequest, LeaseStatus};
 use genq_engine::time::now_ms;
 use genq_engine::LimitKind;
-use genq_engine::{EngineError, JobFailure, JobId, JobState};
+use genq_engine::{EngineError, JobFailure, JobId, JobState, NewJob};
 use std::collections::HashSet;
 
 backend_tests!(
@@ -25,6 +25,8 @@ backend_tests!(
     accounts_with_queued_work_take_turns,
     one_claim_fills_several_slots_in_queue_order,
     lists_an_accounts_jobs_newest_first_in_pages,
+    priority_reorders_an_accounts_own_jobs_but_not_the_turns,
+    a_pending_job_past_its_deadline_fails_refunded_and_runs_again_with_a_new_one,
 );
 
 async fn claims_oldest_first_and_each_job_once(backend: Backend) {
@@ -343,4 +345,110 @@ async fn lists_an_accounts_jobs_newest_first_in_pages(backend: Backend) {
         [ids[2], ids[0]]
     );
     assert!(list(None, None, Some("genq/other")).await.is_empty());
+}
+
+async fn submit_with_priority(
+    h: &Harness,
+    principal: &genq_engine::Principal,
+    priority: i32,
+) -> JobId {
+    let job = NewJob {
+        priority,
+        ..new_job(None)
+    };
+    h.engine.submit(principal, job).await.unwrap().id
+}
+
+async fn priority_reorders_an_accounts_own_jobs_but_not_the_turns(backend: Backend) {
+    let h = harness(backend).await;
+    let other = principal_named(&h.engine, "other").await;
+    let a = submit_many(&h, &h.principal, 3).await;
+    let b = submit_many(&h, &other, 2).await;
+    let a_urgent = submit_with_priority(&h, &h.principal, 5).await;
+    let b_urgent = submit_with_priority(&h, &other, 3).await;
+    let a_late = submit_with_priority(&h, &h.principal, -2).await;
+    let kinds = kinds();
+    let now = now_ms();
+    // One claim of three slots: each account's turns as before (a, b, a),
+    // each filled with the account's best job.
+    let request = ClaimRequest {
+        limit: 3,
+        ..claim_at(&kinds, now, 3)
+    };
+    let first: Vec<JobId> = db(&h)
+        .claim(&request)
+        .await
+        .unwrap()
+        .claimed
+        .iter()
+        .map(|(job, _)| job.id)
+        .collect();
+    assert_eq!(
+        HashSet::<JobId>::from_iter(first),
+        HashSet::from([a_urgent, b_urgent, a[0]])
+    );
+    let mut rest = Vec::new();
+    while let Some(id) = claim_and_complete(&h).await {
+        rest.push(id);
+    }
+    assert_eq!(rest, [b[0], a[1], b[1], a[2], a_late]);
+}
+
+async fn a_pending_job_past_its_deadline_fails_refunded_and_runs_again_with_a_new_one(
+    backend: Backend,
+) {
+    let h = harness(backend).await;
+    let payer = funded(&h.engine, "payer", 1_000).await;
+    let job = NewJob {
+        timeout_seconds: Some(2),
+        ..priced_job(400, None)
+    };
+    let job = h.engine.submit(&payer, job).await.unwrap();
+    let deadline = job.deadline_at.expect("a deadline");
+    assert_eq!(deadline - job.created_at, 2_000);
+    let untimed = h
+        .engine
+        .submit(&payer, priced_job(100, None))
+        .await
+        .unwrap();
+    assert!(db(&h).fail_overdue(deadline - 1).await.unwrap().is_empty());
+
+    let failed = db(&h).fail_overdue(deadline).await.unwrap();
+    assert_eq!(failed.iter().map(|j| j.id).collect::<Vec<_>>(), [job.id]);
+    let read = h.engine.job(&payer, job.id).await.unwrap();
+    assert_eq!(read.state, JobState::Failed);
+    let failure = read.failure.expect("a failure");
+    assert_eq!(failure.code, "DEADLINE_EXCEEDED");
+    assert!(failure.message.contains("2 seconds"), "{}", failure.message);
+    // Refunded once; the job without a deadline is still queued and paid.
+    assert_eq!(
+        balance_and_ledger(&h.engine, payer.account_id).await,
+        (900, 900)
+    );
+    assert!(db(&h)
+        .fail_overdue(deadline + 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+    let kinds = kinds();
+    let (claimed, _) = claim_one(db(&h), &kinds, deadline, 3).await.unwrap();
+    assert_eq!(claimed.id, untimed.id);
+
+    // A new run gets its own deadline, counted from when it is queued again.
+    let requeued_at = now_ms();
+    let again = db(&h)
+        .requeue(&genq_engine::db::RequeueRequest {
+            account: payer.account_id,
+            jobs: &[job.id],
+            dialect: None,
+            now: requeued_at,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        genq_engine::db::RequeueOutcome::Requeued(vec![job.id])
+    );
+    let read = h.engine.job(&payer, job.id).await.unwrap();
+    assert_eq!(read.deadline_at, Some(requeued_at + 2_000));
 }

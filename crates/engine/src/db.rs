@@ -262,6 +262,10 @@ pub trait QueueDb: Send + Sync + 'static {
     /// accounts (one job per account with queued work per round), oldest
     /// first within a round.
     async fn claim(&self, request: &ClaimRequest<'_>) -> DbResult<ClaimOutcome>;
+    /// PENDING jobs whose deadline passed → FAILED (`DEADLINE_EXCEEDED`),
+    /// each settled like any failure (refund, webhook); returns them.
+    /// (A running job past its deadline is failed by its worker.)
+    async fn fail_overdue(&self, now: Millis) -> DbResult<Vec<Job>>;
     /// Extends the lease.
     async fn heartbeat(&self, lease: &Lease, lease_until: Millis) -> DbResult<LeaseStatus>;
     async fn record_progress(&self, lease: &Lease, progress: u8, now: Millis) -> DbResult<bool>;

@@ -44,6 +44,10 @@ pub struct NewJob {
     /// The client's correlation id (at most
     /// [`crate::job::MAX_CORRELATION_ID_BYTES`]; the dialect checks).
     pub correlation_id: Option<String>,
+    /// Within [`crate::job::PRIORITY_RANGE`] (the dialect checks).
+    pub priority: i32,
+    /// At most [`crate::job::MAX_TIMEOUT_SECONDS`] (the dialect checks).
+    pub timeout_seconds: Option<u32>,
 }
 
 /// How often a database that does not announce changes is asked for other
@@ -372,6 +376,9 @@ impl Engine {
             media_token: generate_token(),
             share_token: generate_token(),
             correlation_id: new.correlation_id,
+            priority: new.priority,
+            timeout_ms: new.timeout_seconds.map(|s| i64::from(s) * 1000),
+            deadline_at: new.timeout_seconds.map(|s| now + i64::from(s) * 1000),
             created_at: now,
             updated_at: now,
             started_at: None,

@@ -11,6 +11,27 @@ use crate::time::Millis;
 /// Longest correlation id a job may carry (it travels in every event).
 pub const MAX_CORRELATION_ID_BYTES: usize = 256;
 
+/// The priorities a submission may ask for (default 0).
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -10..=10;
+
+/// The longest timeout a submission may ask for: a week.
+pub const MAX_TIMEOUT_SECONDS: u32 = 7 * 24 * 3600;
+
+/// The failure code of a job that did not finish within its timeout.
+pub const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
+
+/// The failure of a job whose deadline passed.
+pub fn deadline_failure(timeout_ms: Option<i64>) -> JobFailure {
+    let message = match timeout_ms {
+        Some(ms) => format!(
+            "The job did not finish within its timeout of {} seconds.",
+            ms / 1000
+        ),
+        None => "The job did not finish within its timeout.".to_owned(),
+    };
+    JobFailure::new(DEADLINE_EXCEEDED, message)
+}
+
 /// PENDING → PROCESSING → COMPLETED | FAILED, and PENDING → CANCELLED.
 ///
 /// Transitions happen only through the guarded [`crate::db`] methods
@@ -160,6 +181,14 @@ pub struct Job {
     /// A client's id for correlating notifications (the Provider dialect's
     /// `session_id`); events carry it and can be filtered by it.
     pub correlation_id: Option<String>,
+    /// Orders the account's own pending jobs, higher first
+    /// ([`PRIORITY_RANGE`]); fairness between accounts does not look at it.
+    pub priority: i32,
+    /// How long a run may take from its queueing to its end, if limited.
+    pub timeout_ms: Option<i64>,
+    /// When the present run fails with [`DEADLINE_EXCEEDED`] unless it has
+    /// finished: queueing time + `timeout_ms`.
+    pub deadline_at: Option<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
     pub started_at: Option<Millis>,

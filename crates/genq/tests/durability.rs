@@ -62,11 +62,24 @@ async fn a_job_survives_kill_9_mid_render_and_completes_after_restart() {
     let client = Client::new(&account.api_key);
     let id = submit_and_wait_processing(&server, &client, &f).await;
     let before = list_item(&server, &client).await;
+    let work = f.data.join("tmp/work");
+    let work_dirs = || -> Vec<String> {
+        std::fs::read_dir(&work)
+            .map(|dir| {
+                dir.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     server.kill();
+    // The killed run's work directory could not remove itself.
+    assert_eq!(work_dirs(), [format!("{id}-1")]);
 
     let server = Server::start(&f.data, &args, &[]);
     let done = client.wait_terminal(&server, &id).await;
     assert_eq!(done["status"], "COMPLETED", "{done}\n{}", server.log());
+    // The run that took the job over removed it, and then its own.
+    assert_eq!(work_dirs(), Vec::<String>::new());
     let after = list_item(&server, &client).await;
     assert_eq!(after["retries"], 1);
     for field in ["id", "createdAt", "webhookUrl"] {

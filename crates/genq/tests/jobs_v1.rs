@@ -550,3 +550,156 @@ async fn models_and_account_describe_themselves() {
     assert_eq!(account["concurrencyLimit"], 10);
     assert_eq!(account["activeJobs"], 0);
 }
+
+/// Pids of live processes whose command line mentions `needle`.
+fn pids_mentioning(needle: &str) -> Vec<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deadline_stops_a_long_render_and_priority_orders_what_waits() {
+    // One worker, busy with a render far longer than its 3 s timeout: the
+    // audio transcode of 20 minutes of sound.
+    let root = tempfile::tempdir().unwrap();
+    let assets = common::studio::Assets::start(root.path());
+    image(&assets.dir, "still.jpg", 320, 240);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=1200:sample_rate=8000",
+        "-ac",
+        "1",
+        assets.dir.join("long.wav").to_str().unwrap(),
+    ]);
+    let ca = assets.ca.to_str().unwrap().to_owned();
+    let g = Gateway::start(
+        &[
+            "--rate-limit-per-minute",
+            "0",
+            "--workers",
+            "1",
+            "--input-allow-private",
+            "true",
+            "--input-ca-file",
+            &ca,
+        ],
+        10_000_000,
+    );
+    let other = create_account_with(&g.server.data_dir, "other", &["--credits", "10000000"]);
+    let before = g.balance().await;
+    let (code, long) = g
+        .submit(json!({
+            "model": "genq/image-audio-to-video",
+            "input": {"image_url": assets.url("still.jpg"), "audio_url": assets.url("long.wav")},
+            "timeoutSeconds": 3,
+        }))
+        .await;
+    assert_eq!(code, 200, "{long}");
+    let long = long["jobId"].as_str().unwrap().to_owned();
+    let submitted = Instant::now();
+
+    // While it runs: this account's two ordinary jobs, another account's
+    // one, then this account's urgent one.
+    // Each long enough (some tenths of a second) that polling sees them
+    // start one by one.
+    let text = "A sentence of speech for the queue to take its time over. ".repeat(8);
+    let speech = |priority: i64| json!({"model": "genq/text-to-speech", "input": {"text": text}, "priority": priority});
+    let mut waiting = Vec::new();
+    let mut paid = 0;
+    for (key, priority) in [
+        (&g.account.api_key, 0),
+        (&g.account.api_key, 0),
+        (&other.api_key, 0),
+        (&g.account.api_key, 5),
+    ] {
+        let (code, body, _) = g
+            .call(
+                key,
+                reqwest::Method::POST,
+                "/v1/jobs/submit",
+                Some(speech(priority)),
+            )
+            .await;
+        assert_eq!(code, 200, "{body}");
+        if *key == g.account.api_key {
+            paid += body["costMicroCents"].as_i64().unwrap();
+        }
+        waiting.push((key.clone(), body["jobId"].as_str().unwrap().to_owned()));
+    }
+    let (code, body) = g.submit(speech(11)).await;
+    assert_eq!((code, error_code(&body)), (400, "INVALID_INPUT"), "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("priority"));
+
+    // The render's ffmpeg runs, then the deadline stops it; then the
+    // waiting jobs run one at a time, watched from the start.
+    let needle = format!("{long}-");
+    let mut saw_ffmpeg = false;
+    let mut failed = None;
+    let mut started: Vec<String> = Vec::new();
+    while failed.is_none() || started.len() < waiting.len() {
+        saw_ffmpeg |= !pids_mentioning(&needle).is_empty();
+        if failed.is_none() {
+            let (_, body) = g.get(&format!("/v1/jobs/{long}")).await;
+            if body["status"] != "pending" && body["status"] != "processing" {
+                assert!(
+                    submitted.elapsed() < Duration::from_secs(15),
+                    "stopped {:?} after submission, not at its deadline",
+                    submitted.elapsed()
+                );
+                failed = Some(body);
+            }
+        }
+        for (key, id) in &waiting {
+            if started.contains(id) {
+                continue;
+            }
+            let (_, body, _) = g
+                .call(key, reqwest::Method::GET, &format!("/v1/jobs/{id}"), None)
+                .await;
+            if body["status"] != "pending" {
+                assert_ne!(body["status"], "failed", "{body}");
+                started.push(id.clone());
+            }
+        }
+        assert!(
+            submitted.elapsed() < Duration::from_secs(90),
+            "{failed:?} {started:?}\n{}",
+            g.server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let failed = failed.unwrap();
+    assert!(saw_ffmpeg, "the render never started: {}", g.server.log());
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(error_code(&failed), "DEADLINE_EXCEEDED", "{failed}");
+    assert!(
+        pids_mentioning(&needle).is_empty(),
+        "ffmpeg outlived its job"
+    );
+
+    // The urgent job ran in this account's first turn, the other account's
+    // in its own turn, then the rest.
+    let [a0, a1, b0, urgent] = [0, 1, 2, 3].map(|i| waiting[i].1.clone());
+    assert_eq!(started, [urgent, b0, a0, a1]);
+    // The failed render was refunded: only this account's speech jobs cost.
+    for (key, id) in &waiting {
+        if *key == g.account.api_key {
+            g.wait(id).await;
+        }
+    }
+    assert_eq!(g.balance().await, before - paid);
+}

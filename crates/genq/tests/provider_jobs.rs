@@ -257,6 +257,18 @@ async fn bad_submissions_are_refused_naming_the_field() {
             "background_volume must be from 0 to 1",
         ),
         (
+            Box::new(|r| r["priority"] = json!(-11)),
+            "priority must be an integer from -10 to 10",
+        ),
+        (
+            Box::new(|r| r["priority"] = json!(1.5)),
+            "priority must be an integer",
+        ),
+        (
+            Box::new(|r| r["timeout_seconds"] = json!(0)),
+            "timeout_seconds must be an integer from 1 to 604800",
+        ),
+        (
             Box::new(|r| r["background_start"] = json!(-1)),
             "background_start must be at least 0",
         ),

@@ -526,6 +526,40 @@ async fn bad_submissions_get_the_seed_status_codes() {
     .await;
     assert_eq!(code, 400);
 
+    // genq's scheduling fields, checked like the seed's own.
+    for (field, value, words) in [
+        (
+            "priority",
+            "11",
+            "Invalid field: priority must be an integer from -10 to 10",
+        ),
+        (
+            "priority",
+            "high",
+            "Invalid priority: \"high\" is not an integer",
+        ),
+        (
+            "timeoutSeconds",
+            "0",
+            "Invalid field: timeoutSeconds must be",
+        ),
+    ] {
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "image",
+                reqwest::multipart::Part::bytes(std::fs::read(&image).unwrap()).file_name("a.jpg"),
+            )
+            .part(
+                "audio",
+                reqwest::multipart::Part::bytes(std::fs::read(&audio).unwrap()).file_name("a.mp3"),
+            )
+            .text(field, value);
+        let request = s.client.post(s.server.url("/api/jobs")).multipart(form);
+        let (code, body) = json_of(request.send().await.unwrap()).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(body["error"].as_str().unwrap().starts_with(words), "{body}");
+    }
+
     // 51 MB that sniffs as a JPEG: refused once 50 MB have arrived.
     let mut big = std::fs::read(&image).unwrap();
     big.resize(51_000_000, 0);

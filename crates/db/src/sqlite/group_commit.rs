@@ -220,8 +220,9 @@ fn insert_pending(
     c.prepare_cached(
         "INSERT INTO jobs (id, account_id, api_key_id, kind, dialect, input, input_files, state, progress, \
          outputs, retries, webhook_url, model, model_version, cost_micro_cents, media_token, share_token, \
-         correlation_id, created_at, updated_at, queue_round) \
+         correlation_id, created_at, updated_at, priority, timeout_ms, deadline_at, queue_round) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'PENDING', 0, '[]', 0, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+         ?17, ?18, ?19, \
          max(COALESCE((SELECT min(queue_round) FROM jobs WHERE state = 'PENDING'), \
                       (SELECT queue_round FROM jobs ORDER BY id DESC LIMIT 1), 0), \
              COALESCE((SELECT max(queue_round) + 1 FROM jobs WHERE account_id = ?2 AND state = 'PENDING'), 0)))",
@@ -243,6 +244,9 @@ fn insert_pending(
         job.correlation_id,
         job.created_at,
         job.updated_at,
+        job.priority,
+        job.timeout_ms,
+        job.deadline_at,
     ])?;
     if job.cost_micro_cents > 0 {
         // As `accounts::post_ledger`: the balance and its ledger row move together.

@@ -75,6 +75,15 @@ queue_db! { SqliteDb;
              AND kind IN ({}) ORDER BY queue_round, id LIMIT 1",
             kinds_from(1)
         );
+        // The head of the queue says whose turn it is; the account's best
+        // job runs in it (migrations/sqlite/0010_priority_deadlines.sql).
+        let best = format!(
+            "SELECT best.id, best.queue_round FROM jobs head JOIN jobs best \
+             ON best.account_id = head.account_id AND best.state = 'PENDING' \
+             WHERE head.id = $1 AND best.kind IN ({}) \
+             ORDER BY best.priority DESC, best.id LIMIT 1",
+            kinds_from(2)
+        );
         let claim = format!(
             "UPDATE jobs SET state = 'PROCESSING', attempt = attempt + 1, retries = retries + $1, \
              progress = 0, lease_owner = $2, lease_until = $3, started_at = COALESCE(started_at, $4), \
@@ -99,9 +108,30 @@ queue_db! { SqliteDb;
                     break;
                 }
             }
-            let Some((id, retry)) = candidate else {
+            let Some((mut id, retry)) = candidate else {
                 break;
             };
+            if retry == 0 {
+                let mut query = sqlx::query_as::<_, (String, i64)>(&best).bind(&id);
+                for kind in request.kinds {
+                    query = query.bind(kind);
+                }
+                let (runner, round) = query
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err("claiming a job"))?;
+                if runner != id {
+                    // The job passed over takes the runner's round: the
+                    // account keeps the turns it had.
+                    sqlx::query("UPDATE jobs SET queue_round = $1 WHERE id = $2")
+                        .bind(round)
+                        .bind(&id)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db_err("claiming a job"))?;
+                    id = runner;
+                }
+            }
             let row = sqlx::query(&claim)
                 .bind(retry)
                 .bind(request.owner)

@@ -30,6 +30,7 @@ use crate::shared::extract::values::{non_empty, PageLimit};
 use crate::shared::extract::{JobPath, Json, Query};
 use crate::shared::openapi::{document_shared_refusals, SharedRefusals};
 use crate::shared::request_id;
+use crate::shared::scheduling::Scheduling;
 use crate::DialectSettings;
 
 type Authed<S> = auth::Authed<V1Error, S>;
@@ -175,6 +176,12 @@ async fn submit(
         .map(|url| crate::shared::validate_webhook_url(&url))
         .transpose()
         .map_err(|e| V1Error::invalid_input(format!("webhookUrl: {e}")))?;
+    let scheduling = Scheduling::check(
+        request.priority,
+        request.timeout_seconds,
+        ["priority", "timeoutSeconds"],
+    )
+    .map_err(V1Error::invalid_input)?;
     let cost = model.price.cost(&request.input);
     let new = NewJob {
         kind: model.backend_for(version).job_kind().to_owned(),
@@ -190,6 +197,8 @@ async fn submit(
             max_active_per_key: None,
             max_active_per_account: Some(gateway.max_concurrent_jobs),
         },
+        priority: scheduling.priority,
+        timeout_seconds: scheduling.timeout_seconds,
         ..NewJob::default()
     };
     let job = ctx.app.engine.submit(&auth.principal, new).await?;

@@ -19,6 +19,14 @@ pub struct SubmitRequest {
     #[schema(value_type = Object)]
     pub input: serde_json::Value,
     pub webhook_url: Option<String>,
+    /// A genq addition: orders this account's own pending jobs, higher
+    /// first (-10 to 10, default 0); other accounts' turns are unchanged.
+    #[schema(minimum = -10, maximum = 10)]
+    pub priority: Option<i64>,
+    /// A genq addition: the job fails with `DEADLINE_EXCEEDED` (refunded)
+    /// unless it has finished this many seconds after submission.
+    #[schema(minimum = 1, maximum = 604800)]
+    pub timeout_seconds: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]

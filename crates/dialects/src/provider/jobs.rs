@@ -16,6 +16,7 @@ use super::{Authed, Provider, ProviderState};
 use crate::dialect::Ctx;
 use crate::shared::auth::{Read, Submit};
 use crate::shared::extract::{Json, JsonText, PathId};
+use crate::shared::scheduling::Scheduling;
 use crate::shared::{cancel_and_wait, validate_webhook_url};
 
 /// The engine's job kind of template renders (the media crate's renderer).
@@ -93,6 +94,12 @@ pub(super) async fn submit(
         }
         Some(_) => return Err(ProviderError::bad_request("session_id must be a string")),
     };
+    let scheduling = Scheduling::check(
+        integer_field(fields, "priority")?,
+        integer_field(fields, "timeout_seconds")?,
+        ["priority", "timeout_seconds"],
+    )
+    .map_err(ProviderError::bad_request)?;
     let webhook_url = match fields.get("webhook_url") {
         None | Some(Value::Null) => None,
         Some(Value::String(url)) => Some(
@@ -142,6 +149,8 @@ pub(super) async fn submit(
                     max_active_per_account: Some(own.max_concurrent_jobs),
                 },
                 correlation_id: session_id,
+                priority: scheduling.priority,
+                timeout_seconds: scheduling.timeout_seconds,
                 ..NewJob::default()
             },
         )
@@ -205,6 +214,17 @@ fn project_reference(fields: &Map<String, Value>) -> Result<(String, &'static st
 }
 
 /// A number field within `range`, if present.
+/// A whole number, or None when absent or null.
+fn integer_field(fields: &Map<String, Value>, name: &str) -> Result<Option<i64>, ProviderError> {
+    match fields.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) if n.is_i64() => Ok(n.as_i64()),
+        Some(_) => Err(ProviderError::bad_request(format!(
+            "{name} must be an integer"
+        ))),
+    }
+}
+
 pub(super) fn number_field(
     fields: &Map<String, Value>,
     name: &str,

@@ -11,6 +11,7 @@ pub mod media;
 pub mod openapi;
 pub mod rate_limit;
 pub mod request_id;
+pub mod scheduling;
 pub mod upload;
 
 /// What a shared layer refuses before (or instead of) a dialect's handler.

@@ -29,6 +29,7 @@ use crate::shared::events::{job_events, EventStream};
 use crate::shared::extract::values::{non_empty, PageLimit};
 use crate::shared::extract::{JobPath, Query};
 use crate::shared::openapi::{document_shared_refusals, SharedRefusals};
+use crate::shared::scheduling::Scheduling;
 use crate::shared::upload::{read_text, stream_file, MediaClass, Upload, UploadError};
 use crate::DialectSettings;
 
@@ -179,6 +180,7 @@ async fn create_job(
         image,
         audio,
         webhook_url,
+        scheduling,
     } = form;
 
     let new = NewJob {
@@ -206,6 +208,8 @@ async fn create_job(
             max_active_per_key: Some(1),
             max_active_per_account: None,
         },
+        priority: scheduling.priority,
+        timeout_seconds: scheduling.timeout_seconds,
         ..NewJob::default()
     };
     let job = ctx.app.engine.submit(&auth.principal, new).await?;
@@ -223,6 +227,7 @@ struct SubmitForm {
     image: Upload,
     audio: Upload,
     webhook_url: Option<String>,
+    scheduling: Scheduling,
 }
 
 async fn read_form(multipart: &mut Multipart, ctx: &Ctx<VideoApi>) -> Result<SubmitForm, ApiError> {
@@ -230,6 +235,7 @@ async fn read_form(multipart: &mut Multipart, ctx: &Ctx<VideoApi>) -> Result<Sub
     let limit = ctx.app.max_upload_bytes;
     let (mut image, mut audio, mut webhook_url): (Option<Upload>, Option<Upload>, Option<String>) =
         (None, None, None);
+    let (mut priority, mut timeout_seconds) = (None, None);
     while let Some(mut field) = multipart.next_field().await.map_err(UploadError::from)? {
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
@@ -252,10 +258,16 @@ async fn read_form(multipart: &mut Multipart, ctx: &Ctx<VideoApi>) -> Result<Sub
                 *slot = Some(stream_file(&mut field, &name, class, staging, limit).await?);
             }
             "webhookUrl" => webhook_url = Some(read_text(&mut field, "webhookUrl", 2048).await?),
+            "priority" => priority = Some(read_integer(&mut field, "priority").await?),
+            "timeoutSeconds" => {
+                timeout_seconds = Some(read_integer(&mut field, "timeoutSeconds").await?)
+            }
             // Unknown parts are skipped, as most form handlers do.
             _ => {}
         }
     }
+    let scheduling = Scheduling::check(priority, timeout_seconds, ["priority", "timeoutSeconds"])
+        .map_err(|e| ApiError::bad_request(format!("Invalid field: {e}")))?;
     let image = image.ok_or_else(|| ApiError::bad_request("Missing required field: image"))?;
     let audio = audio.ok_or_else(|| ApiError::bad_request("Missing required field: audio"))?;
     let webhook_url = match webhook_url
@@ -269,7 +281,19 @@ async fn read_form(multipart: &mut Multipart, ctx: &Ctx<VideoApi>) -> Result<Sub
         image,
         audio,
         webhook_url,
+        scheduling,
     })
+}
+
+/// A form field holding a whole number (`priority`, `timeoutSeconds`).
+async fn read_integer(
+    field: &mut axum::extract::multipart::Field<'_>,
+    name: &str,
+) -> Result<i64, ApiError> {
+    let text = read_text(field, name, 32).await?;
+    text.trim()
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("Invalid {name}: {text:?} is not an integer")))
 }
 
 /// Discards what is left of a multipart body (bounded by the route's body

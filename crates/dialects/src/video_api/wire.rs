@@ -130,6 +130,14 @@ pub struct CreateJobForm {
     pub audio: Vec<u8>,
     /// HTTPS URL that receives a signed callback when the job finishes.
     pub webhook_url: Option<String>,
+    /// A genq addition: orders this account's own pending jobs, higher
+    /// first (-10 to 10, default 0); other accounts' turns are unchanged.
+    #[schema(minimum = -10, maximum = 10)]
+    pub priority: Option<i64>,
+    /// A genq addition: the job fails (`error` says the deadline passed)
+    /// unless it has finished this many seconds after submission.
+    #[schema(minimum = 1, maximum = 604800)]
+    pub timeout_seconds: Option<i64>,
 }
 
 /// One try at delivering a webhook.

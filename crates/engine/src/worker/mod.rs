@@ -6,6 +6,7 @@
 
 mod models;
 mod pool;
+mod scratch;
 
 use async_trait::async_trait;
 use schemars::JsonSchema;

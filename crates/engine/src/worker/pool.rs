@@ -18,8 +18,8 @@ use crate::db::{ClaimRequest, LeaseStatus};
 use crate::engine::Engine;
 use crate::events::{JobEvent, Signal};
 use crate::ids::JobId;
-use crate::job::{output_key, Job, JobFailure, JobOutput, JobState, Lease};
-use crate::time::now_ms;
+use crate::job::{deadline_failure, output_key, Job, JobFailure, JobOutput, JobState, Lease};
+use crate::time::{now_ms, Millis};
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -71,6 +71,10 @@ async fn dispatch(
     config: Arc<WorkerConfig>,
     stop: CancellationToken,
 ) {
+    match super::scratch::sweep_at_start(&engine, &config.scratch_dir).await {
+        0 => {}
+        n => tracing::info!(dirs = n, "removed work directories left by stopped runs"),
+    }
     let kinds: Arc<Vec<String>> = Arc::new(handlers.keys().cloned().collect());
     let slots = Arc::new(Semaphore::new(config.slots.max(1)));
     let abort = CancellationToken::new();
@@ -99,6 +103,8 @@ async fn dispatch(
     // means the queue is drained: free slots wait for a wake-up.
     let mut claims = JoinSet::new();
     let mut queue_empty = false;
+    let mut overdue = tokio::time::interval(OVERDUE_SWEEP_EVERY);
+    overdue.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let runner = Runner {
         engine: engine.clone(),
         handlers,
@@ -124,6 +130,7 @@ async fn dispatch(
             }
             _ = wake.notified(), if queue_empty => queue_empty = false,
             _ = tokio::time::sleep(config.poll_interval), if queue_empty => queue_empty = false,
+            _ = overdue.tick() => fail_overdue(&engine).await,
             _ = stop.cancelled() => break,
         }
         while jobs.try_join_next().is_some() {}
@@ -150,6 +157,23 @@ async fn dispatch(
         );
         abort.cancel();
         while jobs.join_next().await.is_some() {}
+    }
+}
+
+/// How often a worker process fails the pending jobs whose deadline passed
+/// (running ones are failed by their own worker at the moment itself).
+const OVERDUE_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+async fn fail_overdue(engine: &Engine) {
+    match engine.db().fail_overdue(now_ms()).await {
+        Ok(failed) => {
+            for job in &failed {
+                tracing::info!(job = %job.id, "job failed: its deadline passed while it waited");
+                crate::metrics::job_finished(job, JobState::Failed);
+                engine.bus().publish_local(engine.event_of(job));
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "failing overdue jobs failed"),
     }
 }
 
@@ -271,10 +295,11 @@ impl RunningJob {
         let job_id = self.job.id;
         let started = std::time::Instant::now();
         tracing::info!(job = %job_id, kind = %self.job.kind, attempt = self.lease.attempt, "job started");
-        let workdir = self
-            .config
-            .scratch_dir
-            .join(format!("{}-{}", job_id, self.lease.attempt));
+        let scratch = &self.config.scratch_dir;
+        if self.lease.attempt > 1 {
+            super::scratch::remove_earlier_attempts(scratch, job_id, self.lease.attempt).await;
+        }
+        let workdir = scratch.join(format!("{}-{}", job_id, self.lease.attempt));
         let outcome = self.work(handler, &abort, workdir.clone()).await;
         // The slot is for the work: recording the outcome (a database commit)
         // overlaps the next claim and the next job instead of holding it up.
@@ -295,6 +320,11 @@ impl RunningJob {
         abort: &CancellationToken,
         workdir: PathBuf,
     ) -> Result<Vec<JobOutput>, Stop> {
+        // Claimed after its deadline (its worker was lost, or it waited for
+        // a slot past the sweep): it fails without starting.
+        if self.job.deadline_at.is_some_and(|at| at <= now_ms()) {
+            return Err(Stop::Failed(deadline_failure(self.job.timeout_ms)));
+        }
         let cancel = abort.child_token();
         let (progress_tx, progress_rx) = watch::channel(0u8);
         let flags = self.flags.clone();
@@ -305,6 +335,7 @@ impl RunningJob {
             event: self.event.clone(),
             flags: flags.clone(),
             stop_job: cancel.clone(),
+            deadline: self.job.deadline_at,
         };
         let keeper_stop = CancellationToken::new();
         let _stop_keeper = keeper_stop.clone().drop_guard();
@@ -328,6 +359,9 @@ impl RunningJob {
         };
         if flags.lease_lost.load(Ordering::SeqCst) {
             return Err(Stop::LeaseLost);
+        }
+        if flags.deadline_passed.load(Ordering::SeqCst) {
+            return Err(Stop::Failed(deadline_failure(self.job.timeout_ms)));
         }
         if flags.cancel_requested.load(Ordering::SeqCst) {
             return Err(Stop::Cancelled);
@@ -423,6 +457,7 @@ impl RunningJob {
 struct RunFlags {
     lease_lost: AtomicBool,
     cancel_requested: AtomicBool,
+    deadline_passed: AtomicBool,
     /// The progress last written to the database.
     progress: AtomicU8,
 }
@@ -440,6 +475,8 @@ struct LeaseKeeper {
     event: JobEvent,
     flags: Arc<RunFlags>,
     stop_job: CancellationToken,
+    /// When the job must have finished: the keeper stops it then.
+    deadline: Option<Millis>,
 }
 
 impl LeaseKeeper {
@@ -460,9 +497,20 @@ impl LeaseKeeper {
         heartbeat.tick().await;
         let mut progress_tick = tokio::time::interval(PROGRESS_WRITE_INTERVAL);
         let mut written = 0u8;
+        // The deadline is in the database's terms (ms since the epoch); the
+        // timer runs on this process's clock from now on.
+        let deadline = self.deadline.map(|at| {
+            let left = u64::try_from(at - now_ms()).unwrap_or(0);
+            tokio::time::Instant::now() + Duration::from_millis(left)
+        });
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)),
+                    if deadline.is_some() && !self.stop_job.is_cancelled() => {
+                    self.flags.deadline_passed.store(true, Ordering::SeqCst);
+                    self.stop_job.cancel();
+                }
                 _ = user_cancel.cancelled(), if !self.stop_job.is_cancelled() => self.cancel(),
                 _ = heartbeat.tick() => {
                     let until = now_ms() + self.lease_for.as_millis() as i64;
