@@ -41,6 +41,14 @@ pub(crate) const REVOKE_KEY: &str =
 
 pub(crate) const MODEL_RUN_MS: &str = "SELECT avg_run_ms FROM model_stats WHERE model = $1";
 
+/// The answer kept with an unexpired idempotency key (`$1` account, `$2`
+/// key, `$3` now).
+pub(crate) const KEPT_KEY: &str = "SELECT fingerprint, status, body FROM idempotency_keys \
+    WHERE account_id = $1 AND key = $2 AND state = 'kept' AND expires_at > $3";
+
+/// Forgets expired kept keys, and claims of requests long gone (`$1` now).
+pub(crate) const DELETE_EXPIRED_KEYS: &str = "DELETE FROM idempotency_keys WHERE expires_at <= $1";
+
 /// PENDING jobs whose deadline passed (`$1`: now), at most a sweep's worth.
 pub(crate) const OVERDUE_JOBS: &str = "SELECT id, timeout_ms FROM jobs \
     WHERE state = 'PENDING' AND deadline_at <= $1 ORDER BY account_id, id LIMIT 500";

@@ -14,6 +14,7 @@ use axum::Router;
 use genq_engine::{Job, JobState};
 
 use crate::shared::auth::Rejects;
+use crate::shared::idempotency::idempotency;
 use crate::shared::rate_limit::{rate_limit, RateLimits, RouteKind};
 use crate::{AppState, DialectSettings};
 
@@ -85,13 +86,15 @@ impl<D: Dialect> FromRef<Ctx<D>> for AppState {
 pub struct Routes<D: Dialect> {
     router: Router<Ctx<D>>,
     limits: RateLimits,
+    app: AppState,
 }
 
 impl<D: Dialect> Routes<D> {
-    fn new(limits: RateLimits) -> Self {
+    fn new(limits: RateLimits, app: AppState) -> Self {
         Self {
             router: Router::new(),
             limits,
+            app,
         }
     }
 
@@ -99,9 +102,14 @@ impl<D: Dialect> Routes<D> {
         self.add(path, handler, RouteKind::General)
     }
 
-    /// A route that creates jobs.
+    /// A route that creates jobs: it also takes an `Idempotency-Key`
+    /// (`shared::idempotency`; its handler submits with `KeyInFlight`).
     pub fn submit(self, path: &str, handler: MethodRouter<Ctx<D>>) -> Self {
-        self.add(path, handler, RouteKind::Submission)
+        let keyed = handler.layer(from_fn_with_state(
+            self.app.clone(),
+            idempotency::<D::Error>,
+        ));
+        self.add(path, keyed, RouteKind::Submission)
     }
 
     fn add(self, path: &str, handler: MethodRouter<Ctx<D>>, kind: RouteKind) -> Self {
@@ -112,6 +120,7 @@ impl<D: Dialect> Routes<D> {
         Self {
             router: self.router.route(path, limited),
             limits: self.limits,
+            app: self.app,
         }
     }
 }
@@ -143,7 +152,7 @@ impl<D: Dialect> Registered for Mounted<D> {
     }
 
     fn router(&self, app: &AppState, settings: &DialectSettings, limits: &RateLimits) -> Router {
-        D::routes(Routes::new(limits.clone()), settings)
+        D::routes(Routes::new(limits.clone(), app.clone()), settings)
             .router
             .with_state(Ctx::<D> {
                 app: app.clone(),

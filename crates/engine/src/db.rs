@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::account::{Account, ApiKeyInfo, ApiKeyRecord, NewAccount, Principal};
 use crate::events::{EventBus, JobEvent};
+use crate::idempotency::{KeptKey, KeyClaim};
 use crate::ids::{AccountId, JobId, KeyId, ProjectId};
 use crate::job::{Job, JobFailure, JobOutput, JobQuery, JobState, Lease, LimitKind, SubmitLimits};
 use crate::project::Project;
@@ -51,10 +52,14 @@ pub enum InsertOutcome {
     Inserted,
     /// A bound of [`SubmitLimits`] would be exceeded; nothing was written.
     LimitReached(LimitKind),
-    /// The balance does not cover the job's cost; nothing was written.
+    /// The balance does not cover the job's cost (a batch's: every job's);
+    /// nothing was written.
     InsufficientBalance {
         balance: i64,
     },
+    /// The submission's idempotency key was claimed by another request
+    /// meanwhile (this one's claim had expired); nothing was written.
+    KeyTaken,
 }
 
 /// How far a cancel may go.
@@ -161,9 +166,42 @@ pub struct ClaimRequest<'a> {
 }
 
 /// Every concern of the database, as one object.
-pub trait Database: AccountDb + JobDb + QueueDb + OutboxDb + EventFeed + ProjectDb {}
+pub trait Database:
+    AccountDb + JobDb + QueueDb + OutboxDb + EventFeed + ProjectDb + IdempotencyDb
+{
+}
 
-impl<T: AccountDb + JobDb + QueueDb + OutboxDb + EventFeed + ProjectDb> Database for T {}
+impl<T: AccountDb + JobDb + QueueDb + OutboxDb + EventFeed + ProjectDb + IdempotencyDb> Database
+    for T
+{
+}
+
+/// Idempotency keys in flight (see `crate::idempotency`); a kept key is
+/// written by [`JobDb::insert_jobs`], in the jobs' own transaction.
+#[async_trait]
+pub trait IdempotencyDb: Send + Sync + 'static {
+    /// The kept answer of an unexpired key; else claims the key until
+    /// `lease_until` unless another request's unexpired claim holds it.
+    async fn claim_key(
+        &self,
+        account: AccountId,
+        key: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> DbResult<KeyClaim>;
+    /// Extends a claim this request still holds.
+    async fn renew_key(
+        &self,
+        account: AccountId,
+        key: &str,
+        token: &str,
+        lease_until: Millis,
+    ) -> DbResult<()>;
+    /// Gives up a claim that was not kept (a refused request).
+    async fn release_key(&self, account: AccountId, key: &str, token: &str) -> DbResult<()>;
+    /// Forgets kept answers that expired; returns how many.
+    async fn delete_expired_keys(&self, now: Millis) -> DbResult<u64>;
+}
 
 /// Accounts, API keys, credits and the ledger.
 #[async_trait]
@@ -234,7 +272,21 @@ pub trait AccountDb: Send + Sync + 'static {
 pub trait JobDb: Send + Sync + 'static {
     /// Records a new PENDING job (and so enqueues it) and reserves its cost,
     /// unless `limits` or the balance forbid.
-    async fn insert_job(&self, job: &Job, limits: &SubmitLimits) -> DbResult<InsertOutcome>;
+    async fn insert_job(&self, job: &Job, limits: &SubmitLimits) -> DbResult<InsertOutcome> {
+        self.insert_jobs(std::slice::from_ref(job), limits, None)
+            .await
+    }
+    /// Records every job as [`Self::insert_job`] does, all or none, in one
+    /// transaction: `limits` and the balance apply to them together. With
+    /// `key`, the idempotency key is kept in the same transaction, or, if
+    /// its claim was lost meanwhile, nothing is written
+    /// ([`InsertOutcome::KeyTaken`]).
+    async fn insert_jobs(
+        &self,
+        jobs: &[Job],
+        limits: &SubmitLimits,
+        key: Option<&KeptKey>,
+    ) -> DbResult<InsertOutcome>;
     async fn get_job(&self, account: AccountId, id: JobId) -> DbResult<Option<Job>>;
     async fn job_by_media_token(&self, token: &str) -> DbResult<Option<Job>>;
     /// Any account's job: only for requests whose right to it is checked

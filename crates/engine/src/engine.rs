@@ -5,18 +5,17 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use crate::account::{
-    generate_api_key, generate_token, generate_webhook_secret, hash_api_key, Account, ApiKeyRecord,
-    NewAccount, Principal,
+    generate_api_key, generate_webhook_secret, hash_api_key, Account, ApiKeyRecord, NewAccount,
+    Principal,
 };
 use crate::db::{
-    CancelMode, CancelOutcome, CancelRequest, Database, InsertOutcome, LedgerEntry, RequeueOutcome,
-    RequeueRequest,
+    CancelMode, CancelOutcome, CancelRequest, Database, LedgerEntry, RequeueOutcome, RequeueRequest,
 };
 use crate::error::EngineError;
 use crate::events::{EventBus, HookGuard, Interest, JobEvent, Notice, Signal, Subscription};
 use crate::files::FileStore;
 use crate::ids::{AccountId, JobId, KeyId, ProjectId};
-use crate::job::{input_key, Job, JobQuery, JobState, ModelRef, SubmitLimits};
+use crate::job::{Job, JobQuery, JobState, ModelRef, SubmitLimits};
 use crate::project::{NewProject, Project};
 use crate::time::{now_ms, Millis};
 
@@ -69,6 +68,8 @@ struct Inner {
     bus: EventBus,
     /// The source of other processes' events, started on first use.
     feed: Once,
+    /// How long an idempotency key's answer is kept, in ms.
+    idempotency_retention_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Engine {
@@ -87,6 +88,9 @@ impl Engine {
                 staging_dir,
                 bus,
                 feed: Once::new(),
+                idempotency_retention_ms: std::sync::atomic::AtomicI64::new(
+                    crate::idempotency::DEFAULT_RETENTION.as_millis() as i64,
+                ),
             }),
         })
     }
@@ -97,6 +101,20 @@ impl Engine {
 
     pub fn files(&self) -> &Arc<dyn FileStore> {
         &self.inner.files
+    }
+
+    /// How long an idempotency key's answer is replayed (default a day).
+    pub fn set_idempotency_retention(&self, retention: Duration) {
+        let ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        self.inner
+            .idempotency_retention_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn idempotency_retention_ms(&self) -> Millis {
+        self.inner
+            .idempotency_retention_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where dialects stream uploads before submitting them.
@@ -334,93 +352,6 @@ impl Engine {
     }
 
     // ---- jobs ----
-
-    /// Stores the job's input files, records the job and enqueues it. Once
-    /// this returns Ok, the job survives a crash of this process.
-    pub async fn submit(&self, principal: &Principal, new: NewJob) -> Result<Job, EngineError> {
-        debug_assert!(new
-            .correlation_id
-            .as_ref()
-            .is_none_or(|c| c.len() <= crate::job::MAX_CORRELATION_ID_BYTES));
-        let id = JobId::new();
-        let now = now_ms();
-        let mut input_files = Vec::with_capacity(new.files.len());
-        for file in &new.files {
-            if let Err(e) = self
-                .inner
-                .files
-                .put_file(&input_key(id, &file.name), &file.path)
-                .await
-            {
-                self.discard_inputs(id).await;
-                return Err(e.into());
-            }
-            input_files.push(file.name.clone());
-        }
-        let job = Job {
-            id,
-            account_id: principal.account_id,
-            api_key_id: principal.key_id,
-            kind: new.kind,
-            dialect: new.dialect,
-            input: new.input,
-            input_files,
-            state: JobState::Pending,
-            progress: 0,
-            outputs: Vec::new(),
-            failure: None,
-            retries: 0,
-            webhook_url: new.webhook_url,
-            model: new.model,
-            cost_micro_cents: new.cost_micro_cents,
-            media_token: generate_token(),
-            share_token: generate_token(),
-            correlation_id: new.correlation_id,
-            priority: new.priority,
-            timeout_ms: new.timeout_seconds.map(|s| i64::from(s) * 1000),
-            deadline_at: new.timeout_seconds.map(|s| now + i64::from(s) * 1000),
-            created_at: now,
-            updated_at: now,
-            started_at: None,
-            completed_at: None,
-        };
-        match self.inner.db.insert_job(&job, &new.limits).await {
-            Ok(InsertOutcome::Inserted) => {
-                crate::metrics::job_submitted(&job);
-                self.inner.bus.publish_local(self.event_of(&job));
-                tracing::info!(job = %job.id, kind = %job.kind, "job enqueued");
-                Ok(job)
-            }
-            Ok(refused) => {
-                self.discard_inputs(id).await;
-                Err(match refused {
-                    InsertOutcome::LimitReached(limit) => EngineError::LimitReached(limit),
-                    InsertOutcome::InsufficientBalance { balance } => {
-                        EngineError::InsufficientBalance {
-                            balance,
-                            cost: job.cost_micro_cents,
-                        }
-                    }
-                    InsertOutcome::Inserted => unreachable!("matched above"),
-                })
-            }
-            Err(e) => {
-                self.discard_inputs(id).await;
-                Err(e.into())
-            }
-        }
-    }
-
-    async fn discard_inputs(&self, id: JobId) {
-        if let Err(e) = self
-            .inner
-            .files
-            .delete_prefix(&format!("inputs/{id}"))
-            .await
-        {
-            tracing::warn!(job = %id, error = %e, "could not remove inputs of a rejected job");
-        }
-    }
 
     /// One of the caller's jobs; another account's job is NotFound.
     pub async fn job(&self, principal: &Principal, id: JobId) -> Result<Job, EngineError> {

@@ -18,6 +18,9 @@ pub enum EngineError {
     LimitReached(LimitKind),
     #[error("the balance ({balance} micro-cents) does not cover the cost ({cost} micro-cents)")]
     InsufficientBalance { balance: i64, cost: i64 },
+    /// Another request holds the submission's idempotency key.
+    #[error("another request with this idempotency key is in progress")]
+    IdempotencyKeyInUse,
     #[error("job is {0} and can no longer be cancelled")]
     NotCancellable(JobState),
     #[error("file storage error: {0}")]
@@ -36,6 +39,7 @@ impl EngineError {
             EngineError::LimitReached(_) => "LIMIT_REACHED",
             EngineError::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
             EngineError::NotCancellable(_) => "NOT_CANCELLABLE",
+            EngineError::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
             EngineError::Files(_) => "STORAGE_ERROR",
             EngineError::Db(_) => "DATABASE_ERROR",
         }

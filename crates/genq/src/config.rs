@@ -103,6 +103,9 @@ pub struct QueueSettings {
     /// On SIGTERM/SIGINT, how long running jobs may take to finish, in seconds
     #[arg(long, env = "GENQ_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+    /// How long a submission's answer is kept for retries with its Idempotency-Key, in hours
+    #[arg(long, env = "GENQ_IDEMPOTENCY_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=8760))]
+    pub idempotency_hours: u64,
 }
 
 impl QueueSettings {

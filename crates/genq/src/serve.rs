@@ -34,6 +34,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("--provider-prices: {e}"))?;
     let fonts = Arc::new(Fonts::load(&fonts_dirs(&settings)));
     let engine = crate::open::engine(&settings).await?;
+    engine.set_idempotency_retention(Duration::from_secs(settings.queue.idempotency_hours * 3600));
     if engine.account_count().await? == 0 {
         tracing::info!(
             "no accounts yet. Create one (it prints an API key) with:\n    genq accounts create --name NAME --data-dir {}\n\

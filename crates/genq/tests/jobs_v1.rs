@@ -703,3 +703,103 @@ async fn a_deadline_stops_a_long_render_and_priority_orders_what_waits() {
     }
     assert_eq!(g.balance().await, before - paid);
 }
+
+/// POST /v1/jobs/submit with an Idempotency-Key: status, raw body, replayed?
+async fn submit_keyed(url: &str, api_key: &str, key: &str, body: &Value) -> (u16, Vec<u8>, bool) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(api_key)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let code = response.status().as_u16();
+    let replayed = response.headers().get("idempotent-replayed").is_some();
+    (code, response.bytes().await.unwrap().to_vec(), replayed)
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_one_job_and_one_charge() {
+    let g = Gateway::start(
+        &[
+            "--workers",
+            "0",
+            "--rate-limit-per-minute",
+            "0",
+            "--submit-rate-limit-per-minute",
+            "0",
+        ],
+        1_000_000,
+    );
+    let url = g.server.url("/v1/jobs/submit");
+    let key = &g.account.api_key;
+    let job = json!({"model": "genq/text-to-speech", "input": {"text": "Once only."}});
+    let before = g.balance().await;
+
+    let (code, first, replayed) = submit_keyed(&url, key, "order-1", &job).await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&first));
+    assert!(!replayed);
+    let cost = serde_json::from_slice::<Value>(&first).unwrap()["costMicroCents"]
+        .as_i64()
+        .unwrap();
+    // The same request again: the first answer, byte for byte.
+    let (code, again, replayed) = submit_keyed(&url, key, "order-1", &job).await;
+    assert_eq!((code, replayed), (200, true));
+    assert_eq!(again, first);
+    // The same key with another request: refused, nothing made.
+    let other = json!({"model": "genq/text-to-speech", "input": {"text": "Twice?"}});
+    let (code, body, _) = submit_keyed(&url, key, "order-1", &other).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (code, error_code(&body)),
+        (422, "IDEMPOTENCY_KEY_REUSED"),
+        "{body}"
+    );
+    // A key that is not 1-255 visible characters.
+    let (code, body, _) = submit_keyed(&url, key, &"k".repeat(256), &job).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((code, error_code(&body)), (400, "INVALID_INPUT"), "{body}");
+    // A refused request frees its key for the corrected one.
+    let bad = json!({"model": "genq/text-to-speech", "input": {}});
+    let (code, _, _) = submit_keyed(&url, key, "order-2", &bad).await;
+    assert_eq!(code, 400);
+    let (code, _, replayed) = submit_keyed(&url, key, "order-2", &job).await;
+    assert_eq!((code, replayed), (200, false));
+
+    // 20 identical requests at once: one job; every answer is that job's,
+    // or says the first is still in progress.
+    let racers = (0..20).map(|_| submit_keyed(&url, key, "order-3", &job));
+    let answers = futures::future::join_all(racers).await;
+    let made: HashSet<Vec<u8>> = answers
+        .iter()
+        .filter(|(code, _, _)| *code == 200)
+        .map(|(_, body, _)| body.clone())
+        .collect();
+    assert_eq!(made.len(), 1, "{answers:?}");
+    for (code, body, _) in &answers {
+        if *code != 200 {
+            let body: Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(
+                (*code, error_code(&body)),
+                (409, "IDEMPOTENCY_KEY_IN_USE"),
+                "{body}"
+            );
+        }
+    }
+    let (code, late, replayed) = submit_keyed(&url, key, "order-3", &job).await;
+    assert_eq!((code, replayed), (200, true));
+    assert!(made.contains(&late));
+
+    // Another account's key of the same name is its own.
+    let other_account = create_account_with(&g.server.data_dir, "other", &["--credits", "100000"]);
+    let (code, theirs, replayed) =
+        submit_keyed(&url, &other_account.api_key, "order-1", &job).await;
+    assert_eq!((code, replayed), (200, false));
+    assert_ne!(theirs, first);
+
+    // Three jobs, each charged once.
+    let (_, list) = g.get("/v1/jobs?limit=100").await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 3, "{list}");
+    assert_eq!(g.balance().await, before - 3 * cost);
+}

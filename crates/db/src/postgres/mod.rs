@@ -33,6 +33,7 @@ mod accounts;
 mod feed;
 mod finish;
 mod jobs;
+mod keys;
 mod outbox;
 mod projects;
 mod queue;

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use genq_engine::db::{DbResult, InsertOutcome};
+use genq_engine::idempotency::KeptKey;
 use genq_engine::{DbError, Job, LimitKind, SubmitLimits};
 
 use crate::codec::to_json;
@@ -33,9 +34,11 @@ use crate::codec::to_json;
 /// only a few milliseconds.
 const MAX_BATCH: usize = 256;
 
+/// One caller's jobs (one, or a batch), all or none.
 struct Submission {
-    job: Job,
+    jobs: Vec<Job>,
     limits: SubmitLimits,
+    key: Option<KeptKey>,
     reply: oneshot::Sender<DbResult<InsertOutcome>>,
 }
 
@@ -54,11 +57,17 @@ impl GroupCommit {
         Self { queue }
     }
 
-    pub(super) async fn insert(&self, job: &Job, limits: &SubmitLimits) -> DbResult<InsertOutcome> {
+    pub(super) async fn insert(
+        &self,
+        jobs: &[Job],
+        limits: &SubmitLimits,
+        key: Option<&KeptKey>,
+    ) -> DbResult<InsertOutcome> {
         let (reply, answer) = oneshot::channel();
         let submission = Submission {
-            job: job.clone(),
+            jobs: jobs.to_vec(),
             limits: limits.clone(),
+            key: key.cloned(),
             reply,
         };
         self.queue.send(submission).await.map_err(|_| stopped())?;
@@ -141,7 +150,7 @@ fn commit_batch(c: &mut Connection, batch: &[Submission]) -> Outcomes {
             Ok(savepoint) => savepoint,
             Err(e) => return fail_all(batch.len(), "starting a savepoint", &e),
         };
-        let outcome = insert_pending(&savepoint, &submission.job, &submission.limits)
+        let outcome = insert_submission(&savepoint, submission)
             .map_err(|e| DbError::new("inserting a job", e));
         // A refusal wrote nothing, but an error may have left half a job:
         // dropping the savepoint rolls it back.
@@ -167,6 +176,55 @@ fn fail_all(n: usize, what: &str, e: &dyn std::fmt::Display) -> Outcomes {
     (0..n)
         .map(|_| Err(DbError::other(format!("{what}: {e}"))))
         .collect()
+}
+
+/// Records a submission's jobs in order, each checked as it comes (so a
+/// batch meets the limits and the balance as a whole), then its key; the
+/// first refusal is the answer (the caller's savepoint undoes the rest).
+fn insert_submission(c: &Connection, submission: &Submission) -> rusqlite::Result<InsertOutcome> {
+    let mut charged = 0;
+    for job in &submission.jobs {
+        match insert_pending(c, job, &submission.limits)? {
+            InsertOutcome::Inserted => charged += job.cost_micro_cents.max(0),
+            // The balance before this submission, as the caller asks about.
+            InsertOutcome::InsufficientBalance { balance } => {
+                return Ok(InsertOutcome::InsufficientBalance {
+                    balance: balance + charged,
+                })
+            }
+            refused => return Ok(refused),
+        }
+    }
+    match &submission.key {
+        Some(key) if !keep_key(c, key)? => Ok(InsertOutcome::KeyTaken),
+        _ => Ok(InsertOutcome::Inserted),
+    }
+}
+
+/// Keeps an idempotency key with its answer. This process's claim makes
+/// it the key's only writer (see `SqliteDb::claim_key`); a kept row that
+/// has not expired is never replaced.
+fn keep_key(c: &Connection, key: &KeptKey) -> rusqlite::Result<bool> {
+    let changed = c
+        .prepare_cached(
+            "INSERT INTO idempotency_keys (account_id, key, state, fingerprint, status, body, \
+             job_id, created_at, expires_at) VALUES (?1, ?2, 'kept', ?3, ?4, ?5, ?6, ?7, ?8) \
+             ON CONFLICT (account_id, key) DO UPDATE SET state = 'kept', token = NULL, \
+             locked_until = NULL, fingerprint = excluded.fingerprint, status = excluded.status, \
+             body = excluded.body, job_id = excluded.job_id, created_at = excluded.created_at, \
+             expires_at = excluded.expires_at WHERE idempotency_keys.expires_at <= ?7",
+        )?
+        .execute(params![
+            key.account.to_string(),
+            key.key,
+            key.answer.fingerprint,
+            key.answer.status,
+            key.answer.body,
+            key.job_id,
+            key.created_at,
+            key.expires_at,
+        ])?;
+    Ok(changed == 1)
 }
 
 /// Checks `limits` and the balance, then records the PENDING job and its

@@ -2,6 +2,7 @@
 //! both backends share is in `crate::shared`).
 
 use genq_engine::db::{DbResult, InsertOutcome};
+use genq_engine::idempotency::KeptKey;
 use genq_engine::{AccountId, Job, JobId, SubmitLimits};
 
 use super::accounts::post_ledger;
@@ -11,8 +12,13 @@ use crate::shared::job_db;
 
 job_db! { SqliteDb;
     /// Group committed: see `group_commit.rs`.
-    async fn insert_job(&self, job: &Job, limits: &SubmitLimits) -> DbResult<InsertOutcome> {
-        self.submissions.insert(job, limits).await
+    async fn insert_jobs(
+        &self,
+        jobs: &[Job],
+        limits: &SubmitLimits,
+        key: Option<&KeptKey>,
+    ) -> DbResult<InsertOutcome> {
+        self.submissions.insert(jobs, limits, key).await
     }
 
     /// Inline: see `inline_read.rs`.

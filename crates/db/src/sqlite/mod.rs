@@ -17,6 +17,7 @@ mod feed;
 mod group_commit;
 mod inline_read;
 mod jobs;
+mod keys;
 mod outbox;
 mod projects;
 mod queue;
@@ -38,6 +39,7 @@ pub struct SqliteDb {
     submissions: group_commit::GroupCommit,
     inline: inline_read::InlineReader,
     queue_depth: QueueDepth,
+    claims: keys::Claims,
 }
 
 impl SqliteDb {
@@ -73,6 +75,7 @@ impl SqliteDb {
             submissions,
             inline,
             queue_depth: QueueDepth::default(),
+            claims: Default::default(),
         })
     }
 

@@ -7,7 +7,7 @@ use axum::Json;
 use genq_engine::EngineError;
 
 use crate::shared::request_id;
-use crate::shared::Refusal;
+use crate::shared::{idempotency, Refusal};
 
 #[derive(Debug)]
 pub struct V1Error {
@@ -83,6 +83,16 @@ impl From<Refusal> for V1Error {
             Refusal::UnsupportedType(message) => {
                 Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "INVALID_INPUT", message)
             }
+            Refusal::KeyInUse => Self::new(
+                StatusCode::CONFLICT,
+                "IDEMPOTENCY_KEY_IN_USE",
+                idempotency::IN_USE,
+            ),
+            Refusal::KeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                idempotency::REUSED,
+            ),
             Refusal::Internal(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL_ERROR",
@@ -113,6 +123,7 @@ impl From<EngineError> for V1Error {
                 "CONCURRENT_JOBS_EXCEEDED",
                 "You have reached the maximum number of concurrent jobs for your plan.",
             ),
+            EngineError::IdempotencyKeyInUse => Refusal::KeyInUse.into(),
             EngineError::NotCancellable(state) => Self::new(
                 StatusCode::CONFLICT,
                 "JOB_NOT_CANCELLABLE",

@@ -9,6 +9,8 @@ pub mod wire;
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -28,6 +30,7 @@ use crate::shared::cancel_and_wait;
 use crate::shared::events::{job_events, EventStream};
 use crate::shared::extract::values::{non_empty, PageLimit};
 use crate::shared::extract::{JobPath, Json, Query};
+use crate::shared::idempotency::{submit_and_answer, KeyInFlight};
 use crate::shared::openapi::{document_shared_refusals, SharedRefusals};
 use crate::shared::request_id;
 use crate::shared::scheduling::Scheduling;
@@ -148,8 +151,9 @@ async fn own_job(
 async fn submit(
     State(ctx): State<Ctx<Gateway>>,
     auth: Authed<Submit>,
+    key: Option<KeyInFlight>,
     Json(request, _): Json<SubmitRequest, V1Error>,
-) -> Result<axum::Json<Submitted>, V1Error> {
+) -> Result<Response, V1Error> {
     let gateway = &ctx.own;
     let model = gateway.catalog.get(&request.model).ok_or_else(|| {
         V1Error::model_not_found(format!("Model {:?} does not exist.", request.model))
@@ -201,6 +205,36 @@ async fn submit(
         timeout_seconds: scheduling.timeout_seconds,
         ..NewJob::default()
     };
+    if let Some(key) = key {
+        // The answer is kept with the key in the job's own transaction, so
+        // it cannot wait for the job's place in the queue: its estimate is
+        // the model's typical run time (docs/idempotency.md).
+        let typical_ms = model.typical_completion(0);
+        let request_id = request_id::current();
+        let answer = move |jobs: &[Job]| {
+            serde_json::to_value(Submitted {
+                job_id: jobs[0].id.to_string(),
+                request_id: request_id.clone(),
+                status: "pending",
+                estimated_completion_time: genq_engine::time::iso8601_s(
+                    jobs[0].created_at + typical_ms,
+                ),
+                cost_micro_cents: jobs[0].cost_micro_cents,
+            })
+            .expect("serializes")
+        };
+        let app = &ctx.app;
+        let (_, response) = submit_and_answer(
+            app,
+            &auth.principal,
+            vec![new],
+            Some(key),
+            StatusCode::OK,
+            answer,
+        )
+        .await?;
+        return Ok(response);
+    }
     let job = ctx.app.engine.submit(&auth.principal, new).await?;
     let eta = model
         .estimate_completion(&ctx.app.engine, &job, gateway.worker_slots)
@@ -212,7 +246,8 @@ async fn submit(
         status: "pending",
         estimated_completion_time: genq_engine::time::iso8601_s(eta),
         cost_micro_cents: cost,
-    }))
+    })
+    .into_response())
 }
 
 /// Get a job's status, progress and outputs.

@@ -9,7 +9,7 @@ use axum::Json;
 use genq_engine::EngineError;
 use serde_json::{json, Value};
 
-use crate::shared::Refusal;
+use crate::shared::{idempotency, Refusal};
 
 #[derive(Debug)]
 pub struct ProviderError {
@@ -83,6 +83,8 @@ impl From<Refusal> for ProviderError {
             Refusal::UnsupportedType(message) => {
                 Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
             }
+            Refusal::KeyInUse => Self::new(StatusCode::CONFLICT, idempotency::IN_USE),
+            Refusal::KeyReused => Self::new(StatusCode::UNPROCESSABLE_ENTITY, idempotency::REUSED),
             Refusal::Internal(_) => Self::internal(),
         }
     }
@@ -102,6 +104,7 @@ impl From<EngineError> for ProviderError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many jobs queued or running; wait for some to finish.",
             ),
+            EngineError::IdempotencyKeyInUse => Refusal::KeyInUse.into(),
             EngineError::NotCancellable(state) => Self::new(
                 StatusCode::CONFLICT,
                 format!(

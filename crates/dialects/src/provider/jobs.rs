@@ -16,6 +16,7 @@ use super::{Authed, Provider, ProviderState};
 use crate::dialect::Ctx;
 use crate::shared::auth::{Read, Submit};
 use crate::shared::extract::{Json, JsonText, PathId};
+use crate::shared::idempotency::{submit_and_answer, KeyInFlight};
 use crate::shared::scheduling::Scheduling;
 use crate::shared::{cancel_and_wait, validate_webhook_url};
 
@@ -33,6 +34,7 @@ const MAX_SESSION_ID_BYTES: usize = genq_engine::job::MAX_CORRELATION_ID_BYTES;
 pub(super) async fn submit(
     State(ctx): State<Ctx<Provider>>,
     auth: Authed<Submit>,
+    key: Option<KeyInFlight>,
     JsonText(body, _): JsonText<ProviderError>,
 ) -> Result<Response, ProviderError> {
     let request: Value = serde_json::from_slice(&body)
@@ -133,33 +135,38 @@ pub(super) async fn submit(
         },
     });
     input.as_object_mut().expect("an object").extend(step);
-    let job = ctx
-        .app
-        .engine
-        .submit(
-            &auth.principal,
-            NewJob {
-                kind: TEMPLATE_KIND.into(),
-                dialect: <Provider as crate::Dialect>::NAME.into(),
-                input,
-                webhook_url,
-                cost_micro_cents: credits_to_micro_cents(credits, own),
-                limits: SubmitLimits {
-                    max_active_per_key: None,
-                    max_active_per_account: Some(own.max_concurrent_jobs),
-                },
-                correlation_id: session_id,
-                priority: scheduling.priority,
-                timeout_seconds: scheduling.timeout_seconds,
-                ..NewJob::default()
-            },
-        )
-        .await?;
-    let body = json!({
-        "message": "Job update accepted and processing.",
-        "job": super::job_record(&job, own.credit_micro_cents),
-    });
-    Ok((StatusCode::CREATED, axum::Json(body)).into_response())
+    let new = NewJob {
+        kind: TEMPLATE_KIND.into(),
+        dialect: <Provider as crate::Dialect>::NAME.into(),
+        input,
+        webhook_url,
+        cost_micro_cents: credits_to_micro_cents(credits, own),
+        limits: SubmitLimits {
+            max_active_per_key: None,
+            max_active_per_account: Some(own.max_concurrent_jobs),
+        },
+        correlation_id: session_id,
+        priority: scheduling.priority,
+        timeout_seconds: scheduling.timeout_seconds,
+        ..NewJob::default()
+    };
+    let credit = own.credit_micro_cents;
+    let answer = move |jobs: &[Job]| {
+        json!({
+            "message": "Job update accepted and processing.",
+            "job": super::job_record(&jobs[0], credit),
+        })
+    };
+    let (_, response) = submit_and_answer(
+        &ctx.app,
+        &auth.principal,
+        vec![new],
+        key,
+        StatusCode::CREATED,
+        answer,
+    )
+    .await?;
+    Ok(response)
 }
 
 fn credits_to_micro_cents(credits: f64, own: &ProviderState) -> i64 {

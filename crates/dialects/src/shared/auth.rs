@@ -73,18 +73,10 @@ where
     type Rejection = E;
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, E> {
-        let app = AppState::from_ref(state);
-        let principal = match presented_key(&parts.headers) {
-            Some(key) => app.engine.authenticate(key).await?,
-            None => {
-                let session = session_token(&parts.headers).ok_or(Refusal::MissingKey)?;
-                if !csrf_safe(&parts.method, &parts.headers, &session) {
-                    return Err(Refusal::InvalidKey.into());
-                }
-                app.engine.session_principal(&session).await?
-            }
-        }
-        .ok_or(Refusal::InvalidKey)?;
+        let principal = match parts.extensions.get::<Authenticated>() {
+            Some(Authenticated(principal)) => principal.clone(),
+            None => caller::<E>(&AppState::from_ref(state), parts).await?,
+        };
         if let Some(scope) = S::REQUIRED {
             if !principal.has_scope(scope) {
                 return Err(Refusal::MissingScope(scope).into());
@@ -95,6 +87,28 @@ where
             _route: PhantomData,
         })
     }
+}
+
+/// The caller a layer before the handler already authenticated (the
+/// idempotency layer), so that [`Authed`] does not look the key up again.
+/// Only server code puts it in a request's extensions.
+#[derive(Clone)]
+pub struct Authenticated(pub Principal);
+
+/// The caller of a request, by its key or its console session (with the
+/// CSRF check on state changes); not yet checked for a scope.
+pub async fn caller<E: Rejects>(app: &AppState, parts: &Parts) -> Result<Principal, E> {
+    match presented_key(&parts.headers) {
+        Some(key) => app.engine.authenticate(key).await?,
+        None => {
+            let session = session_token(&parts.headers).ok_or(Refusal::MissingKey)?;
+            if !csrf_safe(&parts.method, &parts.headers, &session) {
+                return Err(Refusal::InvalidKey.into());
+            }
+            app.engine.session_principal(&session).await?
+        }
+    }
+    .ok_or_else(|| Refusal::InvalidKey.into())
 }
 
 /// The console session token a request's cookies carry, if any.

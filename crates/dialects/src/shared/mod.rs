@@ -7,6 +7,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod http_metrics;
+pub mod idempotency;
 pub mod media;
 pub mod openapi;
 pub mod rate_limit;
@@ -35,6 +36,10 @@ pub enum Refusal {
     TooLarge(String),
     /// An upload whose bytes are not of an accepted type.
     UnsupportedType(String),
+    /// Another request holds the request's idempotency key (409).
+    KeyInUse,
+    /// The idempotency key was used with a different request (422).
+    KeyReused,
     /// Our fault, already logged; the message is for the log, not the client.
     Internal(String),
 }

@@ -8,7 +8,7 @@ use axum::Json;
 use genq_engine::EngineError;
 
 use crate::shared::upload::UploadError;
-use crate::shared::Refusal;
+use crate::shared::{idempotency, Refusal};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -91,6 +91,16 @@ impl From<Refusal> for ApiError {
                     "Uploaded file's type isn't supported: {message}. Images: JPEG, PNG, WebP; audio: MP3, WAV, M4A, OGG"
                 ),
             ),
+            Refusal::KeyInUse => Self::new(
+                StatusCode::CONFLICT,
+                "IDEMPOTENCY_KEY_IN_USE",
+                idempotency::IN_USE,
+            ),
+            Refusal::KeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                idempotency::REUSED,
+            ),
             Refusal::Internal(_) => Self::internal_error(),
         }
     }
@@ -105,6 +115,7 @@ impl From<EngineError> for ApiError {
                 "ACTIVE_JOB_EXISTS",
                 "You already have an active job. Wait for it to finish or cancel it first.",
             ),
+            EngineError::IdempotencyKeyInUse => Refusal::KeyInUse.into(),
             EngineError::NotCancellable(state) => Self::new(
                 StatusCode::CONFLICT,
                 "NOT_CANCELLABLE",

@@ -28,6 +28,7 @@ use crate::shared::auth::{self, Read, Submit};
 use crate::shared::events::{job_events, EventStream};
 use crate::shared::extract::values::{non_empty, PageLimit};
 use crate::shared::extract::{JobPath, Query};
+use crate::shared::idempotency::{submit_and_answer, KeyInFlight};
 use crate::shared::openapi::{document_shared_refusals, SharedRefusals};
 use crate::shared::scheduling::Scheduling;
 use crate::shared::upload::{read_text, stream_file, MediaClass, Upload, UploadError};
@@ -164,8 +165,9 @@ async fn own_job(
 async fn create_job(
     State(ctx): State<Ctx<VideoApi>>,
     auth: Authed<Submit>,
+    key: Option<KeyInFlight>,
     multipart: Result<Multipart, MultipartRejection>,
-) -> Result<(StatusCode, Json<JobCreated>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let mut multipart = multipart?;
     let form = match read_form(&mut multipart, &ctx).await {
         Ok(form) => form,
@@ -212,15 +214,24 @@ async fn create_job(
         timeout_seconds: scheduling.timeout_seconds,
         ..NewJob::default()
     };
-    let job = ctx.app.engine.submit(&auth.principal, new).await?;
-    // `image` and `audio` drop here: their staged files are already moved.
-    Ok((
-        StatusCode::CREATED,
-        Json(JobCreated {
+    let answer = |jobs: &[Job]| {
+        serde_json::to_value(JobCreated {
             message: "Job created",
-            job_id: job.id.to_string(),
-        }),
-    ))
+            job_id: jobs[0].id.to_string(),
+        })
+        .expect("serializes")
+    };
+    let (_, response) = submit_and_answer(
+        &ctx.app,
+        &auth.principal,
+        vec![new],
+        key,
+        StatusCode::CREATED,
+        answer,
+    )
+    .await?;
+    // `image` and `audio` drop here: their staged files are already moved.
+    Ok(response)
 }
 
 struct SubmitForm {

@@ -104,6 +104,7 @@ async fn dispatch(
     let mut claims = JoinSet::new();
     let mut queue_empty = false;
     let mut overdue = tokio::time::interval(OVERDUE_SWEEP_EVERY);
+    let mut sweeps = 0u64;
     overdue.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let runner = Runner {
         engine: engine.clone(),
@@ -130,7 +131,13 @@ async fn dispatch(
             }
             _ = wake.notified(), if queue_empty => queue_empty = false,
             _ = tokio::time::sleep(config.poll_interval), if queue_empty => queue_empty = false,
-            _ = overdue.tick() => fail_overdue(&engine).await,
+            _ = overdue.tick() => {
+                fail_overdue(&engine).await;
+                sweeps += 1;
+                if sweeps.is_multiple_of(FORGET_KEYS_EVERY) {
+                    forget_expired_keys(&engine).await;
+                }
+            }
             _ = stop.cancelled() => break,
         }
         while jobs.try_join_next().is_some() {}
@@ -163,6 +170,17 @@ async fn dispatch(
 /// How often a worker process fails the pending jobs whose deadline passed
 /// (running ones are failed by their own worker at the moment itself).
 const OVERDUE_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Every so many overdue sweeps, expired idempotency keys are forgotten.
+const FORGET_KEYS_EVERY: u64 = 60;
+
+async fn forget_expired_keys(engine: &Engine) {
+    match engine.db().delete_expired_keys(now_ms()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(keys = n, "forgot expired idempotency keys"),
+        Err(e) => tracing::warn!(error = %e, "forgetting expired idempotency keys failed"),
+    }
+}
 
 async fn fail_overdue(engine: &Engine) {
     match engine.db().fail_overdue(now_ms()).await {

@@ -82,6 +82,16 @@ impl From<Refusal> for EventsError {
                 "UNSUPPORTED_TYPE",
                 message,
             ),
+            Refusal::KeyInUse => Self::new(
+                StatusCode::CONFLICT,
+                "IDEMPOTENCY_KEY_IN_USE",
+                crate::shared::idempotency::IN_USE,
+            ),
+            Refusal::KeyReused => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "IDEMPOTENCY_KEY_REUSED",
+                crate::shared::idempotency::REUSED,
+            ),
             Refusal::Internal(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL_ERROR",
