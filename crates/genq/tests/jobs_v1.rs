@@ -803,3 +803,113 @@ async fn an_idempotency_key_makes_one_job_and_one_charge() {
     assert_eq!(list["jobs"].as_array().unwrap().len(), 3, "{list}");
     assert_eq!(g.balance().await, before - 3 * cost);
 }
+
+#[tokio::test]
+async fn a_batch_is_submitted_all_or_nothing() {
+    let g = Gateway::start(
+        &[
+            "--workers",
+            "0",
+            "--max-concurrent-jobs",
+            "5000",
+            "--submit-rate-limit-per-minute",
+            "0",
+        ],
+        1_000_000_000,
+    );
+    let url = g.server.url("/v1/jobs/batch");
+    let speech = |text: &str| json!({"model": "genq/text-to-speech", "input": {"text": text}});
+    let batch = |n: usize| json!({"jobs": (0..n).map(|i| speech(&format!("Job {i}."))).collect::<Vec<_>>()});
+    let before = g.balance().await;
+
+    let (code, first, _) = submit_keyed(&url, &g.account.api_key, "batch-1", &batch(1000)).await;
+    let body: Value = serde_json::from_slice(&first).unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body["requestId"].as_str().unwrap().starts_with("req_"));
+    let jobs = body["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 1000);
+    let ids: HashSet<&str> = jobs.iter().map(|j| j["jobId"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 1000);
+    assert!(jobs.iter().all(|j| j["status"] == "pending"));
+    let cost = jobs[0]["costMicroCents"].as_i64().unwrap();
+    assert!(cost > 0);
+    let total: i64 = jobs
+        .iter()
+        .map(|j| j["costMicroCents"].as_i64().unwrap())
+        .sum();
+    assert_eq!(g.balance().await, before - total);
+    // In order: each id is the job of that item.
+    let (_, last) = g
+        .get(&format!(
+            "/v1/jobs/{}",
+            jobs[999]["jobId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(last["status"], "pending", "{last}");
+    // Replayed under its key: no second batch.
+    let (code, again, replayed) =
+        submit_keyed(&url, &g.account.api_key, "batch-1", &batch(1000)).await;
+    assert_eq!((code, replayed, again == first), (200, true, true));
+    assert_eq!(g.balance().await, before - total);
+
+    // One invalid item: nothing submitted, the item and field named.
+    let mut bad = batch(5);
+    bad["jobs"][3]["input"] = json!({"text": 42});
+    let (code, body, _) = submit_keyed(&url, &g.account.api_key, "batch-2", &bad).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((code, error_code(&body)), (400, "INVALID_INPUT"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("jobs[3].input"),
+        "{body}"
+    );
+    let mut unknown = batch(3);
+    unknown["jobs"][1]["model"] = json!("genq/no-such-model");
+    let (code, body, _) = submit_keyed(&url, &g.account.api_key, "batch-3", &unknown).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("jobs[1].model"),
+        "{body}"
+    );
+    for n in [0, 1001] {
+        let (code, _, _) =
+            submit_keyed(&url, &g.account.api_key, &format!("size-{n}"), &batch(n)).await;
+        assert_eq!(code, 400, "{n} jobs");
+    }
+    assert_eq!(g.balance().await, before - total);
+
+    // A balance for 999 of them: 402, and nothing submitted.
+    let poor = create_account_with(
+        &g.server.data_dir,
+        "poor",
+        &[
+            "--credits",
+            &(999 * cost).to_string(),
+            "--max-concurrent-jobs",
+            "5000",
+        ],
+    );
+    let (code, body, _) = submit_keyed(&url, &poor.api_key, "batch-4", &batch(1000)).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (code, error_code(&body)),
+        (402, "INSUFFICIENT_BALANCE"),
+        "{body}"
+    );
+    let (_, list, _) = g
+        .call(&poor.api_key, reqwest::Method::GET, "/v1/jobs", None)
+        .await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 0, "{list}");
+    let (_, account, _) = g
+        .call(&poor.api_key, reqwest::Method::GET, "/v1/account", None)
+        .await;
+    assert_eq!(account["balanceMicroCents"], 999 * cost);
+    let (code, _, _) = submit_keyed(&url, &poor.api_key, "batch-5", &batch(999)).await;
+    assert_eq!(code, 200);
+}

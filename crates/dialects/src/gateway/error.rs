@@ -33,6 +33,24 @@ impl V1Error {
         Self::new(StatusCode::NOT_FOUND, "MODEL_NOT_FOUND", message)
     }
 
+    /// The refusal of one item of a batch: a 400 naming the item (the
+    /// message already names the field), or the model refusal naming it.
+    pub fn in_batch_item(self, index: usize) -> Self {
+        match self.code {
+            "MODEL_NOT_FOUND" => {
+                Self::invalid_input(format!("jobs[{index}].model: {}", self.message))
+            }
+            "MODEL_ACCESS_DENIED" => Self {
+                message: format!("jobs[{index}].model: {}", self.message),
+                ..self
+            },
+            _ => Self {
+                message: format!("jobs[{index}].{}", self.message),
+                ..self
+            },
+        }
+    }
+
     pub fn job_not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,

@@ -3,6 +3,7 @@
 //! `X-API-Key`) with the `submit_job` / `check_status` scopes; errors as
 //! `{"error": {"code", "message"}, "requestId"}`.
 
+mod batch;
 mod error;
 pub mod wire;
 
@@ -67,6 +68,7 @@ impl Dialect for Gateway {
     fn routes(routes: Routes<Self>, _: &DialectSettings) -> Routes<Self> {
         routes
             .submit("/v1/jobs/submit", post(submit))
+            .submit("/v1/jobs/batch", post(batch::submit_batch))
             .route("/v1/jobs", get(list))
             .route("/v1/jobs/{job_id}", get(status))
             .route("/v1/jobs/{job_id}/events", get(status_events))
@@ -113,10 +115,13 @@ impl JobShape for GatewayShape {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(submit, status, status_events, list, cancel, models, account),
+    paths(submit, batch::submit_batch, status, status_events, list, cancel, models, account),
     components(schemas(
         SubmitRequest,
         Submitted,
+        batch::BatchRequest,
+        batch::BatchSubmitted,
+        batch::BatchJob,
         JobView,
         JobList,
         JobListItem,
@@ -126,6 +131,70 @@ impl JobShape for GatewayShape {
     ))
 )]
 struct GatewayDoc;
+
+impl GatewayState {
+    /// A submission's job, every check done that needs no database: the
+    /// model, version and access, the input against the model's schema,
+    /// the webhook URL, priority and timeout, and the price.
+    fn prepare<'c>(
+        &'c self,
+        principal: &genq_engine::Principal,
+        request: SubmitRequest,
+    ) -> Result<(NewJob, &'c genq_catalog::Model), V1Error> {
+        let gateway = self;
+        let model = gateway.catalog.get(&request.model).ok_or_else(|| {
+            V1Error::model_not_found(format!("Model {:?} does not exist.", request.model))
+        })?;
+        let version = model.version(request.version.as_deref()).ok_or_else(|| {
+            V1Error::model_not_found(format!(
+                "Model {:?} has no version {:?}.",
+                request.model,
+                request.version.as_deref().unwrap_or_default()
+            ))
+        })?;
+        if !genq_catalog::may_use(principal, &model.slug) {
+            return Err(V1Error::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "MODEL_ACCESS_DENIED",
+                format!("Your API key does not have access to {:?}.", model.slug),
+            ));
+        }
+        model
+            .validate(&request.input)
+            .map_err(V1Error::invalid_input)?;
+        let webhook_url = request
+            .webhook_url
+            .map(|url| crate::shared::validate_webhook_url(&url))
+            .transpose()
+            .map_err(|e| V1Error::invalid_input(format!("webhookUrl: {e}")))?;
+        let scheduling = Scheduling::check(
+            request.priority,
+            request.timeout_seconds,
+            ["priority", "timeoutSeconds"],
+        )
+        .map_err(V1Error::invalid_input)?;
+        let cost = model.price.cost(&request.input);
+        let new = NewJob {
+            kind: model.backend_for(version).job_kind().to_owned(),
+            dialect: Gateway::NAME.into(),
+            input: request.input,
+            webhook_url,
+            model: Some(ModelRef {
+                slug: model.slug.clone(),
+                version: version.id.clone(),
+            }),
+            cost_micro_cents: cost,
+            limits: SubmitLimits {
+                max_active_per_key: None,
+                max_active_per_account: Some(gateway.max_concurrent_jobs),
+            },
+            priority: scheduling.priority,
+            timeout_seconds: scheduling.timeout_seconds,
+            ..NewJob::default()
+        };
+        Ok((new, model))
+    }
+}
 
 /// One of the caller's jobs of this dialect; any other is not found.
 async fn own_job(
@@ -155,56 +224,8 @@ async fn submit(
     Json(request, _): Json<SubmitRequest, V1Error>,
 ) -> Result<Response, V1Error> {
     let gateway = &ctx.own;
-    let model = gateway.catalog.get(&request.model).ok_or_else(|| {
-        V1Error::model_not_found(format!("Model {:?} does not exist.", request.model))
-    })?;
-    let version = model.version(request.version.as_deref()).ok_or_else(|| {
-        V1Error::model_not_found(format!(
-            "Model {:?} has no version {:?}.",
-            request.model,
-            request.version.as_deref().unwrap_or_default()
-        ))
-    })?;
-    if !genq_catalog::may_use(&auth.principal, &model.slug) {
-        return Err(V1Error::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "MODEL_ACCESS_DENIED",
-            format!("Your API key does not have access to {:?}.", model.slug),
-        ));
-    }
-    model
-        .validate(&request.input)
-        .map_err(V1Error::invalid_input)?;
-    let webhook_url = request
-        .webhook_url
-        .map(|url| crate::shared::validate_webhook_url(&url))
-        .transpose()
-        .map_err(|e| V1Error::invalid_input(format!("webhookUrl: {e}")))?;
-    let scheduling = Scheduling::check(
-        request.priority,
-        request.timeout_seconds,
-        ["priority", "timeoutSeconds"],
-    )
-    .map_err(V1Error::invalid_input)?;
-    let cost = model.price.cost(&request.input);
-    let new = NewJob {
-        kind: model.backend_for(version).job_kind().to_owned(),
-        dialect: Gateway::NAME.into(),
-        input: request.input,
-        webhook_url,
-        model: Some(ModelRef {
-            slug: model.slug.clone(),
-            version: version.id.clone(),
-        }),
-        cost_micro_cents: cost,
-        limits: SubmitLimits {
-            max_active_per_key: None,
-            max_active_per_account: Some(gateway.max_concurrent_jobs),
-        },
-        priority: scheduling.priority,
-        timeout_seconds: scheduling.timeout_seconds,
-        ..NewJob::default()
-    };
+    let (new, model) = gateway.prepare(&auth.principal, request)?;
+    let cost = new.cost_micro_cents;
     if let Some(key) = key {
         // The answer is kept with the key in the job's own transaction, so
         // it cannot wait for the job's place in the queue: its estimate is
