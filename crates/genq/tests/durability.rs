@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use futures::StreamExt;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -134,4 +135,125 @@ async fn sigterm_past_the_grace_period_releases_the_job_for_another_process() {
         "COMPLETED"
     );
     assert_eq!(list_item(&server, &client).await["retries"], 0);
+}
+
+/// Keyed v1 submissions in flight when the server is SIGKILLed: retried
+/// with their keys after a restart, each key ends with exactly one job,
+/// charged once, whichever side of its commit the kill fell on.
+#[tokio::test]
+async fn keyed_submissions_cut_by_kill_9_make_one_job_each_when_retried() {
+    const KEYS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "--workers",
+        "0",
+        "--max-concurrent-jobs",
+        "1000",
+        "--rate-limit-per-minute",
+        "0",
+        "--submit-rate-limit-per-minute",
+        "0",
+    ];
+    let mut server = Server::start(&data, &args, &[]);
+    let account = create_account_with(&data, "keyed", &["--credits", "1000000000"]);
+    let balance = |server: &Server| {
+        let (url, key) = (server.url("/v1/account"), account.api_key.clone());
+        async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            json_of(response).await.1["balanceMicroCents"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let before = balance(&server).await;
+    let submit = |base: String, i: usize| {
+        let key = account.api_key.clone();
+        async move {
+            let body = serde_json::json!({
+                "model": "genq/text-to-speech",
+                "input": {"text": format!("Submission {i}.")},
+            });
+            let response = reqwest::Client::new()
+                .post(format!("{base}/v1/jobs/submit"))
+                .bearer_auth(key)
+                .header("Idempotency-Key", format!("kill-{i}"))
+                .json(&body)
+                .send()
+                .await
+                .ok()?;
+            let code = response.status().as_u16();
+            Some((code, json_of(response).await.1))
+        }
+    };
+    // All at once, and the kill as soon as the first is answered: some are
+    // committed and answered, some committed and not yet answered, some not
+    // yet committed.
+    let mut racing: futures::stream::FuturesUnordered<_> = (0..KEYS)
+        .map(|i| tokio::spawn(submit(server.base.clone(), i)))
+        .collect();
+    let mut answered_before = 0;
+    while let Some(answer) = racing.next().await {
+        if let Some((200, _)) = answer.unwrap() {
+            answered_before += 1;
+            break;
+        }
+    }
+    server.kill();
+    while let Some(answer) = racing.next().await {
+        if let Some((200, _)) = answer.unwrap() {
+            answered_before += 1;
+        }
+    }
+
+    let server = Server::start(&data, &args, &[]);
+    let response = reqwest::Client::new()
+        .get(server.url("/v1/jobs?limit=100"))
+        .bearer_auth(&account.api_key)
+        .send()
+        .await
+        .unwrap();
+    let committed = json_of(response).await.1["jobs"].as_array().unwrap().len();
+    eprintln!("{answered_before} of {KEYS} answered, {committed} committed before the kill");
+    let mut job_ids = std::collections::HashSet::new();
+    let mut cost = 0;
+    for i in 0..KEYS {
+        // A claim cut short frees itself within its lease (on PostgreSQL).
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        let body = loop {
+            let (code, body) = submit(server.base.clone(), i).await.unwrap();
+            if code == 200 {
+                break body;
+            }
+            assert_eq!(code, 409, "{body}");
+            assert!(std::time::Instant::now() < deadline, "key {i} stays in use");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        job_ids.insert(body["jobId"].as_str().unwrap().to_owned());
+        cost = body["costMicroCents"].as_i64().unwrap();
+    }
+    assert_eq!(job_ids.len(), KEYS);
+    let response = reqwest::Client::new()
+        .get(server.url("/v1/jobs?limit=100"))
+        .bearer_auth(&account.api_key)
+        .send()
+        .await
+        .unwrap();
+    let (_, list) = json_of(response).await;
+    let listed: std::collections::HashSet<String> = list["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["jobId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        listed, job_ids,
+        "{answered_before} were answered before the kill"
+    );
+    assert_eq!(balance(&server).await, before - KEYS as i64 * cost);
 }

@@ -149,6 +149,73 @@ async fn one_active_job_per_key_holds_across_api_nodes() {
     assert_eq!(codes.iter().filter(|c| **c == 409).count(), 49, "{codes:?}");
 }
 
+#[tokio::test]
+async fn one_idempotency_key_makes_one_job_across_api_nodes() {
+    let Some(db) = Database::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "--workers",
+        "0",
+        "--database-url",
+        &db.url,
+        "--submit-rate-limit-per-minute",
+        "0",
+    ];
+    let (a, b) = (
+        Server::start(&data, &args, &[]),
+        Server::start(&data, &args, &[]),
+    );
+    let account = create_account_with(
+        &data,
+        "keyed",
+        &["--database-url", &db.url, "--credits", "10000000"],
+    );
+    let body = json!({"model": "genq/text-to-speech", "input": {"text": "Just once."}});
+    let submissions = (0..20).map(|i| {
+        let url = if i % 2 == 0 { &a } else { &b }.url("/v1/jobs/submit");
+        let (key, body) = (account.api_key.clone(), body.clone());
+        tokio::spawn(async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .header("Idempotency-Key", "both-nodes")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let code = response.status().as_u16();
+            (code, response.bytes().await.unwrap())
+        })
+    });
+    let mut answers = Vec::new();
+    for handle in submissions.collect::<Vec<_>>() {
+        answers.push(handle.await.unwrap());
+    }
+    let accepted: std::collections::HashSet<_> = answers
+        .iter()
+        .filter(|(code, _)| *code == 200)
+        .map(|(_, body)| body.clone())
+        .collect();
+    assert_eq!(accepted.len(), 1, "{answers:?}");
+    assert!(
+        answers.iter().all(|(code, _)| *code == 200 || *code == 409),
+        "{answers:?}"
+    );
+    // One job, one charge, in the database both nodes share.
+    assert_eq!(
+        common::postgres::psql(&db.url, "SELECT count(*) FROM jobs"),
+        "1"
+    );
+    assert_eq!(
+        common::postgres::psql(
+            &db.url,
+            "SELECT count(*) FROM ledger WHERE reason = 'reserve'"
+        ),
+        "1"
+    );
+}
+
 async fn futures_join(handles: impl Iterator<Item = tokio::task::JoinHandle<u16>>) -> Vec<u16> {
     let mut codes = Vec::new();
     for handle in handles.collect::<Vec<_>>() {

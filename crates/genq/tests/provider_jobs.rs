@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::HashSet;
 use std::process::Command;
 
 use common::studio::*;
@@ -408,4 +409,65 @@ async fn a_job_that_fails_is_refunded_and_says_why() {
         error.contains("values.avatar") && error.contains("image"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_one_job_however_many_retries_race() {
+    let studio = Studio::start(&["--workers", "0", "--submit-rate-limit-per-minute", "0"]);
+    let body =
+        json!({"template_id": studio.project, "job_type": "image", "values": studio.values()});
+    let send = |key: &'static str, body: Value| {
+        let (url, api_key) = (
+            studio.server.url("/jobs/v2"),
+            studio.account.api_key.clone(),
+        );
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("x-api-key", api_key)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let code = response.status().as_u16();
+            let replayed = response.headers().get("idempotent-replayed").is_some();
+            (code, replayed, response.bytes().await.unwrap().to_vec())
+        }
+    };
+    let credits = studio.credits().await;
+    let answers = futures::future::join_all((0..20).map(|_| send("render-1", body.clone()))).await;
+    let made: HashSet<&Vec<u8>> = answers
+        .iter()
+        .filter(|(code, _, _)| *code == 201)
+        .map(|(_, _, body)| body)
+        .collect();
+    assert_eq!(made.len(), 1, "{answers:?}");
+    assert!(answers
+        .iter()
+        .all(|(code, _, _)| *code == 201 || *code == 409));
+    let (code, replayed, again) = send("render-1", body.clone()).await;
+    assert_eq!((code, replayed), (201, true));
+    assert!(made.contains(&again));
+    let record: Value = serde_json::from_slice(&again).unwrap();
+    let charged: f64 = record["job"]["credit_used"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(studio.credits().await, credits - charged);
+
+    let mut changed = body.clone();
+    changed["job_type"] = json!("pdf");
+    let (code, _, refused) = send("render-1", changed).await;
+    let refused: Value = serde_json::from_slice(&refused).unwrap();
+    assert_eq!(code, 422, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("different request"),
+        "{refused}"
+    );
+    assert_eq!(studio.credits().await, credits - charged);
 }

@@ -646,3 +646,63 @@ async fn health_and_openapi_need_no_key() {
         "{schemes}"
     );
 }
+
+#[tokio::test]
+async fn an_idempotency_key_replays_an_upload_and_refuses_another() {
+    let s = setup(&["--workers", "0"]);
+    let other_image = image(&s.fixtures, "b.png", 64, 48);
+    let image = image(&s.fixtures, "a.jpg", 64, 48);
+    let audio = audio(&s.fixtures, "a.mp3", 1.0);
+    // Each request is a new form with a boundary of its own, as a client's
+    // retry would be.
+    let send = |image: std::path::PathBuf, key: &'static str| {
+        let (client, url, audio) = (&s.client, s.server.url("/api/jobs"), audio.clone());
+        async move {
+            let part = |path: &std::path::Path| {
+                reqwest::multipart::Part::bytes(std::fs::read(path).unwrap())
+                    .file_name(path.file_name().unwrap().to_string_lossy().into_owned())
+            };
+            let form = reqwest::multipart::Form::new()
+                .part("image", part(&image))
+                .part("audio", part(&audio))
+                .text("priority", "3");
+            let response = client
+                .post(url)
+                .header("Idempotency-Key", key)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            let code = response.status().as_u16();
+            let replayed = response.headers().get("idempotent-replayed").cloned();
+            (code, replayed, response.bytes().await.unwrap())
+        }
+    };
+    let (code, replayed, first) = send(image.clone(), "upload-1").await;
+    assert_eq!((code, replayed), (201, None), "{first:?}");
+    let (code, replayed, again) = send(image.clone(), "upload-1").await;
+    assert_eq!(code, 201);
+    assert_eq!(replayed.unwrap(), "true");
+    assert_eq!(again, first);
+    // Another image under the same key.
+    let (code, _, body) = send(other_image, "upload-1").await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("different request"),
+        "{body}"
+    );
+    // One job, and the seed's one-active-job rule never saw a second.
+    let (_, list) = json_of(
+        s.client
+            .get(s.server.url("/api/jobs"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
+}
