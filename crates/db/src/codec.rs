@@ -17,7 +17,8 @@ use genq_engine::{AccountId, Job, JobEvent, JobFailure, ModelRef, Project};
 pub(crate) const JOB_COLUMNS: &str = "id, account_id, api_key_id, kind, dialect, input, \
     input_files, state, progress, outputs, error_code, error_message, retries, webhook_url, \
     model, model_version, cost_micro_cents, media_token, share_token, correlation_id, \
-    priority, timeout_ms, deadline_at, created_at, updated_at, started_at, completed_at";
+    priority, timeout_ms, deadline_at, inputs_deleted_at, outputs_deleted_at, created_at, \
+    updated_at, started_at, completed_at";
 
 /// The columns [`event_from_row`] reads.
 pub(crate) const EVENT_COLUMNS: &str =
@@ -153,6 +154,8 @@ pub(crate) fn job_from_row(row: &impl Columns) -> DbResult<Job> {
             .clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
         timeout_ms: row.opt_int("timeout_ms")?,
         deadline_at: row.opt_int("deadline_at")?,
+        inputs_deleted_at: row.opt_int("inputs_deleted_at")?,
+        outputs_deleted_at: row.opt_int("outputs_deleted_at")?,
         created_at: row.int("created_at")?,
         updated_at: row.int("updated_at")?,
         started_at: row.opt_int("started_at")?,

@@ -8,6 +8,7 @@ mod codec;
 mod policy;
 mod postgres;
 mod queue_depth;
+mod retention;
 mod shared;
 mod sql;
 mod sqlite;

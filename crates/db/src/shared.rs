@@ -401,17 +401,18 @@ macro_rules! job_db {
                         .map_err(db_err("queueing a job again"))?;
                     let Some(cost) = cost else {
                         // Not finished (left alone), or not the caller's.
-                        let state: Option<String> = ::sqlx::query_scalar($crate::sql::STATE_OF_JOB)
+                        let state: Option<(String, Option<i64>)> = ::sqlx::query_as($crate::sql::STATE_OF_JOB)
                             .bind(&id)
                             .bind(&account)
                             .bind(request.dialect)
                             .fetch_optional(&mut *tx)
                             .await
                             .map_err(db_err("reading a job"))?;
-                        if state.is_none() {
-                            return Ok(RequeueOutcome::NotFound(*job));
+                        match state {
+                            None => return Ok(RequeueOutcome::NotFound(*job)),
+                            Some((_, Some(_))) => return Ok(RequeueOutcome::InputsDeleted(*job)),
+                            Some((_, None)) => continue,
                         }
-                        continue;
                     };
                     round += 1;
                     if cost > 0 {

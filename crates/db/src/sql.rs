@@ -111,8 +111,8 @@ pub(crate) static REQUEST_CANCEL: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// The state of job `$1` of account `$2` (of dialect `$3`, when not NULL).
-pub(crate) const STATE_OF_JOB: &str = "SELECT state FROM jobs WHERE id = $1 AND account_id = $2 \
-    AND (CAST($3 AS TEXT) IS NULL OR dialect = $3)";
+pub(crate) const STATE_OF_JOB: &str = "SELECT state, inputs_deleted_at FROM jobs \
+    WHERE id = $1 AND account_id = $2 AND (CAST($3 AS TEXT) IS NULL OR dialect = $3)";
 
 pub(crate) const HEARTBEAT: &str = "UPDATE jobs SET lease_until = $1 \
     WHERE id = $2 AND attempt = $3 AND state = 'PROCESSING' RETURNING cancel_requested";
@@ -147,9 +147,37 @@ pub(crate) const REQUEUE_JOB: &str = "UPDATE jobs SET state = 'PENDING', run = r
     progress = 0, outputs = '[]', error_code = NULL, error_message = NULL, \
     cancel_requested = $1, lease_owner = NULL, lease_until = NULL, retries = 0, \
     started_at = NULL, completed_at = NULL, updated_at = $2, queue_round = $3, \
-    deadline_at = $2 + timeout_ms \
+    deadline_at = $2 + timeout_ms, outputs_deleted_at = NULL \
     WHERE id = $4 AND account_id = $5 AND (CAST($6 AS TEXT) IS NULL OR dialect = $6) \
-    AND state IN ('COMPLETED', 'FAILED') RETURNING cost_micro_cents";
+    AND state IN ('COMPLETED', 'FAILED') AND inputs_deleted_at IS NULL RETURNING cost_micro_cents";
+
+/// The retention sweep's lease (`$1` name, `$2` owner, `$3` now, `$4`
+/// until): taken when free or expired, kept by its owner.
+pub(crate) const TAKE_LEASE: &str = "INSERT INTO genq_leases (name, owner, until) \
+    VALUES ($1, $2, $4) ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, \
+    until = excluded.until WHERE genq_leases.until < $3 OR genq_leases.owner = excluded.owner \
+    RETURNING owner";
+
+pub(crate) static JOBS_WITH_INPUTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE completed_at < $1 AND inputs_deleted_at IS NULL \
+         AND state IN ('COMPLETED', 'FAILED', 'CANCELLED') ORDER BY completed_at LIMIT $2"
+    )
+});
+
+pub(crate) const MARK_INPUTS_DELETED: &str = "UPDATE jobs SET inputs_deleted_at = $1, \
+    input = $2 WHERE id = $3 AND inputs_deleted_at IS NULL \
+    AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')";
+
+pub(crate) static JOBS_WITH_OUTPUTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE completed_at < $1 AND outputs_deleted_at IS NULL \
+         AND state = 'COMPLETED' ORDER BY completed_at LIMIT $2"
+    )
+});
+
+pub(crate) const MARK_OUTPUTS_DELETED: &str = "UPDATE jobs SET outputs_deleted_at = $1 \
+    WHERE id = $2 AND outputs_deleted_at IS NULL AND state = 'COMPLETED'";
 
 /// The round a newly queued job of an account gets (see
 /// migrations/sqlite/0004_fair_queue.sql): the larger of the two.

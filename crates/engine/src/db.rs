@@ -104,6 +104,9 @@ pub struct RequeueRequest<'a> {
 
 #[derive(Debug, PartialEq)]
 pub enum RequeueOutcome {
+    /// One of them had its inputs deleted by the retention sweep: it cannot
+    /// run again, and nothing changed.
+    InputsDeleted(JobId),
     /// The COMPLETED and FAILED jobs among them are PENDING again, each
     /// charged its cost anew; the others were left as they were.
     Requeued(Vec<JobId>),
@@ -167,13 +170,44 @@ pub struct ClaimRequest<'a> {
 
 /// Every concern of the database, as one object.
 pub trait Database:
-    AccountDb + JobDb + QueueDb + OutboxDb + EventFeed + ProjectDb + IdempotencyDb
+    AccountDb + JobDb + QueueDb + OutboxDb + EventFeed + ProjectDb + IdempotencyDb + RetentionDb
 {
 }
 
-impl<T: AccountDb + JobDb + QueueDb + OutboxDb + EventFeed + ProjectDb + IdempotencyDb> Database
-    for T
+impl<T> Database for T where
+    T: AccountDb + JobDb + QueueDb + OutboxDb + EventFeed + ProjectDb + IdempotencyDb + RetentionDb
 {
+}
+
+/// What the retention sweep (`crate::retention`) reads and marks.
+#[async_trait]
+pub trait RetentionDb: Send + Sync + 'static {
+    /// Takes (or keeps) the lease `name` for `owner` until `until`, unless
+    /// another owner's lease is still running: true when `owner` holds it.
+    async fn take_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: Millis,
+        until: Millis,
+    ) -> DbResult<bool>;
+    /// Finished jobs (of any end) that finished before `before` and still
+    /// have their inputs, oldest first.
+    async fn jobs_with_inputs(&self, before: Millis, limit: u32) -> DbResult<Vec<Job>>;
+    /// Records that a job's inputs are deleted (its input JSON as it is
+    /// kept from now on), if it is still finished with its inputs; false
+    /// otherwise (it was queued again meanwhile).
+    async fn mark_inputs_deleted(
+        &self,
+        job: JobId,
+        input: &serde_json::Value,
+        now: Millis,
+    ) -> DbResult<bool>;
+    /// COMPLETED jobs that completed before `before` and still have their
+    /// outputs, oldest first.
+    async fn jobs_with_outputs(&self, before: Millis, limit: u32) -> DbResult<Vec<Job>>;
+    /// Records that a job's outputs are deleted, if it still has them.
+    async fn mark_outputs_deleted(&self, job: JobId, now: Millis) -> DbResult<bool>;
 }
 
 /// Idempotency keys in flight (see `crate::idempotency`); a kept key is

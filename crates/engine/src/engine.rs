@@ -441,6 +441,7 @@ impl Engine {
                 Ok(ids)
             }
             RequeueOutcome::NotFound(_) => Err(EngineError::NotFound),
+            RequeueOutcome::InputsDeleted(id) => Err(EngineError::InputsDeleted(id)),
             RequeueOutcome::InsufficientBalance { balance, cost } => {
                 Err(EngineError::InsufficientBalance { balance, cost })
             }

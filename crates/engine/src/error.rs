@@ -18,6 +18,10 @@ pub enum EngineError {
     LimitReached(LimitKind),
     #[error("the balance ({balance} micro-cents) does not cover the cost ({cost} micro-cents)")]
     InsufficientBalance { balance: i64, cost: i64 },
+    /// The job's inputs were deleted by the retention sweep: it cannot run
+    /// again.
+    #[error("the inputs of job {0} were deleted after the input retention period")]
+    InputsDeleted(crate::ids::JobId),
     /// Another request holds the submission's idempotency key.
     #[error("another request with this idempotency key is in progress")]
     IdempotencyKeyInUse,
@@ -40,6 +44,7 @@ impl EngineError {
             EngineError::InsufficientBalance { .. } => "INSUFFICIENT_BALANCE",
             EngineError::NotCancellable(_) => "NOT_CANCELLABLE",
             EngineError::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
+            EngineError::InputsDeleted(_) => "INPUTS_DELETED",
             EngineError::Files(_) => "STORAGE_ERROR",
             EngineError::Db(_) => "DATABASE_ERROR",
         }

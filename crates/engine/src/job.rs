@@ -189,6 +189,11 @@ pub struct Job {
     /// When the present run fails with [`DEADLINE_EXCEEDED`] unless it has
     /// finished: queueing time + `timeout_ms`.
     pub deadline_at: Option<Millis>,
+    /// When the retention sweep deleted its stored inputs (it cannot run
+    /// again after that).
+    pub inputs_deleted_at: Option<Millis>,
+    /// When the retention sweep deleted its outputs (their links are gone).
+    pub outputs_deleted_at: Option<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
     pub started_at: Option<Millis>,

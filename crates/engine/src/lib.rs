@@ -24,6 +24,7 @@ pub mod ids;
 pub mod job;
 pub mod metrics;
 pub mod project;
+pub mod retention;
 mod sessions;
 mod submit;
 pub mod time;

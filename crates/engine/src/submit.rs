@@ -126,6 +126,8 @@ impl Engine {
             priority: new.priority,
             timeout_ms: new.timeout_seconds.map(|s| i64::from(s) * 1000),
             deadline_at: new.timeout_seconds.map(|s| now + i64::from(s) * 1000),
+            inputs_deleted_at: None,
+            outputs_deleted_at: None,
             created_at: now,
             updated_at: now,
             started_at: None,

@@ -137,3 +137,5 @@ impl PostgresDb {
             .map_err(db_err("starting a transaction"))
     }
 }
+
+crate::retention::retention_db!(PostgresDb);

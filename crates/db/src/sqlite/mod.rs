@@ -96,3 +96,5 @@ impl SqliteDb {
             .map_err(db_err("starting a transaction"))
     }
 }
+
+crate::retention::retention_db!(SqliteDb);

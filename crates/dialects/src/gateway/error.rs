@@ -142,6 +142,11 @@ impl From<EngineError> for V1Error {
                 "You have reached the maximum number of concurrent jobs for your plan.",
             ),
             EngineError::IdempotencyKeyInUse => Refusal::KeyInUse.into(),
+            EngineError::InputsDeleted(id) => Self::new(
+                StatusCode::CONFLICT,
+                "INPUTS_DELETED",
+                format!("The inputs of job {id} were deleted after the input retention period; submit it again."),
+            ),
             EngineError::NotCancellable(state) => Self::new(
                 StatusCode::CONFLICT,
                 "JOB_NOT_CANCELLABLE",

@@ -115,7 +115,16 @@ impl JobShape for GatewayShape {
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(submit, batch::submit_batch, status, status_events, list, cancel, models, account),
+    paths(
+        submit,
+        batch::submit_batch,
+        status,
+        status_events,
+        list,
+        cancel,
+        models,
+        account
+    ),
     components(schemas(
         SubmitRequest,
         Submitted,

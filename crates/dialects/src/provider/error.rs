@@ -105,6 +105,9 @@ impl From<EngineError> for ProviderError {
                 "Too many jobs queued or running; wait for some to finish.",
             ),
             EngineError::IdempotencyKeyInUse => Refusal::KeyInUse.into(),
+            EngineError::InputsDeleted(id) => Self::bad_request(format!(
+                "Job {id} cannot run again: its inputs were deleted after the input retention period. Submit a new job."
+            )),
             EngineError::NotCancellable(state) => Self::new(
                 StatusCode::CONFLICT,
                 format!(

@@ -517,6 +517,8 @@ mod tests {
             priority: 0,
             timeout_ms: None,
             deadline_at: None,
+            inputs_deleted_at: None,
+            outputs_deleted_at: None,
             created_at: 1,
             updated_at: 30,
             started_at: Some(10),
