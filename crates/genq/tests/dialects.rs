@@ -318,3 +318,130 @@ async fn a_rate_limit_refuses_in_the_called_dialects_shape() {
         200
     );
 }
+
+/// What no handler answers — a path no route matches, a method the route
+/// does not take, a path segment that is not UTF-8 — is still JSON in the
+/// shape of the dialect owning the path's prefix (the longest: the
+/// Provider's `/api/provider` inside the video API's `/api`).
+#[tokio::test]
+async fn refusals_outside_the_handlers_come_in_the_owning_dialects_shape() {
+    let w = world(&["--workers", "0"]);
+    let key = &w.account.api_key;
+    let video = |(code, body): &(u16, Value), want: u16, what: &str| {
+        assert_eq!(*code, want, "{what}: {body}");
+        assert!(body["error"].is_string(), "{what}: {body}");
+    };
+    let gateway = |(code, body): &(u16, Value), want: u16, what: &str| {
+        assert_eq!(*code, want, "{what}: {body}");
+        assert!(body["error"]["code"].is_string(), "{what}: {body}");
+        assert!(body["requestId"].is_string(), "{what}: {body}");
+    };
+    let provider = |(code, body): &(u16, Value), want: u16, what: &str| {
+        assert_eq!(*code, want, "{what}: {body}");
+        assert_eq!(body["statusCode"], want, "{what}: {body}");
+        assert!(body["message"].is_string(), "{what}: {body}");
+    };
+
+    // Unknown routes.
+    video(
+        &w.call(key, Method::GET, "/api/nope", None).await,
+        404,
+        "/api/nope",
+    );
+    gateway(
+        &w.call(key, Method::GET, "/v1/nope", None).await,
+        404,
+        "/v1/nope",
+    );
+    gateway(&w.call(key, Method::GET, "/v1", None).await, 404, "/v1");
+    for path in [
+        "/jobs/a/b/c",
+        "/api/provider/nope",
+        "/auth/nope",
+        "/storage/nope",
+    ] {
+        provider(&w.call(key, Method::GET, path, None).await, 404, path);
+    }
+    let (code, body) = w.call(key, Method::GET, "/nope", None).await;
+    assert_eq!(
+        (code, &body["error"]["code"]),
+        (404, &json!("NOT_FOUND")),
+        "{body}"
+    );
+
+    // Methods a route does not take: 405 with its Allow header.
+    for (path, shape) in [
+        ("/api/jobs", 'v'),
+        ("/v1/jobs/submit", 'g'),
+        ("/auth/credits", 'p'),
+        ("/api/provider/projects/active", 'p'),
+    ] {
+        let response = reqwest::Client::new()
+            .put(w.server.url(path))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .unwrap();
+        let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+        assert!(
+            !allow.is_empty() && !allow.contains("PUT"),
+            "{path}: {allow}"
+        );
+        let answer = json_of(response).await;
+        match shape {
+            'v' => video(&answer, 405, path),
+            'g' => gateway(&answer, 405, path),
+            _ => provider(&answer, 405, path),
+        }
+    }
+
+    // Path segments that are not UTF-8.
+    video(
+        &w.call(key, Method::GET, "/api/status/%ff", None).await,
+        404,
+        "/api/status/%ff",
+    );
+    gateway(
+        &w.call(key, Method::GET, "/v1/jobs/%ff", None).await,
+        404,
+        "/v1/jobs/%ff",
+    );
+    let path = "/storage/files/%ff?expires=1&signature=00";
+    provider(&w.call(key, Method::GET, path, None).await, 404, path);
+}
+
+/// JSON bodies up to the documented 16 MB are read (a `data:` input of a
+/// few MB fits); over it, 413 in the route's dialect's shape, not a 400.
+#[tokio::test]
+async fn json_bodies_fit_the_documented_limit_and_over_it_are_413() {
+    let w = world(&["--workers", "0"]);
+    let key = &w.account.api_key;
+    let picture = "A".repeat(3_000_000);
+    let body = json!({"model": "genq/image-audio-to-video", "input": {
+        "image_url": format!("data:image/png;base64,{picture}"),
+        "audio_url": "https://example.com/a.mp3"}});
+    let (code, answer) = w
+        .call(key, Method::POST, "/v1/jobs/submit", Some(body))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+
+    let huge = "A".repeat(17 * 1024 * 1024);
+    let body = json!({"model": "genq/title-card/text-to-video", "input": {"prompt": huge}});
+    let (code, answer) = w
+        .call(key, Method::POST, "/v1/jobs/submit", Some(body))
+        .await;
+    assert_eq!(
+        (code, &answer["error"]["code"]),
+        (413, &json!("INVALID_INPUT")),
+        "{answer}"
+    );
+    assert!(answer["requestId"].is_string(), "{answer}");
+    let body = json!({"job_type": "tts", "input": {"text": huge}});
+    let (code, answer) = w.call(key, Method::POST, "/jobs/v2", Some(body)).await;
+    assert_eq!(
+        (code, &answer["statusCode"]),
+        (413, &json!(413)),
+        "{answer}"
+    );
+    assert_eq!(answer["error"], "Payload Too Large", "{answer}");
+}

@@ -360,13 +360,12 @@ async fn cancelling_refunds_once_and_failures_are_refunded() {
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["progress"], 0);
     assert_eq!(failed["error"]["code"], "INVALID_IMAGE");
-    assert!(
-        failed["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("refunded"),
-        "{failed}"
-    );
+    // The refund is a sentence of its own after the failure's.
+    let message = failed["error"]["message"].as_str().unwrap();
+    let (before, _) = message
+        .split_once(" Credits have been refunded.")
+        .unwrap_or_else(|| panic!("{failed}"));
+    assert!(before.ends_with('.'), "{message}");
     assert_eq!(g.balance().await, 250_000);
     assert_ledger_matches(&g).await;
 }
@@ -549,4 +548,51 @@ async fn models_and_account_describe_themselves() {
     assert_eq!(account["balanceMicroCents"], 12_345);
     assert_eq!(account["concurrencyLimit"], 10);
     assert_eq!(account["activeJobs"], 0);
+}
+
+/// A value quoted in an error is cut to a short prefix: a 1 MB prompt or
+/// model slug does not come back as a 1 MB error.
+#[tokio::test]
+async fn errors_quote_at_most_a_short_prefix_of_a_value() {
+    let g = Gateway::start(&["--workers", "0"], 1_000_000);
+    let long = "a".repeat(1_000_000);
+    for body in [
+        json!({ "model": "genq/title-card/text-to-video", "input": { "prompt": long } }),
+        json!({ "model": long, "input": {} }),
+        json!({ "model": "genq/text-to-speech", "input": { "text": "x", "speed": long } }),
+        json!({ "model": "genq/text-to-speech", "input": { "text": "x" }, "webhookUrl": long }),
+        json!({ "model": "genq/text-to-speech", "version": long, "input": { "text": "x" } }),
+    ] {
+        let (code, answer) = g.submit(body).await;
+        assert!(code == 400 || code == 404, "{code}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.len() < 1_200, "{code}: {} bytes", message.len());
+        assert!(!message.contains(&"a".repeat(101)), "{message}");
+    }
+    let (code, answer) = g.submit(json!({ "model": long, "input": {} })).await;
+    assert_eq!((code, error_code(&answer)), (404, "MODEL_NOT_FOUND"));
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("\"{}…\"", "a".repeat(100))),
+        "{message}"
+    );
+}
+
+/// A lone UTF-16 surrogate in a `\u` escape is named as what it is.
+#[tokio::test]
+async fn a_lone_surrogate_is_named_in_the_error() {
+    let g = Gateway::start(&["--workers", "0"], 1_000_000);
+    let response = reqwest::Client::new()
+        .post(g.server.url("/v1/jobs/submit"))
+        .bearer_auth(&g.account.api_key)
+        .header("content-type", "application/json")
+        .body(r#"{"model": "genq/text-to-speech", "input": {"text": "\ud800"}}"#)
+        .send()
+        .await
+        .unwrap();
+    let (code, answer) = json_of(response).await;
+    assert_eq!((code, error_code(&answer)), (400, "INVALID_INPUT"));
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("lone surrogate"), "{message}");
+    assert!(!message.contains("end of hex escape"), "{message}");
 }
