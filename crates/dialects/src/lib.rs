@@ -150,10 +150,13 @@ pub fn router_with(
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
+/// How a dialect renders a refusal.
+type Refuse = fn(Refusal) -> Response;
+
 /// The answer to a path no route matches: refused in the shape of the
 /// dialect owning its longest matching prefix, or in genq's own shape.
 fn no_route(dialects: &[Box<dyn Registered>]) -> Arc<dyn Fn(&str) -> Response + Send + Sync> {
-    let mut owners: Vec<(&'static str, fn(Refusal) -> Response)> = dialects
+    let mut owners: Vec<(&'static str, Refuse)> = dialects
         .iter()
         .flat_map(|d| d.prefixes().iter().map(|p| (*p, d.refuse())))
         .collect();

@@ -128,10 +128,13 @@ pub async fn serve(
     }
 }
 
+/// Open connections by client IP (none listed: none open).
+type OpenPerIp = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
 /// Counts open connections against the limits.
 struct Gate {
     process: Arc<Semaphore>,
-    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_ip: OpenPerIp,
     max_per_ip: usize,
     exempt: Vec<IpNet>,
     /// Refusals being written: bounded, since each holds a descriptor.
@@ -141,7 +144,7 @@ struct Gate {
 /// One admitted connection's place, given back when it closes.
 struct Admitted {
     _permit: OwnedSemaphorePermit,
-    ip: Option<(IpAddr, Arc<Mutex<HashMap<IpAddr, usize>>>)>,
+    ip: Option<(IpAddr, OpenPerIp)>,
 }
 
 impl Drop for Admitted {
