@@ -31,8 +31,9 @@ use tower::ServiceExt;
 /// What the server allows a connection.
 #[derive(Clone, Debug)]
 pub struct ConnectionLimits {
-    /// From a connection's first byte (or the end of the previous request)
-    /// to the end of a request's headers.
+    /// From a connection's opening (or its previous response) to the end
+    /// of a request's headers: also how long a kept-alive connection may
+    /// idle.
     pub header_timeout: Duration,
     /// Open connections of the process.
     pub max_connections: usize,

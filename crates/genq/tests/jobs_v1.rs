@@ -596,3 +596,74 @@ async fn a_lone_surrogate_is_named_in_the_error() {
     assert!(message.contains("lone surrogate"), "{message}");
     assert!(!message.contains("end of hex escape"), "{message}");
 }
+
+/// What can be checked without running the job is checked at submission,
+/// against the published schema: a 400 `INVALID_INPUT` naming the field,
+/// not a job that fails later.
+#[tokio::test]
+async fn inputs_the_published_schema_refuses_are_refused_at_submission() {
+    let g = Gateway::start(&["--workers", "0"], 10_000_000);
+    let card = |background: &str| json!({ "model": "genq/title-card/text-to-video", "input": { "prompt": "hi", "background": background } });
+    let video = |image: &str, audio: &str| json!({ "model": "genq/image-audio-to-video", "input": { "image_url": image, "audio_url": audio } });
+    let ok_image = "https://example.com/a.png";
+    let ok_audio = "data:audio/wav;base64,UklGRg==";
+    let refused = [
+        (card("#GGGGGG"), "input.background"),
+        (card("#fff"), "input.background"),
+        (card("navyblue"), "input.background"),
+        (video("file:///etc/passwd", ok_audio), "input.image_url"),
+        (video("/relative/a.png", ok_audio), "input.image_url"),
+        (video("javascript:alert(1)", ok_audio), "input.image_url"),
+        (
+            video(ok_image, "ftp://example.com/a.mp3"),
+            "input.audio_url",
+        ),
+        (video(ok_image, "https:///no-host"), "input.audio_url"),
+        (
+            json!({ "model": "genq/text-to-speech", "input": { "text": "hi", "voice": "--stdout" } }),
+            "input.voice",
+        ),
+    ];
+    for (body, field) in refused {
+        let (code, answer) = g.submit(body.clone()).await;
+        assert_eq!(
+            (code, error_code(&answer)),
+            (400, "INVALID_INPUT"),
+            "{body}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{body}: {message}");
+    }
+    for body in [
+        card("#1a2B3c"),
+        card("Navy"),
+        video(ok_image, ok_audio),
+        video("HTTP://example.com/a.png", "http://example.com/a.mp3"),
+    ] {
+        let (code, answer) = g.submit(body.clone()).await;
+        assert_eq!(code, 200, "{body}: {answer}");
+    }
+    // The published schema says so.
+    let (_, models) = g.get("/v1/models").await;
+    let schema_of = |slug: &str| {
+        models["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["slug"] == slug)
+            .unwrap()["inputSchema"]
+            .clone()
+    };
+    let card_schema = schema_of("genq/title-card/text-to-video");
+    assert!(
+        card_schema["properties"]["background"]["pattern"].is_string(),
+        "{card_schema}"
+    );
+    let video_schema = schema_of("genq/image-audio-to-video");
+    for field in ["image_url", "audio_url"] {
+        assert!(
+            video_schema["properties"][field]["pattern"].is_string(),
+            "{video_schema}"
+        );
+    }
+}
