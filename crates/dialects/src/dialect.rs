@@ -7,15 +7,18 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use axum::extract::FromRef;
+use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::middleware::from_fn_with_state;
 use axum::routing::MethodRouter;
 use axum::Router;
 use genq_engine::{Job, JobState};
 
+use axum::response::{IntoResponse, Response};
+
 use crate::shared::auth::Rejects;
 use crate::shared::idempotency::idempotency;
 use crate::shared::rate_limit::{rate_limit, RateLimits, RouteKind};
+use crate::shared::Refusal;
 use crate::{AppState, DialectSettings};
 
 pub trait Dialect: Sized + Send + Sync + 'static {
@@ -23,6 +26,10 @@ pub trait Dialect: Sized + Send + Sync + 'static {
     const NAME: &'static str;
     /// The scopes its routes check (see `shared::auth`).
     const SCOPES: &'static [&'static str];
+    /// The path prefixes it owns (whole segments: `/v1` owns `/v1/…`):
+    /// a request there that matches none of its routes is refused in its
+    /// shape. The longest prefix of any dialect wins.
+    const PREFIXES: &'static [&'static str];
     /// Its error shape: every refusal on its routes comes out in it.
     type Error: Rejects;
     /// What its handlers need beyond [`AppState`], made once at start.
@@ -130,6 +137,9 @@ impl<D: Dialect> Routes<D> {
 pub(crate) trait Registered: Send + Sync {
     fn name(&self) -> &'static str;
     fn scopes(&self) -> &'static [&'static str];
+    fn prefixes(&self) -> &'static [&'static str];
+    /// Renders a refusal in its shape.
+    fn refuse(&self) -> fn(Refusal) -> Response;
     fn router(&self, app: &AppState, settings: &DialectSettings, limits: &RateLimits) -> Router;
     fn openapi(&self) -> utoipa::openapi::OpenApi;
     fn shape(&self, public_url: Arc<str>, settings: &DialectSettings) -> Arc<dyn JobShape>;
@@ -151,9 +161,22 @@ impl<D: Dialect> Registered for Mounted<D> {
         D::SCOPES
     }
 
+    fn prefixes(&self) -> &'static [&'static str] {
+        D::PREFIXES
+    }
+
+    fn refuse(&self) -> fn(Refusal) -> Response {
+        |refusal| D::Error::from(refusal).into_response()
+    }
+
     fn router(&self, app: &AppState, settings: &DialectSettings, limits: &RateLimits) -> Router {
         D::routes(Routes::new(limits.clone(), app.clone()), settings)
             .router
+            // axum's own 405 has an empty body; the Allow header stays.
+            .method_not_allowed_fallback(|| async { D::Error::from(Refusal::MethodNotAllowed) })
+            // A route's own limit (the video API's uploads) is set inside
+            // this one, and wins.
+            .layer(DefaultBodyLimit::max(crate::shared::MAX_JSON_BODY_BYTES))
             .with_state(Ctx::<D> {
                 app: app.clone(),
                 own: Arc::new(D::state(settings)),

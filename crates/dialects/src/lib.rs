@@ -14,7 +14,9 @@ pub mod video_api;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::Request;
 use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use genq_catalog::Catalog;
@@ -24,6 +26,7 @@ use genq_engine::{Engine, Job};
 use dialect::{mount, Registered};
 pub use dialect::{Ctx, Dialect, JobShape, Routes};
 use shared::rate_limit::{rate_limit, RateLimitConfig, RateLimits, RouteKind};
+use shared::Refusal;
 
 /// Every dialect genq speaks. Adding one is its folder and a line here.
 fn dialects() -> Vec<Box<dyn Registered>> {
@@ -132,14 +135,42 @@ pub fn router_with(
         )
         .merge(shared::media::routes())
         .with_state(app);
+    let fallback = no_route(&dialects());
     router
         .merge(shared)
         .merge(extra)
+        .fallback(move |request: Request| {
+            let fallback = fallback.clone();
+            async move { fallback(request.uri().path()) }
+        })
         // After routing, so that requests are counted by route template.
         .route_layer(axum::middleware::from_fn(shared::http_metrics::record))
         // Outside the rate limits, so that their refusals carry a request id too.
         .layer(axum::middleware::from_fn(shared::request_id::assign))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// How a dialect renders a refusal.
+type Refuse = fn(Refusal) -> Response;
+
+/// The answer to a path no route matches: refused in the shape of the
+/// dialect owning its longest matching prefix, or in genq's own shape.
+fn no_route(dialects: &[Box<dyn Registered>]) -> Arc<dyn Fn(&str) -> Response + Send + Sync> {
+    let mut owners: Vec<(&'static str, Refuse)> = dialects
+        .iter()
+        .flat_map(|d| d.prefixes().iter().map(|p| (*p, d.refuse())))
+        .collect();
+    owners.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+    Arc::new(move |path: &str| {
+        let owns = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        match owners.iter().find(|(prefix, _)| owns(prefix)) {
+            Some((_, refuse)) => refuse(Refusal::NoRoute),
+            None => shared::events::EventsError::from(Refusal::NoRoute).into_response(),
+        }
+    })
 }
 
 /// Each dialect's webhook body, by the dialect name jobs carry: the body of

@@ -228,8 +228,9 @@ impl Sender {
             Ok(url) => url,
             Err(e) => return Outcome::error(format!("invalid URL: {e}"), Some(NextStep::GiveUp)),
         };
-        // A refused literal address stays refused: retrying cannot help.
-        if let Err(e) = self.config.policy.check_url(&url, &["https"]) {
+        // A refused address stays refused, whether literal or what a name
+        // resolves to: retrying cannot help.
+        if let Err(e) = self.config.policy.check_resolved(&url, &["https"]).await {
             return Outcome::error(e.to_string(), Some(NextStep::GiveUp));
         }
 

@@ -83,9 +83,28 @@ pub struct ServerSettings {
     /// How long a web console sign-in lasts, in hours
     #[arg(long, env = "GENQ_CONSOLE_SESSION_HOURS", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..=8760))]
     pub console_session_hours: u64,
+    /// Time a client has to send a request's headers, in seconds
+    #[arg(long, env = "GENQ_HEADER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_seconds: u64,
+    /// Time a request body may go without sending data, in seconds
+    #[arg(long, env = "GENQ_BODY_IDLE_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_idle_timeout_seconds: u64,
+    /// Open connections of this process; 0: three quarters of its open-file limit
+    #[arg(long, env = "GENQ_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Open connections of one client IP (trusted proxies exempt); 0: no limit
+    #[arg(long, env = "GENQ_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    pub max_connections_per_ip: usize,
 }
 
 impl ServerSettings {
+    pub fn max_connections(&self) -> usize {
+        match self.max_connections {
+            0 => crate::http::default_max_connections(),
+            n => n,
+        }
+    }
+
     pub fn workers(&self) -> usize {
         self.workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))

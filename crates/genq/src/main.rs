@@ -5,6 +5,7 @@ mod admin;
 mod check;
 mod client;
 mod config;
+mod http;
 mod metrics;
 mod open;
 mod projects;

@@ -20,6 +20,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::http::ConnectionLimits;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -115,20 +117,31 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let app = genq_dialects::router_with(engine, &dialects, settings.limits.rate_limits(), |app| {
         genq_console::routes(app, console)
-    });
+    })
+    // A body that stops arriving fails its extractor instead of holding
+    // the connection (and a handler) for ever.
+    .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
+        settings.server.body_idle_timeout_seconds,
+    )));
+    let connections = ConnectionLimits {
+        header_timeout: Duration::from_secs(settings.server.header_timeout_seconds),
+        max_connections: settings.server.max_connections(),
+        max_per_ip: settings.server.max_connections_per_ip,
+        exempt: settings.limits.trusted_proxies.clone(),
+        drain: settings.queue.shutdown_grace(),
+    };
+    tracing::info!(
+        max_connections = connections.max_connections,
+        max_per_ip = connections.max_per_ip,
+        "connection limits"
+    );
     let stop = CancellationToken::new();
     if let Some(listen) = &settings.server.metrics_listen {
         crate::metrics::serve(listen, engine_for_metrics, stop.clone()).await?;
     }
     tracing::info!(public_url = %public_url, "listening on http://{addr}");
     tokio::spawn(wait_for_signal(stop.clone()));
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop.cancelled_owned())
-    .await
-    .context("serving HTTP")?;
+    crate::http::serve(listener, app, connections, stop).await;
     tracing::info!("no longer accepting requests");
     if let Some(pool) = pool {
         pool.shutdown().await;

@@ -318,3 +318,289 @@ async fn a_rate_limit_refuses_in_the_called_dialects_shape() {
         200
     );
 }
+
+/// What no handler answers — a path no route matches, a method the route
+/// does not take, a path segment that is not UTF-8 — is still JSON in the
+/// shape of the dialect owning the path's prefix (the longest: the
+/// Provider's `/api/provider` inside the video API's `/api`).
+#[tokio::test]
+async fn refusals_outside_the_handlers_come_in_the_owning_dialects_shape() {
+    let w = world(&["--workers", "0"]);
+    let key = &w.account.api_key;
+    let video = |(code, body): &(u16, Value), want: u16, what: &str| {
+        assert_eq!(*code, want, "{what}: {body}");
+        assert!(body["error"].is_string(), "{what}: {body}");
+    };
+    let gateway = |(code, body): &(u16, Value), want: u16, what: &str| {
+        assert_eq!(*code, want, "{what}: {body}");
+        assert!(body["error"]["code"].is_string(), "{what}: {body}");
+        assert!(body["requestId"].is_string(), "{what}: {body}");
+    };
+    let provider = |(code, body): &(u16, Value), want: u16, what: &str| {
+        assert_eq!(*code, want, "{what}: {body}");
+        assert_eq!(body["statusCode"], want, "{what}: {body}");
+        assert!(body["message"].is_string(), "{what}: {body}");
+    };
+
+    // Unknown routes.
+    video(
+        &w.call(key, Method::GET, "/api/nope", None).await,
+        404,
+        "/api/nope",
+    );
+    gateway(
+        &w.call(key, Method::GET, "/v1/nope", None).await,
+        404,
+        "/v1/nope",
+    );
+    gateway(&w.call(key, Method::GET, "/v1", None).await, 404, "/v1");
+    for path in [
+        "/jobs/a/b/c",
+        "/api/provider/nope",
+        "/auth/nope",
+        "/storage/nope",
+    ] {
+        provider(&w.call(key, Method::GET, path, None).await, 404, path);
+    }
+    let (code, body) = w.call(key, Method::GET, "/nope", None).await;
+    assert_eq!(
+        (code, &body["error"]["code"]),
+        (404, &json!("NOT_FOUND")),
+        "{body}"
+    );
+
+    // Methods a route does not take: 405 with its Allow header.
+    for (path, shape) in [
+        ("/api/jobs", 'v'),
+        ("/v1/jobs/submit", 'g'),
+        ("/auth/credits", 'p'),
+        ("/api/provider/projects/active", 'p'),
+    ] {
+        let response = reqwest::Client::new()
+            .put(w.server.url(path))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .unwrap();
+        let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+        assert!(
+            !allow.is_empty() && !allow.contains("PUT"),
+            "{path}: {allow}"
+        );
+        let answer = json_of(response).await;
+        match shape {
+            'v' => video(&answer, 405, path),
+            'g' => gateway(&answer, 405, path),
+            _ => provider(&answer, 405, path),
+        }
+    }
+
+    // Path segments that are not UTF-8.
+    video(
+        &w.call(key, Method::GET, "/api/status/%ff", None).await,
+        404,
+        "/api/status/%ff",
+    );
+    gateway(
+        &w.call(key, Method::GET, "/v1/jobs/%ff", None).await,
+        404,
+        "/v1/jobs/%ff",
+    );
+    let path = "/storage/files/%ff?expires=1&signature=00";
+    provider(&w.call(key, Method::GET, path, None).await, 404, path);
+}
+
+/// JSON bodies up to the documented 16 MB are read (a `data:` input of a
+/// few MB fits); over it, 413 in the route's dialect's shape, not a 400.
+#[tokio::test]
+async fn json_bodies_fit_the_documented_limit_and_over_it_are_413() {
+    let w = world(&["--workers", "0"]);
+    let key = &w.account.api_key;
+    let picture = "A".repeat(3_000_000);
+    let body = json!({"model": "genq/image-audio-to-video", "input": {
+        "image_url": format!("data:image/png;base64,{picture}"),
+        "audio_url": "https://example.com/a.mp3"}});
+    let (code, answer) = w
+        .call(key, Method::POST, "/v1/jobs/submit", Some(body))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+
+    let huge = "A".repeat(17 * 1024 * 1024);
+    let body = json!({"model": "genq/title-card/text-to-video", "input": {"prompt": huge}});
+    let (code, answer) = w
+        .call(key, Method::POST, "/v1/jobs/submit", Some(body))
+        .await;
+    assert_eq!(
+        (code, &answer["error"]["code"]),
+        (413, &json!("INVALID_INPUT")),
+        "{answer}"
+    );
+    assert!(answer["requestId"].is_string(), "{answer}");
+    let body = json!({"job_type": "tts", "input": {"text": huge}});
+    let (code, answer) = w.call(key, Method::POST, "/jobs/v2", Some(body)).await;
+    assert_eq!(
+        (code, &answer["statusCode"]),
+        (413, &json!(413)),
+        "{answer}"
+    );
+    assert_eq!(answer["error"], "Payload Too Large", "{answer}");
+}
+
+/// Slowloris: clients from four addresses dribbling request lines a byte at
+/// a time, more of them than the per-IP cap allows, into a server whose
+/// open-file limit is 256. Each is cut off after the header timeout, those
+/// over the cap get a clean 503 at once, a stalled request body fails after
+/// the body idle timeout — and meanwhile `/health` and submissions from
+/// another address keep answering in time, and nothing runs out of files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_clients_are_cut_off_while_others_keep_being_answered() {
+    use std::net::{IpAddr, SocketAddr};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "--workers",
+        "0",
+        "--header-timeout-seconds",
+        "2",
+        "--body-idle-timeout-seconds",
+        "2",
+        "--max-connections-per-ip",
+        "40",
+        "--rate-limit-per-minute",
+        "0",
+        "--submit-rate-limit-per-minute",
+        "0",
+        "--max-concurrent-jobs",
+        "1000",
+    ];
+    let server = Server::start_with_file_limit(&data, &args, &[], 256);
+    let account = create_account_with(&data, "slow", &["--credits", "100000000"]);
+    let addr: SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let until = Instant::now() + Duration::from_secs(8);
+    let refused = Arc::new(AtomicUsize::new(0));
+    let longest_hold = Arc::new(Mutex::new(Duration::ZERO));
+    let cut = Arc::new(AtomicUsize::new(0));
+
+    let mut attackers = Vec::new();
+    for source in 2..6u8 {
+        for _ in 0..60 {
+            let (refused, cut, longest_hold) = (refused.clone(), cut.clone(), longest_hold.clone());
+            attackers.push(tokio::spawn(async move {
+                let source = IpAddr::from([127, 0, 0, source]);
+                let line = b"GET /health HTTP/1.1\r\nHost: genq\r\nX-Slow: yes";
+                while Instant::now() < until {
+                    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                    socket.bind(SocketAddr::new(source, 0)).unwrap();
+                    let Ok(mut stream) = socket.connect(addr).await else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    };
+                    let opened = Instant::now();
+                    let mut answer = [0u8; 512];
+                    for byte in line.iter().cycle() {
+                        if Instant::now() >= until {
+                            return;
+                        }
+                        if stream.write_all(&[*byte]).await.is_err() {
+                            cut.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
+                        let read = tokio::time::timeout(
+                            Duration::from_millis(300),
+                            stream.read(&mut answer),
+                        )
+                        .await;
+                        match read {
+                            Err(_) => continue,
+                            Ok(Ok(n)) if answer[..n].starts_with(b"HTTP/1.1 503") => {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                break;
+                            }
+                            Ok(_) => {
+                                cut.fetch_add(1, Ordering::Relaxed);
+                                let mut longest = longest_hold.lock().unwrap();
+                                *longest = (*longest).max(opened.elapsed());
+                                break;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+    }
+
+    // Another client, on a new connection each time, is answered in time.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let mut answered = 0;
+    let mut submitted = 0;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while Instant::now() < until {
+        let health = http.get(server.url("/health")).send().await;
+        let health = health.unwrap_or_else(|e| panic!("/health: {e}\n{}", server.log()));
+        assert_eq!(health.status(), 200);
+        answered += 1;
+        if answered % 4 == 0 {
+            let body = json!({"model": "genq/text-to-speech", "input": {"text": "hi"}});
+            let response = http
+                .post(server.url("/v1/jobs/submit"))
+                .bearer_auth(&account.api_key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("a submission: {e}"));
+            assert_eq!(response.status(), 200);
+            submitted += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(answered >= 10 && submitted >= 2, "{answered} {submitted}");
+
+    // A body that stops arriving fails the request, and frees the connection.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/jobs/submit HTTP/1.1\r\nHost: genq\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"model\"",
+        account.api_key
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(6), stream.read(&mut answer))
+        .await
+        .expect("a stalled body is given up on")
+        .unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+
+    for attacker in attackers {
+        attacker.await.unwrap();
+    }
+    assert!(
+        refused.load(Ordering::Relaxed) > 0,
+        "over the per-IP cap: 503"
+    );
+    assert!(
+        cut.load(Ordering::Relaxed) >= 160,
+        "cut off: {}",
+        cut.load(Ordering::Relaxed)
+    );
+    let longest = *longest_hold.lock().unwrap();
+    assert!(
+        longest < Duration::from_secs(4),
+        "a dribbler was held {longest:?}"
+    );
+    let log = server.log();
+    assert!(!log.contains("Too many open files"), "{log}");
+}

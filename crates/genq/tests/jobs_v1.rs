@@ -360,13 +360,12 @@ async fn cancelling_refunds_once_and_failures_are_refunded() {
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["progress"], 0);
     assert_eq!(failed["error"]["code"], "INVALID_IMAGE");
-    assert!(
-        failed["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("refunded"),
-        "{failed}"
-    );
+    // The refund is a sentence of its own after the failure's.
+    let message = failed["error"]["message"].as_str().unwrap();
+    let (before, _) = message
+        .split_once(" Credits have been refunded.")
+        .unwrap_or_else(|| panic!("{failed}"));
+    assert!(before.ends_with('.'), "{message}");
     assert_eq!(g.balance().await, 250_000);
     assert_ledger_matches(&g).await;
 }
@@ -912,4 +911,122 @@ async fn a_batch_is_submitted_all_or_nothing() {
     assert_eq!(account["balanceMicroCents"], 999 * cost);
     let (code, _, _) = submit_keyed(&url, &poor.api_key, "batch-5", &batch(999)).await;
     assert_eq!(code, 200);
+}
+
+/// A value quoted in an error is cut to a short prefix: a 1 MB prompt or
+/// model slug does not come back as a 1 MB error.
+#[tokio::test]
+async fn errors_quote_at_most_a_short_prefix_of_a_value() {
+    let g = Gateway::start(&["--workers", "0"], 1_000_000);
+    let long = "a".repeat(1_000_000);
+    for body in [
+        json!({ "model": "genq/title-card/text-to-video", "input": { "prompt": long } }),
+        json!({ "model": long, "input": {} }),
+        json!({ "model": "genq/text-to-speech", "input": { "text": "x", "speed": long } }),
+        json!({ "model": "genq/text-to-speech", "input": { "text": "x" }, "webhookUrl": long }),
+        json!({ "model": "genq/text-to-speech", "version": long, "input": { "text": "x" } }),
+    ] {
+        let (code, answer) = g.submit(body).await;
+        assert!(code == 400 || code == 404, "{code}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.len() < 1_200, "{code}: {} bytes", message.len());
+        assert!(!message.contains(&"a".repeat(101)), "{message}");
+    }
+    let (code, answer) = g.submit(json!({ "model": long, "input": {} })).await;
+    assert_eq!((code, error_code(&answer)), (404, "MODEL_NOT_FOUND"));
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("\"{}…\"", "a".repeat(100))),
+        "{message}"
+    );
+}
+
+/// A lone UTF-16 surrogate in a `\u` escape is named as what it is.
+#[tokio::test]
+async fn a_lone_surrogate_is_named_in_the_error() {
+    let g = Gateway::start(&["--workers", "0"], 1_000_000);
+    let response = reqwest::Client::new()
+        .post(g.server.url("/v1/jobs/submit"))
+        .bearer_auth(&g.account.api_key)
+        .header("content-type", "application/json")
+        .body(r#"{"model": "genq/text-to-speech", "input": {"text": "\ud800"}}"#)
+        .send()
+        .await
+        .unwrap();
+    let (code, answer) = json_of(response).await;
+    assert_eq!((code, error_code(&answer)), (400, "INVALID_INPUT"));
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("lone surrogate"), "{message}");
+    assert!(!message.contains("end of hex escape"), "{message}");
+}
+
+/// What can be checked without running the job is checked at submission,
+/// against the published schema: a 400 `INVALID_INPUT` naming the field,
+/// not a job that fails later.
+#[tokio::test]
+async fn inputs_the_published_schema_refuses_are_refused_at_submission() {
+    let g = Gateway::start(&["--workers", "0"], 10_000_000);
+    let card = |background: &str| json!({ "model": "genq/title-card/text-to-video", "input": { "prompt": "hi", "background": background } });
+    let video = |image: &str, audio: &str| json!({ "model": "genq/image-audio-to-video", "input": { "image_url": image, "audio_url": audio } });
+    let ok_image = "https://example.com/a.png";
+    let ok_audio = "data:audio/wav;base64,UklGRg==";
+    let refused = [
+        (card("#GGGGGG"), "input.background"),
+        (card("#fff"), "input.background"),
+        (card("navyblue"), "input.background"),
+        (video("file:///etc/passwd", ok_audio), "input.image_url"),
+        (video("/relative/a.png", ok_audio), "input.image_url"),
+        (video("javascript:alert(1)", ok_audio), "input.image_url"),
+        (
+            video(ok_image, "ftp://example.com/a.mp3"),
+            "input.audio_url",
+        ),
+        (video(ok_image, "https:///no-host"), "input.audio_url"),
+        (
+            json!({ "model": "genq/text-to-speech", "input": { "text": "hi", "voice": "--stdout" } }),
+            "input.voice",
+        ),
+    ];
+    for (body, field) in refused {
+        let (code, answer) = g.submit(body.clone()).await;
+        assert_eq!(
+            (code, error_code(&answer)),
+            (400, "INVALID_INPUT"),
+            "{body}: {answer}"
+        );
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{body}: {message}");
+    }
+    for body in [
+        card("#1a2B3c"),
+        card("Navy"),
+        video(ok_image, ok_audio),
+        video("HTTP://example.com/a.png", "http://example.com/a.mp3"),
+    ] {
+        let (code, answer) = g.submit(body.clone()).await;
+        assert_eq!(code, 200, "{body}: {answer}");
+    }
+    // The published schema says so.
+    let (_, models) = g.get("/v1/models").await;
+    let schema_of = |slug: &str| {
+        models["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["slug"] == slug)
+            .unwrap()["inputSchema"]
+            .clone()
+    };
+    let card_schema = schema_of("genq/title-card/text-to-video");
+    assert!(
+        card_schema["properties"]["background"]["pattern"].is_string(),
+        "{card_schema}"
+    );
+    let video_schema = schema_of("genq/image-audio-to-video");
+    for field in ["image_url", "audio_url"] {
+        assert!(
+            video_schema["properties"][field]["pattern"].is_string(),
+            "{video_schema}"
+        );
+    }
 }

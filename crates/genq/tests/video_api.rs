@@ -151,6 +151,66 @@ async fn quick_start_renders_a_playable_video_as_long_as_the_audio() {
     assert_eq!(item["outputVideo"], video_url);
 }
 
+/// RFC 9110 §14.2: a Range header in another unit, or one that does not
+/// parse, is ignored (200, the whole file); several ranges may be answered
+/// with the whole file. Only a well-formed range past the end is a 416.
+#[tokio::test]
+async fn range_headers_are_read_as_rfc_9110_says() {
+    let s = setup(&[]);
+    let image = image(&s.fixtures, "a.png", 64, 48);
+    let audio = audio(&s.fixtures, "a.mp3", 1.0);
+    let (code, created) = s.client.submit(&s.server, &image, &audio, None).await;
+    assert_eq!(code, 201, "{created}");
+    let done = s
+        .client
+        .wait_terminal(&s.server, created["jobId"].as_str().unwrap())
+        .await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let url = done["outputVideo"].as_str().unwrap();
+    let whole = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    let http = reqwest::Client::new();
+    for range in [
+        "items=0-10",
+        "bytes=abc",
+        "bytes=0-1,4-5",
+        "bytes=5-2",
+        "bytes 0-10",
+    ] {
+        let response = http.get(url).header("Range", range).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{range}");
+        assert_eq!(response.bytes().await.unwrap(), whole, "{range}");
+    }
+    // A suffix longer than the file selects all of it (ServeFile's parser
+    // alone says 416).
+    let response = http
+        .get(url)
+        .header("Range", "bytes=-99999999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 206);
+    assert_eq!(response.bytes().await.unwrap(), whole);
+    let response = http
+        .get(url)
+        .header("Range", "bytes=2-5")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 206);
+    assert_eq!(
+        response.headers()["content-range"],
+        format!("bytes 2-5/{}", whole.len()).as_str()
+    );
+    assert_eq!(response.bytes().await.unwrap(), whole.slice(2..6));
+    let past = format!("bytes={}-", whole.len());
+    let response = http.get(url).header("Range", past).send().await.unwrap();
+    assert_eq!(response.status(), 416);
+    assert_eq!(
+        response.headers()["content-range"],
+        format!("bytes */{}", whole.len()).as_str()
+    );
+}
+
 #[tokio::test]
 async fn progress_rises_while_processing_and_updated_at_moves() {
     let s = setup(&[]);

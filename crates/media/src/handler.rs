@@ -1,13 +1,14 @@
 //! The renderers as the engine's [`Renderer`]s, each with its typed input.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use genq_catalog::kinds;
 use genq_engine::{JobContext, JobFailure, OutputKind, OutputRole, ProducedOutput, Renderer};
 use genq_outbound::fetch::Fetcher;
 use genq_sniff::{MediaClass, SNIFF_BYTES};
+use regex::Regex;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -21,6 +22,15 @@ use crate::title_card::{render_title_card, TitleCard, TitleCardInput};
 
 type ProgressSink<'a> = &'a (dyn Fn(u8) + Send + Sync);
 
+/// What the fetcher takes: an absolute http(s) URL with a host, or a
+/// `data:` URL. In the published schema too (as its `pattern`, so in
+/// ECMA-262 terms: schemes are case-insensitive, hence the classes), so a
+/// `file:`, `ftp:`, `javascript:` or relative URL is refused at submission
+/// rather than failing the job.
+static INPUT_URL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([Hh][Tt][Tt][Pp][Ss]?://[^/?#\s]|[Dd][Aa][Tt][Aa]:)").expect("a valid pattern")
+});
+
 /// An `image_audio_video` job's input: where the picture and the sound come
 /// from. Either uploaded with the job (the Image+Audio Video API, which also
 /// notes what it received) or given as URLs.
@@ -29,11 +39,17 @@ type ProgressSink<'a> = &'a (dyn Fn(u8) + Send + Sync);
 pub struct ImageAudioInput {
     /// http(s) or data: URL of a JPEG, PNG or WebP image
     #[schemars(with = "String")]
-    #[validate(length(min = 1))]
+    #[validate(
+        length(min = 1),
+        regex(path = *INPUT_URL, message = "must be an http(s) URL with a host, or a data: URL")
+    )]
     pub image_url: Option<String>,
     /// http(s) or data: URL of an MP3, WAV, M4A or OGG file
     #[schemars(with = "String")]
-    #[validate(length(min = 1))]
+    #[validate(
+        length(min = 1),
+        regex(path = *INPUT_URL, message = "must be an http(s) URL with a host, or a data: URL")
+    )]
     pub audio_url: Option<String>,
     /// The uploaded image, as the Image+Audio Video API received it (not
     /// part of the model's input).

@@ -254,6 +254,39 @@ async fn corrupt_image_is_rejected_as_invalid_image() {
     assert!(listing(&out).is_empty(), "left behind {:?}", listing(&out));
 }
 
+/// A file cut short (an upload that stopped, `head -c`) fails the render
+/// naming the image, rather than rendering with a grey lower half.
+#[tokio::test]
+async fn truncated_images_are_rejected_as_invalid_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let audio = wav(tmp.path(), 1.0);
+    for name in ["whole.jpg", "whole.png", "whole.webp"] {
+        let whole = lavfi_image(tmp.path(), name, "testsrc=size=320x240");
+        let bytes = std::fs::read(&whole).unwrap();
+        // The first render is fine; then cut at two thirds.
+        let out = tmp.path().join(format!("out-{name}"));
+        std::fs::create_dir(&out).unwrap();
+        render(&whole, &audio, &out, &RenderSettings::default())
+            .await
+            .unwrap_or_else(|e| panic!("{name} whole: {e}"));
+        let cut = tmp.path().join(format!("cut-{name}"));
+        std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        let out = tmp.path().join(format!("out-cut-{name}"));
+        std::fs::create_dir(&out).unwrap();
+        let err = render(&cut, &audio, &out, &RenderSettings::default())
+            .await
+            .expect_err(name);
+        assert_eq!(err.code(), "INVALID_IMAGE", "{name}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("image could not be decoded: "),
+            "{name}: {msg}"
+        );
+        assert!(msg.contains("truncated"), "{name}: {msg}");
+        assert!(listing(&out).is_empty(), "{name}: left {:?}", listing(&out));
+    }
+}
+
 #[tokio::test]
 async fn text_file_as_audio_is_rejected_as_invalid_audio() {
     let tmp = tempfile::tempdir().unwrap();

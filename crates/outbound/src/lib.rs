@@ -114,6 +114,46 @@ impl OutboundPolicy {
         }
     }
 
+    /// [`OutboundPolicy::check_url`], and for a host name, its addresses as
+    /// they resolve now: a name whose every address is refused is refused
+    /// like the literal, at once, rather than failing each attempt of a
+    /// retry schedule. (The connection still resolves through
+    /// [`GuardedResolver`], so a name that changes its answer is caught
+    /// there.) A name that does not resolve now is not refused: that may
+    /// pass.
+    pub async fn check_resolved(
+        &self,
+        url: &url::Url,
+        schemes: &[&str],
+    ) -> Result<(), OutboundError> {
+        self.check_url(url, schemes)?;
+        let Some(url::Host::Domain(host)) = url.host() else {
+            return Ok(());
+        };
+        if self.allow_private {
+            return Ok(());
+        }
+        let port = url.port_or_known_default().unwrap_or(443);
+        let Ok(resolved) = tokio::net::lookup_host((host, port)).await else {
+            return Ok(());
+        };
+        let mut refused = None;
+        for addr in resolved {
+            match forbidden_reason(addr.ip()) {
+                None => return Ok(()),
+                Some(reason) => {
+                    refused.get_or_insert((addr.ip(), reason));
+                }
+            }
+        }
+        match refused {
+            Some((ip, reason)) => Err(OutboundError::Refused(format!(
+                "{host} resolves to {ip} ({reason})"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// An HTTP client that resolves names through the guard, follows no
     /// redirects (a redirect could point anywhere) and gives up after
     /// `timeout`.

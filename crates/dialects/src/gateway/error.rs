@@ -7,7 +7,7 @@ use axum::Json;
 use genq_engine::EngineError;
 
 use crate::shared::request_id;
-use crate::shared::{idempotency, Refusal};
+use crate::shared::{bounded, idempotency, Refusal};
 
 #[derive(Debug)]
 pub struct V1Error {
@@ -63,7 +63,7 @@ impl V1Error {
 impl IntoResponse for V1Error {
     fn into_response(self) -> Response {
         let body = serde_json::json!({
-            "error": { "code": self.code, "message": self.message },
+            "error": { "code": self.code, "message": bounded(self.message) },
             "requestId": request_id::current(),
         });
         (self.status, Json(body)).into_response()
@@ -95,6 +95,16 @@ impl From<Refusal> for V1Error {
             ),
             Refusal::BadRequest(message) => Self::invalid_input(message),
             Refusal::NotFound => Self::job_not_found(),
+            Refusal::NoRoute => Self::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "No such endpoint; see /openapi.json.",
+            ),
+            Refusal::MethodNotAllowed => Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "This endpoint does not take this method; the Allow header lists those it takes.",
+            ),
             Refusal::TooLarge(message) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "INVALID_INPUT", message)
             }

@@ -54,6 +54,7 @@ pub struct GatewayState {
 impl Dialect for Gateway {
     const NAME: &'static str = "v1";
     const SCOPES: &'static [&'static str] = &[auth::SUBMIT_JOB, auth::CHECK_STATUS];
+    const PREFIXES: &'static [&'static str] = &["/v1"];
     type Error = V1Error;
     type State = GatewayState;
 

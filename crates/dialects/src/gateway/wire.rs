@@ -112,14 +112,14 @@ impl JobView {
             let failure = job.failure.clone().unwrap_or_else(|| {
                 genq_engine::JobFailure::new("GENERATION_FAILED", "The job failed.")
             });
-            let refunded = if job.cost_micro_cents > 0 {
-                " Credits have been refunded."
+            let message = if job.cost_micro_cents > 0 {
+                refunded(&failure.message)
             } else {
-                ""
+                failure.message
             };
             JobErrorBody {
                 code: failure.code,
-                message: format!("{}{refunded}", failure.message),
+                message,
             }
         });
         Self {
@@ -248,4 +248,37 @@ pub struct AccountView {
     pub balance_micro_cents: i64,
     pub concurrency_limit: u32,
     pub active_jobs: u64,
+}
+
+/// A failure's message with the refund said after it, as a sentence of its
+/// own: renderers' messages (`image could not be decoded: …`) end without a
+/// full stop.
+fn refunded(message: &str) -> String {
+    let message = message.trim_end();
+    let stop = if message.is_empty() || message.ends_with(['.', '!', '?', '…']) {
+        ""
+    } else {
+        "."
+    };
+    format!("{message}{stop} Credits have been refunded.")
+        .trim_start()
+        .to_owned()
+}
+
+#[cfg(test)]
+mod refund_tests {
+    use super::refunded;
+
+    #[test]
+    fn the_refund_is_a_sentence_of_its_own() {
+        assert_eq!(
+            refunded("image could not be decoded: truncated"),
+            "image could not be decoded: truncated. Credits have been refunded."
+        );
+        assert_eq!(
+            refunded("The model failed. "),
+            "The model failed. Credits have been refunded."
+        );
+        assert_eq!(refunded(""), "Credits have been refunded.");
+    }
 }

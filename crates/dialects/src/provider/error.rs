@@ -9,7 +9,7 @@ use axum::Json;
 use genq_engine::EngineError;
 use serde_json::{json, Value};
 
-use crate::shared::{idempotency, Refusal};
+use crate::shared::{bounded, idempotency, Refusal};
 
 #[derive(Debug)]
 pub struct ProviderError {
@@ -60,7 +60,12 @@ impl ProviderError {
 }
 
 impl IntoResponse for ProviderError {
-    fn into_response(self) -> Response {
+    fn into_response(mut self) -> Response {
+        if let Some(message) = self.body.get_mut("message") {
+            if let Value::String(text) = message.take() {
+                *message = Value::String(bounded(text));
+            }
+        }
         (self.status, Json(self.body)).into_response()
     }
 }
@@ -78,7 +83,11 @@ impl From<Refusal> for ProviderError {
                 format!("Too many requests; retry in {retry_after_secs} s."),
             ),
             Refusal::BadRequest(message) => Self::bad_request(message),
-            Refusal::NotFound => Self::not_found("Not found"),
+            Refusal::NotFound | Refusal::NoRoute => Self::not_found("Not found"),
+            Refusal::MethodNotAllowed => Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This route does not take this method",
+            ),
             Refusal::TooLarge(message) => Self::new(StatusCode::PAYLOAD_TOO_LARGE, message),
             Refusal::UnsupportedType(message) => {
                 Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)

@@ -118,6 +118,8 @@ pub struct ProviderState {
 impl Dialect for Provider {
     const NAME: &'static str = "provider";
     const SCOPES: &'static [&'static str] = &[auth::SUBMIT_JOB, auth::CHECK_STATUS];
+    // `/api/provider` is longer than the video API's `/api`, so it wins.
+    const PREFIXES: &'static [&'static str] = &["/jobs", "/storage", "/api/provider", "/auth"];
     type Error = ProviderError;
     type State = ProviderState;
 

@@ -9,7 +9,7 @@
 //! token: every API node can check it without a shared secret, and the
 //! token itself never appears in the URL.
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use genq_engine::time::now_ms;
@@ -24,7 +24,7 @@ use super::jobs::own_job;
 use super::{Authed, Provider};
 use crate::dialect::Ctx;
 use crate::shared::auth::Read;
-use crate::shared::extract::Query as DialectQuery;
+use crate::shared::extract::{PathId, Query as DialectQuery};
 use crate::shared::media::serve_output;
 
 /// Every storage key of a completed job, with the output it names.
@@ -147,7 +147,7 @@ pub(super) struct SignedQuery {
         (status = 404, description = "No such output")))]
 pub(super) async fn signed_download(
     State(ctx): State<Ctx<Provider>>,
-    Path(key): Path<String>,
+    PathId(key, _): PathId<String, ProviderError>,
     DialectQuery(query, _): DialectQuery<SignedQuery, ProviderError>,
     request: Request,
 ) -> Result<Response, ProviderError> {

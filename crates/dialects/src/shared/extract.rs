@@ -47,9 +47,33 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, E> {
         match axum::Json::<T>::from_request(request, state).await {
             Ok(axum::Json(value)) => Ok(Json(value, PhantomData)),
-            Err(rejection) => Err(Refusal::BadRequest(rejection.body_text()).into()),
+            Err(rejection) => Err(body_refusal(rejection.status(), rejection.body_text()).into()),
         }
     }
+}
+
+/// A body that could not be read or parsed: over the limit is a 413 (axum
+/// words it as "Failed to buffer the request body").
+fn body_refusal(status: axum::http::StatusCode, text: String) -> Refusal {
+    if status == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return Refusal::TooLarge(format!(
+            "The request body is larger than {} MB",
+            super::MAX_JSON_BODY_BYTES / (1024 * 1024)
+        ));
+    }
+    Refusal::BadRequest(json_error(text))
+}
+
+/// serde_json's words for a `\uD800`–`\uDBFF` escape not followed by its
+/// low half ("unexpected end of hex escape") name the wrong fault.
+fn json_error(text: String) -> String {
+    if text.contains("unexpected end of hex escape") {
+        return text.replace(
+            "unexpected end of hex escape",
+            "lone surrogate in a \\u escape (a \\uD800–\\uDBFF escape must be followed by a \\uDC00–\\uDFFF one)",
+        );
+    }
+    text
 }
 
 /// The `{job_id}` of the path. A malformed id names no job of the
@@ -95,9 +119,13 @@ where
         }
         let body = Bytes::from_request(request, state)
             .await
-            .map_err(|rejection| Refusal::BadRequest(rejection.body_text()))?;
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-            .map_err(|e| Refusal::BadRequest(format!("The body is not valid JSON: {e}")))?;
+            .map_err(|rejection| body_refusal(rejection.status(), rejection.body_text()))?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
+            Refusal::BadRequest(format!(
+                "The body is not valid JSON: {}",
+                json_error(e.to_string())
+            ))
+        })?;
         Ok(JsonText(body, PhantomData))
     }
 }

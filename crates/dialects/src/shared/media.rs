@@ -68,10 +68,16 @@ pub async fn serve_output(state: &AppState, job: &Job, name: &str, request: Requ
     let mut response = match files.local_path(&key) {
         // ServeFile answers Range requests (browsers seek in videos with
         // them) and conditional GETs.
-        Some(path) => match ServeFile::new(path).oneshot(request).await {
-            Ok(response) => response.into_response(),
-            Err(infallible) => match infallible {},
-        },
+        Some(path) => {
+            let request = match normalise_range(request, &path).await {
+                Ok(request) => request,
+                Err(response) => return response,
+            };
+            match ServeFile::new(path).oneshot(request).await {
+                Ok(response) => response.into_response(),
+                Err(infallible) => match infallible {},
+            }
+        }
         // An object store: stream the object (or the asked range) through.
         None => match stream_object(files.as_ref(), &key, request.headers()).await {
             Ok(response) => response,
@@ -92,6 +98,50 @@ pub async fn serve_output(state: &AppState, job: &Job, name: &str, request: Requ
         HeaderValue::from_static("private, max-age=86400"),
     );
     response
+}
+
+/// The request with its Range header as RFC 9110 reads it, for ServeFile:
+/// dropped where it must be ignored (other units, several ranges, nonsense),
+/// which ServeFile (through `http-range-header`) would answer with 416, and
+/// rewritten as one plain `bytes=A-B` otherwise. An unsatisfiable range is
+/// answered here.
+async fn normalise_range(
+    mut request: Request,
+    path: &std::path::Path,
+) -> Result<Request, Response> {
+    let Some(range) = request.headers().get(header::RANGE) else {
+        return Ok(request);
+    };
+    // A file that cannot be read is ServeFile's to answer (404).
+    let Ok(meta) = tokio::fs::metadata(path).await else {
+        return Ok(request);
+    };
+    let size = meta.len();
+    match wanted(Some(range), size) {
+        Wanted::Whole => {
+            request.headers_mut().remove(header::RANGE);
+        }
+        Wanted::Part(part) => {
+            let plain = format!("bytes={}-{}", part.start, part.end - 1);
+            request.headers_mut().insert(
+                header::RANGE,
+                HeaderValue::from_str(&plain).expect("an ASCII header"),
+            );
+        }
+        Wanted::Unsatisfiable => return Err(unsatisfiable(size)),
+    }
+    Ok(request)
+}
+
+fn unsatisfiable(size: u64) -> Response {
+    (
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        [
+            (header::CONTENT_RANGE, format!("bytes */{size}")),
+            (header::ACCEPT_RANGES, "bytes".to_owned()),
+        ],
+    )
+        .into_response()
 }
 
 /// What a Range header asks of an object of a given size.
@@ -159,16 +209,7 @@ async fn stream_object(
     let (status, range) = match wanted(headers.get(header::RANGE), size) {
         Wanted::Whole => (StatusCode::OK, 0..size),
         Wanted::Part(range) => (StatusCode::PARTIAL_CONTENT, range),
-        Wanted::Unsatisfiable => {
-            return Ok((
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                [
-                    (header::CONTENT_RANGE, format!("bytes */{size}")),
-                    (header::ACCEPT_RANGES, "bytes".to_owned()),
-                ],
-            )
-                .into_response());
-        }
+        Wanted::Unsatisfiable => return Ok(unsatisfiable(size)),
     };
     let length = range.end - range.start;
     let content_range = format!(

@@ -15,6 +15,15 @@ pub mod request_id;
 pub mod scheduling;
 pub mod upload;
 
+mod bounded;
+pub use bounded::{bounded, excerpt};
+
+/// The largest JSON (or other non-upload) request body any dialect reads:
+/// room for `data:` URL inputs of about 12 MB (base64 grows them by a
+/// third); larger inputs are fetched from http(s) URLs (`--max-input-mb`).
+/// Over it: 413 in the route's dialect's shape.
+pub const MAX_JSON_BODY_BYTES: usize = 16 * 1024 * 1024;
+
 /// What a shared layer refuses before (or instead of) a dialect's handler.
 /// Each dialect's error type is `From<Refusal>`, with its own words.
 #[derive(Debug)]
@@ -32,6 +41,11 @@ pub enum Refusal {
     BadRequest(String),
     /// No such job of the caller's (of this dialect's).
     NotFound,
+    /// No route of the dialect at this path.
+    NoRoute,
+    /// The path is a route, not for this method (the `Allow` header lists
+    /// the methods it takes).
+    MethodNotAllowed,
     /// An upload over its limit.
     TooLarge(String),
     /// An upload whose bytes are not of an accepted type.

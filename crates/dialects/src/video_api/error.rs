@@ -8,7 +8,7 @@ use axum::Json;
 use genq_engine::EngineError;
 
 use crate::shared::upload::UploadError;
-use crate::shared::{idempotency, Refusal};
+use crate::shared::{bounded, idempotency, Refusal};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -48,7 +48,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(serde_json::json!({ "error": self.message })),
+            Json(serde_json::json!({ "error": bounded(self.message) })),
         )
             .into_response()
     }
@@ -79,6 +79,16 @@ impl From<Refusal> for ApiError {
             ),
             Refusal::BadRequest(message) => Self::bad_request(message),
             Refusal::NotFound => Self::not_found(),
+            Refusal::NoRoute => Self::new(
+                StatusCode::NOT_FOUND,
+                "ROUTE_NOT_FOUND",
+                "No such endpoint; see /openapi.json",
+            ),
+            Refusal::MethodNotAllowed => Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "This endpoint does not take this method; the Allow header lists those it takes",
+            ),
             Refusal::TooLarge(message) => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "FILE_TOO_LARGE",

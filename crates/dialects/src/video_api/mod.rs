@@ -43,6 +43,7 @@ pub struct VideoApi;
 impl Dialect for VideoApi {
     const NAME: &'static str = "video";
     const SCOPES: &'static [&'static str] = &[auth::SUBMIT_JOB, auth::CHECK_STATUS];
+    const PREFIXES: &'static [&'static str] = &["/api"];
     type Error = ApiError;
     type State = ();
 

@@ -30,7 +30,43 @@ pub struct Server {
 impl Server {
     /// Starts `genq serve` on a free port and waits until it listens.
     pub fn start(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_with(data_dir, args, env, None)
+    }
+
+    /// [`Server::start`] with the process's open-file limit (soft and
+    /// hard) set to `files`, as `ulimit -n` would.
+    pub fn start_with_file_limit(
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        files: u64,
+    ) -> Server {
+        Self::start_with(data_dir, args, env, Some(files))
+    }
+
+    fn start_with(
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        files: Option<u64>,
+    ) -> Server {
         let mut command = Command::new(GENQ);
+        if let Some(files) = files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: files as libc::rlim_t,
+                        rlim_max: files as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)

@@ -1,5 +1,9 @@
 //! Background colours and the text colour that reads on each.
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 /// Background names accepted besides `#RRGGBB` (CSS values).
 pub const COLOUR_NAMES: [(&str, [u8; 3]); 14] = [
     ("black", [0, 0, 0]),
@@ -17,6 +21,22 @@ pub const COLOUR_NAMES: [(&str, [u8; 3]); 14] = [
     ("maroon", [128, 0, 0]),
     ("purple", [128, 0, 128]),
 ];
+
+/// What [`parse_colour`] accepts, as a pattern the published schema carries
+/// (ECMA-262 has no case-insensitive flag inside a pattern: each letter of
+/// a name is a class of both cases).
+pub(crate) static BACKGROUND: LazyLock<Regex> = LazyLock::new(|| {
+    let names: Vec<String> = COLOUR_NAMES
+        .iter()
+        .map(|(name, _)| {
+            name.chars()
+                .map(|c| format!("[{}{}]", c.to_ascii_uppercase(), c))
+                .collect()
+        })
+        .collect();
+    Regex::new(&format!(r"^\s*(#[0-9A-Fa-f]{{6}}|{})\s*$", names.join("|")))
+        .expect("a valid pattern")
+});
 
 const LIGHT_TEXT: [u8; 3] = [255, 255, 255];
 /// Near-black rather than black: softer on light backgrounds.
@@ -72,6 +92,18 @@ pub(crate) fn hex([r, g, b]: [u8; 3]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pattern_accepts_what_parses() {
+        for colour in ["#1a2B3c", "navy", "Grey", " white ", "PURPLE"] {
+            assert!(BACKGROUND.is_match(colour), "{colour}");
+            assert!(parse_colour(colour).is_some(), "{colour}");
+        }
+        for colour in ["#GGGGGG", "#fff", "#1a2b3c4d", "navyblue", "", "rgb(0,0,0)"] {
+            assert!(!BACKGROUND.is_match(colour), "{colour}");
+            assert!(parse_colour(colour).is_none(), "{colour}");
+        }
+    }
 
     #[test]
     fn colours_parse() {

@@ -96,7 +96,12 @@ pub struct TitleCardInput {
     /// Seconds (5 when absent).
     #[validate(range(min = MIN_DURATION_SECS, max = MAX_DURATION_SECS))]
     pub duration: Option<f64>,
-    /// #RRGGBB or a colour name
+    /// `#RRGGBB`, or a colour name: black, white, gray, grey, silver, navy,
+    /// blue, teal, green, yellow, orange, red, maroon, purple
+    #[validate(regex(
+        path = *colour::BACKGROUND,
+        message = "must be \"#RRGGBB\" or a colour name (black, white, gray, grey, silver, navy, blue, teal, green, yellow, orange, red, maroon, purple)"
+    ))]
     pub background: Option<String>,
     /// 1280x720 when absent.
     pub resolution: Option<Resolution>,
@@ -451,7 +456,7 @@ mod tests {
             ),
             (
                 json!({"prompt": "x", "background": "#12"}),
-                "\"background\" must be",
+                "input.background: must be \"#RRGGBB\" or a colour name",
             ),
             (
                 json!({"prompt": "x", "background": 3}),

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use genq_engine::EngineError;
 
 use crate::shared::request_id;
-use crate::shared::Refusal;
+use crate::shared::{bounded, Refusal};
 
 /// The error shape of genq's own routes (not a dialect's):
 /// `{"error": {"code", "message"}, "requestId"}`.
@@ -42,7 +42,7 @@ impl EventsError {
 impl IntoResponse for EventsError {
     fn into_response(self) -> Response {
         let body = EventsErrorBody {
-            error: serde_json::json!({ "code": self.code, "message": self.message }),
+            error: serde_json::json!({ "code": self.code, "message": bounded(self.message) }),
             request_id: request_id::current(),
         };
         (self.status, axum::Json(body)).into_response()
@@ -74,6 +74,16 @@ impl From<Refusal> for EventsError {
             ),
             Refusal::BadRequest(message) => Self::bad_request(message),
             Refusal::NotFound => Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", "Not found."),
+            Refusal::NoRoute => Self::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                "No such endpoint; see /openapi.json.",
+            ),
+            Refusal::MethodNotAllowed => Self::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "This endpoint does not take this method; the Allow header lists those it takes.",
+            ),
             Refusal::TooLarge(message) => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "TOO_LARGE", message)
             }
