@@ -14,6 +14,8 @@ pub(crate) enum PageError {
     /// No live session: go and sign in.
     SignIn,
     NotFound,
+    /// The outputs were deleted by the retention sweep.
+    Gone,
     /// A form post without the session's CSRF token or from another origin.
     Forbidden,
     BadRequest(String),
@@ -54,6 +56,11 @@ impl IntoResponse for PageError {
                 StatusCode::NOT_FOUND,
                 "Not found",
                 "There is nothing here: the address is wrong, or it is not yours.".to_owned(),
+            ),
+            PageError::Gone => (
+                StatusCode::GONE,
+                "Expired",
+                "This file was deleted after its retention period.".to_owned(),
             ),
             PageError::Forbidden => (
                 StatusCode::FORBIDDEN,

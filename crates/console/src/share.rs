@@ -31,6 +31,9 @@ pub(crate) async fn page(
         .job_by_share_token(&token)
         .await?
         .ok_or(PageError::NotFound)?;
+    if job.outputs_deleted_at.is_some() {
+        return Err(PageError::Gone);
+    }
     let public = &console.app.public_url;
     let (Some(video), Some(page)) = (
         output_url(public, &job, OutputRole::Main),

@@ -167,7 +167,7 @@ pub(crate) struct OutputView {
 
 impl OutputView {
     pub fn all(job: &Job) -> Vec<OutputView> {
-        if job.state != JobState::Completed {
+        if job.state != JobState::Completed || job.outputs_deleted_at.is_some() {
             return Vec::new();
         }
         let mut outputs: Vec<OutputView> = job

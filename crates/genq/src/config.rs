@@ -271,9 +271,38 @@ pub struct StorageSettings {
     /// Allow a plain-http S3 endpoint
     #[arg(long, env = "GENQ_S3_ALLOW_HTTP", default_value_t = false, action = ArgAction::Set)]
     pub s3_allow_http: bool,
+    /// Delete a finished job's stored inputs this many hours after it finished (0: keep them)
+    #[arg(long, env = "GENQ_INPUT_RETENTION_HOURS", default_value_t = 24.0, value_parser = non_negative)]
+    pub input_retention_hours: f64,
+    /// Delete a completed job's outputs this many days after it completed (0: keep them)
+    #[arg(long, env = "GENQ_OUTPUT_RETENTION_DAYS", default_value_t = 0.0, value_parser = non_negative)]
+    pub output_retention_days: f64,
+    /// How often the retention sweep looks for files to delete, in seconds
+    #[arg(long, env = "GENQ_RETENTION_SWEEP_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub retention_sweep_seconds: u64,
+}
+
+/// A retention period: a number of hours or days, 0 or more.
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err(format!("{text:?} is not a number of 0 or more")),
+    }
 }
 
 impl StorageSettings {
+    /// The retention sweep's settings; `owner` names the process.
+    pub fn retention(&self, owner: String) -> genq_engine::retention::RetentionConfig {
+        let after =
+            |seconds: f64| (seconds > 0.0).then(|| std::time::Duration::from_secs_f64(seconds));
+        genq_engine::retention::RetentionConfig {
+            inputs_after: after(self.input_retention_hours * 3600.0),
+            outputs_after: after(self.output_retention_days * 86_400.0),
+            every: std::time::Duration::from_secs(self.retention_sweep_seconds),
+            owner,
+        }
+    }
+
     pub fn s3(&self) -> genq_files::S3Settings {
         genq_files::S3Settings {
             endpoint: self.s3_endpoint.clone(),

@@ -37,6 +37,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let fonts = Arc::new(Fonts::load(&fonts_dirs(&settings)));
     let engine = crate::open::engine(&settings).await?;
     engine.set_idempotency_retention(Duration::from_secs(settings.queue.idempotency_hours * 3600));
+    // Stops with this function, however it returns.
+    let _retention = tokio_util::task::AbortOnDropHandle::new(genq_engine::retention::start(
+        engine.clone(),
+        settings.storage.retention(worker_owner()),
+    ));
     if engine.account_count().await? == 0 {
         tracing::info!(
             "no accounts yet. Create one (it prints an API key) with:\n    genq accounts create --name NAME --data-dir {}\n\
@@ -246,7 +251,7 @@ fn derived_public_url(addr: SocketAddr) -> String {
     }
 }
 
-fn worker_owner() -> String {
+pub(crate) fn worker_owner() -> String {
     let host =
         std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "genq".into());
     format!("{}:{}", host.trim(), std::process::id())

@@ -28,9 +28,14 @@ pub async fn run(args: WorkerArgs, matches: &ArgMatches) -> anyhow::Result<()> {
         crate::metrics::serve(listen, engine.clone(), stop.clone()).await?;
     }
     let pool = crate::serve::start_workers(&settings, &engine, catalog, slots).await?;
+    let retention = genq_engine::retention::start(
+        engine.clone(),
+        settings.storage.retention(crate::serve::worker_owner()),
+    );
     tokio::spawn(crate::serve::wait_for_signal(stop.clone()));
     stop.cancelled().await;
     pool.shutdown().await;
+    retention.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -255,3 +255,48 @@ async fn a_studio_session_streams_its_jobs_as_job_records() {
         "the data is GET /jobs/{{id}}'s body"
     );
 }
+
+/// Once the retention sweep deleted a job's inputs (the uploads its request
+/// carried as data: URLs among them), it cannot run again, and says why.
+#[tokio::test]
+async fn a_job_whose_inputs_were_deleted_cannot_be_triggered_again() {
+    let studio = Studio::start(&[
+        "--input-retention-hours",
+        "0.0003",
+        "--retention-sweep-seconds",
+        "1",
+    ]);
+    let mut values = studio.values();
+    values["headline"] = json!("Kept for a second");
+    let request = json!({"template_id": studio.project, "job_type": "image", "values": values});
+    let (code, created) = studio.submit(&request).await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["job"]["uuid"].as_str().unwrap().to_owned();
+    let (record, _) = studio.until_final(&id).await;
+    assert_eq!(record["job_status"], "SUCCESS", "{record}");
+    let started = std::time::Instant::now();
+    let record = loop {
+        let record = studio.job(&id).await;
+        if record.get("input_deleted_at").is_some() {
+            break record;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{record}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(record["job_status"], "SUCCESS");
+    let (code, body) = studio
+        .call(
+            &studio.account.api_key,
+            reqwest::Method::POST,
+            "/jobs/trigger-job",
+            Some(&json!({"ids": [id]})),
+        )
+        .await;
+    assert_eq!(code, 400, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("inputs were deleted"), "{message}");
+    assert_eq!(studio.job(&id).await["job_status"], "SUCCESS");
+}

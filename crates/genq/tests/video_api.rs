@@ -766,3 +766,80 @@ async fn an_idempotency_key_replays_an_upload_and_refuses_another() {
     .await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
 }
+
+/// Retention of a few seconds, on local storage and on S3 (s3s-fs): the
+/// inputs, then the outputs, leave storage; the output's URL and share page
+/// answer 410; the status body says the outputs expired.
+#[tokio::test]
+async fn retention_deletes_inputs_then_outputs_on_local_and_s3_storage() {
+    let retention = [
+        "--input-retention-hours",
+        "0.0003",
+        "--output-retention-days",
+        "0.00004",
+        "--retention-sweep-seconds",
+        "1",
+    ];
+    // Local files.
+    let s = setup(&retention);
+    let files = s.server.data_dir.join("files");
+    let stored = move |key: &str| files.join(key).exists();
+    expire_one_job(&s, &stored).await;
+
+    // S3.
+    let Some(s3) = common::s3::S3Server::start() else {
+        return;
+    };
+    let env = s3.genq_env("retention");
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (&**k, &**v)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fixtures = dir.path().join("fixtures");
+    std::fs::create_dir_all(&fixtures).unwrap();
+    let server = Server::start(&data, &retention, &env);
+    let account = create_account(&data, "s3");
+    let on_s3 = Setup {
+        _dir: dir,
+        fixtures,
+        client: Client::new(&account.api_key),
+        server,
+        account,
+    };
+    let stored = |key: &str| s3.object_file(&format!("retention/{key}")).exists();
+    expire_one_job(&on_s3, &stored).await;
+}
+
+async fn expire_one_job(s: &Setup, stored: &dyn Fn(&str) -> bool) {
+    let image = image(&s.fixtures, "a.jpg", 64, 48);
+    let audio = audio(&s.fixtures, "a.mp3", 1.0);
+    let (code, created) = s.client.submit(&s.server, &image, &audio, None).await;
+    assert_eq!(code, 201, "{created}");
+    let id = created["jobId"].as_str().unwrap().to_owned();
+    let done = s.client.wait_terminal(&s.server, &id).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let video = done["outputVideo"].as_str().unwrap().to_owned();
+    let share = done["outputShareLink"].as_str().unwrap().to_owned();
+    let name = video.rsplit('/').next().unwrap().to_owned();
+    assert!(stored(&format!("outputs/{id}/{name}")));
+
+    // Inputs go first (about a second after the job finished), outputs later.
+    let started = std::time::Instant::now();
+    while stored(&format!("inputs/{id}/image")) {
+        assert!(started.elapsed() < Duration::from_secs(20), "inputs kept");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!stored(&format!("inputs/{id}/audio")));
+    let expired = loop {
+        let status = s.client.status(&s.server, &id).await;
+        if status.get("outputsExpiredAt").is_some() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(expired["outputVideo"].is_null(), "{expired}");
+    assert!(expired["outputShareLink"].is_null(), "{expired}");
+    assert!(!stored(&format!("outputs/{id}/{name}")));
+    assert_eq!(reqwest::get(&video).await.unwrap().status(), 410);
+    assert_eq!(reqwest::get(&share).await.unwrap().status(), 410);
+}

@@ -68,6 +68,8 @@ struct JobPage {
     webhook_url: String,
     cost: String,
     outputs: Vec<OutputView>,
+    /// When the retention sweep deleted the outputs.
+    outputs_expired_at: Option<String>,
     /// The video's poster frame, when it has one.
     poster: String,
     qc: Vec<QcPhoto>,
@@ -100,6 +102,7 @@ pub(crate) async fn page(
         webhook_url: job.webhook_url.clone().unwrap_or_default(),
         cost: crate::view::dollars(job.cost_micro_cents),
         outputs: OutputView::all(&job),
+        outputs_expired_at: job.outputs_deleted_at.map(genq_engine::time::iso8601_s),
         poster: job
             .output(genq_engine::OutputRole::Poster)
             .filter(|_| job.state == JobState::Completed)
@@ -178,6 +181,9 @@ fn media_class(job: &Job, name: &str) -> (&'static str, &'static str) {
 }
 
 fn input_files(job: &Job) -> Vec<InputFile> {
+    if job.inputs_deleted_at.is_some() {
+        return Vec::new();
+    }
     job.input_files
         .iter()
         .map(|name| InputFile {
@@ -344,6 +350,9 @@ pub(crate) async fn input_file(
         .await?;
     if !job.input_files.contains(&name) {
         return Err(PageError::NotFound);
+    }
+    if job.inputs_deleted_at.is_some() {
+        return Err(PageError::Gone);
     }
     let key = job.input_key(&name);
     let files = console.app.engine.files();

@@ -91,11 +91,16 @@ pub struct JobView {
     pub error: Option<JobErrorBody>,
     pub created_at: String,
     pub completed_at: Option<String>,
+    /// A genq addition, present once the outputs were deleted after the
+    /// output retention period (`output` and `outputs` are then null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs_expired_at: Option<String>,
 }
 
 impl JobView {
     pub fn from_job(job: &Job, public_url: &str) -> Self {
-        let outputs = (job.state == JobState::Completed).then(|| {
+        let expired = job.outputs_deleted_at.is_some();
+        let outputs = (job.state == JobState::Completed && !expired).then(|| {
             let preview = |role| output_url(public_url, job, role);
             job.outputs
                 .iter()
@@ -134,6 +139,7 @@ impl JobView {
             error,
             created_at: iso8601_s(job.created_at),
             completed_at: job.completed_at.map(iso8601_s),
+            outputs_expired_at: job.outputs_deleted_at.map(iso8601_s),
         }
     }
 }

@@ -263,6 +263,7 @@ pub fn job_record(job: &Job, credit_micro_cents: i64) -> Value {
     let dialect = job.input.get("dialect").cloned().unwrap_or(Value::Null);
     let request = dialect.get("request").cloned().unwrap_or(Value::Null);
     let output = match job.state {
+        JobState::Completed if job.outputs_deleted_at.is_some() => json!({ "output": null }),
         JobState::Completed => {
             let mut output = json!({ "output": storage_key(job, OutputRole::Main) });
             for (name, role) in [
@@ -297,7 +298,7 @@ pub fn job_record(job: &Job, credit_micro_cents: i64) -> Value {
         JobState::Failed | JobState::Cancelled => 0,
         _ => job.cost_micro_cents,
     };
-    json!({
+    let mut record = json!({
         "uuid": job.id.to_string(),
         "user_id": job.account_id.to_string(),
         "template_id": dialect.get("template_id").cloned().unwrap_or(Value::Null),
@@ -311,7 +312,15 @@ pub fn job_record(job: &Job, credit_micro_cents: i64) -> Value {
         "session_id": job.correlation_id,
         "created_at": iso(job.created_at),
         "updated_at": iso(job.updated_at),
-    })
+    });
+    // genq additions, present once the retention sweep deleted the files.
+    if let Some(at) = job.outputs_deleted_at {
+        record["output_expired_at"] = json!(iso(at));
+    }
+    if let Some(at) = job.inputs_deleted_at {
+        record["input_deleted_at"] = json!(iso(at));
+    }
+    record
 }
 
 /// Micro-cents as a decimal number of credits (`"12.5"`): the shortest

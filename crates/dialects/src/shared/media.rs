@@ -21,7 +21,7 @@ pub fn routes() -> Router<AppState> {
 
 /// Absolute URL of one of a completed job's outputs.
 pub fn output_url(public_url: &str, job: &Job, role: OutputRole) -> Option<String> {
-    if job.state != JobState::Completed {
+    if job.state != JobState::Completed || job.outputs_deleted_at.is_some() {
         return None;
     }
     let output = job.output(role)?;
@@ -35,6 +35,15 @@ pub fn output_url(public_url: &str, job: &Job, role: OutputRole) -> Option<Strin
 pub fn share_url(public_url: &str, job: &Job) -> Option<String> {
     output_url(public_url, job, OutputRole::Main)?;
     Some(format!("{public_url}/share/{}", job.share_token))
+}
+
+/// 410: the output existed and was deleted by the retention sweep.
+pub fn expired() -> Response {
+    let body = serde_json::json!({"error": {
+        "code": "OUTPUT_EXPIRED",
+        "message": "This output was deleted after the output retention period.",
+    }});
+    (StatusCode::GONE, axum::Json(body)).into_response()
 }
 
 fn not_found() -> Response {
@@ -63,6 +72,9 @@ pub async fn serve_output(state: &AppState, job: &Job, name: &str, request: Requ
     let Some(output) = job.outputs.iter().find(|o| o.name == name) else {
         return not_found();
     };
+    if job.outputs_deleted_at.is_some() {
+        return expired();
+    }
     let key = job.output_key(&output.name);
     let files = state.engine.files();
     let mut response = match files.local_path(&key) {

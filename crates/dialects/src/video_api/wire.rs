@@ -77,6 +77,10 @@ pub struct JobStatus {
     pub error_message: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// A genq addition, present once the outputs were deleted after the
+    /// output retention period (`outputVideo` and `outputShareLink` are null).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs_expired_at: Option<String>,
 }
 
 impl JobStatus {
@@ -94,6 +98,7 @@ impl JobStatus {
             error_message: error_message(job),
             created_at: iso8601_ms(job.created_at),
             updated_at: iso8601_ms(job.updated_at),
+            outputs_expired_at: job.outputs_deleted_at.map(iso8601_ms),
         }
     }
 }
