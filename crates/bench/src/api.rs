@@ -22,16 +22,29 @@ pub async fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<Row>> {
     // A fresh server for each run of submissions: with --workers 0 every
     // accepted job stays PENDING, and submissions slow down as that backlog
     // grows, so runs on one server would not be alike.
-    let mut submits = Vec::new();
+    // Each run alternates plain and keyed submissions (every request with
+    // an Idempotency-Key of its own), so that drift spreads over both.
+    let (mut submits, mut keyed) = (Vec::new(), Vec::new());
     for rep in 0..plan.api_reps {
-        let server = Server::start(&genq, &dir.join(format!("api-submit-{rep}"))).await?;
-        let measured = async {
-            let key = server.create_account("bench").await?;
-            let what = format!("submissions, run {}", rep + 1);
-            repeat(plan, server.addr, submit_request(&key)?, &what, 1).await
+        for with_key in [rep % 2 == 1, rep % 2 == 0] {
+            let name = if with_key { "api-keyed" } else { "api-submit" };
+            let server = Server::start(&genq, &dir.join(format!("{name}-{rep}"))).await?;
+            let measured = async {
+                let key = server.create_account("bench").await?;
+                let mut request = submit_request(&key)?;
+                let what = if with_key {
+                    request.unique =
+                        Some(hyper::header::HeaderName::from_static("idempotency-key"));
+                    format!("keyed submissions, run {}", rep + 1)
+                } else {
+                    format!("submissions, run {}", rep + 1)
+                };
+                repeat(plan, server.addr, request, &what, 1).await
+            }
+            .await;
+            let results = stop_after(server, measured).await?;
+            if with_key { &mut keyed } else { &mut submits }.extend(results);
         }
-        .await;
-        submits.extend(stop_after(server, measured).await?);
     }
     let server = Server::start(&genq, &dir.join("api-status")).await?;
     let measured = async {
@@ -42,6 +55,7 @@ pub async fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<Row>> {
             path: format!("/v1/jobs/{id}"),
             headers: vec![(AUTHORIZATION, bearer(&key)?)],
             body: Bytes::new(),
+            unique: None,
         };
         repeat(plan, server.addr, status, "status", plan.api_reps).await
     }
@@ -49,6 +63,8 @@ pub async fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<Row>> {
     let reads = stop_after(server, measured).await?;
 
     let rate = summarize(&submits, LoadResult::rate)?;
+    let keyed_rate = summarize(&keyed, LoadResult::rate)?;
+    let keyed_ratio = keyed_rate.median / rate.median;
     let submit_p99 = summarize(&submits, |r| p(r, 99.0))?;
     let read_rate = summarize(&reads, LoadResult::rate)?;
     let read_p50 = summarize(&reads, |r| p(r, 50.0))?;
@@ -63,6 +79,14 @@ pub async fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<Row>> {
             ))
             .problem(problem(&submits)),
         Row::new("api: submission p99", submit_p99, "ms"),
+        Row::new("api: durable submissions, keyed", keyed_rate, "jobs/s")
+            .ratio("keyed/plain", keyed_ratio)
+            .target(Target::at_least(keyed_ratio, 0.85, "≥ 0.85× plain"))
+            .note(format!(
+                "each with an Idempotency-Key of its own; {conns}; {}",
+                errors(&keyed)
+            ))
+            .problem(problem(&keyed)),
         Row::new("api: status reads", read_rate, "req/s")
             .target(Target::at_least(read_rate.median, 20000.0, "≥ 20,000/s"))
             .note(format!("{conns}; {}", errors(&reads)))
@@ -89,6 +113,7 @@ pub(crate) fn submit_request(key: &str) -> anyhow::Result<Request> {
             (CONTENT_TYPE, HeaderValue::from_static("application/json")),
         ],
         body: Bytes::from_static(SUBMIT_BODY.as_bytes()),
+        unique: None,
     })
 }
 

@@ -25,6 +25,9 @@ pub struct Request {
     pub path: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Bytes,
+    /// A header sent with a value of its own on every request (an
+    /// `Idempotency-Key`), if any.
+    pub unique: Option<HeaderName>,
 }
 
 #[derive(Debug, Default)]
@@ -95,8 +98,8 @@ async fn drive(
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = JoinSet::new();
-    for sender in senders {
-        workers.spawn(repeat(sender, addr, request.clone(), deadline));
+    for (connection, sender) in senders.into_iter().enumerate() {
+        workers.spawn(repeat(sender, addr, request.clone(), deadline, connection));
     }
     let mut total = LoadResult::default();
     while let Some(result) = workers.join_next().await {
@@ -124,8 +127,14 @@ async fn repeat(
     addr: SocketAddr,
     request: Arc<Request>,
     deadline: Instant,
+    connection: usize,
 ) -> LoadResult {
     let mut tally = LoadResult::default();
+    let mut sent_count = 0u64;
+    // Unique across runs of one process too (a warm-up, then the runs).
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let host = HeaderValue::from_str(&addr.to_string()).expect("an address is a valid header");
     while Instant::now() < deadline {
         if let Err(e) = sender.ready().await {
@@ -145,6 +154,10 @@ async fn repeat(
             .header(HOST, host.clone());
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
+        }
+        if let Some(name) = &request.unique {
+            sent_count += 1;
+            builder = builder.header(name, format!("{run}-{connection}-{sent_count}"));
         }
         let req = builder
             .body(Full::new(request.body.clone()))

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
-use crate::queue::{engine_with_account, noop_job, Noop};
+use crate::queue::{batch_rate, engine_with_account, noop_job, Noop, BATCH};
 use crate::stats::Summary;
 use crate::table::{Row, Target};
 use crate::{graphile, pg, Plan};
@@ -26,6 +26,7 @@ const PATIENCE: Duration = Duration::from_secs(300);
 #[derive(Default)]
 struct Samples {
     genq_enqueue: Vec<f64>,
+    genq_batch: Vec<f64>,
     genq_drain: Vec<f64>,
     graphile_bulk: Vec<f64>,
     graphile_each: Vec<f64>,
@@ -63,6 +64,20 @@ pub async fn run(plan: &Plan, dir: &Path, postgres: &pg::Server) -> anyhow::Resu
                     );
                     samples.genq_enqueue.push(jobs as f64 / enqueue);
                     samples.genq_drain.push(jobs as f64 / drain);
+                    let db = postgres.create_database("genq-batch").await?;
+                    let run_dir = dir.join(format!("pg-queue-batch-c{concurrency}-{rep}"));
+                    let measured = async {
+                        let (engine, principal) = engine_with_account(&db.url, &run_dir).await?;
+                        batch_rate(&engine, &principal, jobs.max(BATCH)).await
+                    }
+                    .await;
+                    db.drop_now().await?;
+                    let rate = measured?;
+                    eprintln!(
+                        "  pg-queue c={concurrency} run {}: genq batch submit {rate:.0}/s",
+                        rep + 1
+                    );
+                    samples.genq_batch.push(rate);
                 } else {
                     let db = postgres.create_database("graphile").await?;
                     let measured = graphile::run(&project, &db.url, jobs, concurrency).await;
@@ -96,6 +111,7 @@ pub async fn run(plan: &Plan, dir: &Path, postgres: &pg::Server) -> anyhow::Resu
 fn rows_of(s: &Samples, c: usize, jobs: usize, server: Option<&str>) -> anyhow::Result<Vec<Row>> {
     let summary = |v: &[f64]| Summary::of(v).context("no pg-queue runs were made");
     let (enqueue, drain) = (summary(&s.genq_enqueue)?, summary(&s.genq_drain)?);
+    let batch = summary(&s.genq_batch)?;
     let (bulk, each) = (summary(&s.graphile_bulk)?, summary(&s.graphile_each)?);
     let gw_drain = summary(&s.graphile_drain)?;
     let name = |what: &str| format!("pg-queue c={c}: {what}");
@@ -117,9 +133,18 @@ fn rows_of(s: &Samples, c: usize, jobs: usize, server: Option<&str>) -> anyhow::
             "one addJob call per job from {c} {}",
             plural(c, "caller", "callers")
         )),
+        Row::new(name("genq batch submit"), batch, "jobs/s")
+            .ratio("genq/graphile addJobs", batch.median / bulk.median)
+            .target(Target::at_least(
+                batch.median / bulk.median,
+                0.5,
+                "≥ 0.5× graphile addJobs",
+            ))
+            .note(format!(
+                "batches of {BATCH} (Engine::submit_all, as POST /v1/jobs/batch): one genq_submit_batch call and one transaction each"
+            )),
         Row::new(name("graphile enqueue, addJobs"), bulk, "jobs/s")
-            .ratio("genq/graphile", enqueue.median / bulk.median)
-            .note("bulk: one add_jobs() SQL call for all jobs; genq has no bulk submit"),
+            .note("bulk: one add_jobs() SQL call for all jobs"),
         Row::new(name("genq drain"), drain, "jobs/s")
             .ratio("genq/graphile", drain_ratio)
             .target(Target::at_least(drain_ratio, 1.0, "≥ graphile"))

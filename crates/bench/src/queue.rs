@@ -30,7 +30,16 @@ const PATIENCE: Duration = Duration::from_secs(300);
 pub async fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<Row>> {
     let (mut drain, mut claim_p50, mut claim_p99, mut submit_p50) =
         (vec![], vec![], vec![], vec![]);
+    let mut batches = vec![];
     for rep in 0..plan.queue_reps {
+        // Batches on a database of their own, with no worker taking them.
+        let batch_dir = dir.join(format!("queue-batch-{rep}"));
+        let url = format!("sqlite://{}", batch_dir.join("genq.db").display());
+        let (engine, principal) = engine_with_account(&url, &batch_dir).await?;
+        let rate = batch_rate(&engine, &principal, plan.queue_jobs.max(BATCH)).await?;
+        eprintln!("  queue run {}: batch submit {rate:.0} jobs/s", rep + 1);
+        batches.push(rate);
+
         // A fresh database each time, so repetitions are alike.
         let bench = Bench::open(&dir.join(format!("queue-{rep}"))).await?;
         let result = async {
@@ -66,6 +75,10 @@ pub async fn run(plan: &Plan, dir: &Path) -> anyhow::Result<Vec<Row>> {
             .target(Target::below(p99.median, 10.0, "< 10 ms")),
         Row::new("queue: submit call p50", summary(&submit_p50)?, "ms")
             .note("part of enqueue→claim: the durable insert"),
+        Row::new("queue: batch submit", summary(&batches)?, "jobs/s").note(format!(
+            "batches of {BATCH} (Engine::submit_all, as POST /v1/jobs/batch), one transaction each; {} jobs",
+            plan.queue_jobs.max(BATCH)
+        )),
     ])
 }
 
@@ -207,6 +220,28 @@ impl Bench {
             wait_or_give_up(deadline, "the latency jobs to be claimed").await?;
         }
     }
+}
+
+/// The largest batch `POST /v1/jobs/batch` takes.
+pub(crate) const BATCH: usize = 1_000;
+
+/// Submits `jobs` no-op jobs in batches of [`BATCH`], each all or none in
+/// one transaction (`Engine::submit_all`, as `POST /v1/jobs/batch` does);
+/// jobs per second.
+pub(crate) async fn batch_rate(
+    engine: &Engine,
+    principal: &Principal,
+    jobs: usize,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut left = jobs;
+    while left > 0 {
+        let n = left.min(BATCH);
+        let batch = (0..n).map(|_| noop_job()).collect();
+        engine.submit_all(principal, batch, None).await?;
+        left -= n;
+    }
+    Ok(jobs as f64 / started.elapsed().as_secs_f64())
 }
 
 pub(crate) fn noop_job() -> NewJob {
