@@ -57,7 +57,7 @@ async fn list_item(server: &Server, client: &Client) -> Value {
 #[tokio::test]
 async fn a_job_survives_kill_9_mid_render_and_completes_after_restart() {
     let f = fixture();
-    let args = ["--lease-seconds", "2"];
+    let args = ["--lease-seconds", "2", "--rate-limit-per-minute", "0"];
     let mut server = Server::start(&f.data, &args, &[]);
     let account = create_account(&f.data, "crash");
     let client = Client::new(&account.api_key);

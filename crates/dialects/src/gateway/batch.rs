@@ -81,19 +81,16 @@ pub(super) async fn submit_batch(
         news.push(new);
     }
     let request_id = request_id::current();
-    let answer = move |jobs: &[Job]| {
-        serde_json::to_value(BatchSubmitted {
-            request_id: request_id.clone(),
-            jobs: jobs
-                .iter()
-                .map(|job| BatchJob {
-                    job_id: job.id.to_string(),
-                    status: "pending",
-                    cost_micro_cents: job.cost_micro_cents,
-                })
-                .collect(),
-        })
-        .expect("serializes")
+    let answer = move |jobs: &[Job]| BatchSubmitted {
+        request_id,
+        jobs: jobs
+            .iter()
+            .map(|job| BatchJob {
+                job_id: job.id.to_string(),
+                status: "pending",
+                cost_micro_cents: job.cost_micro_cents,
+            })
+            .collect(),
     };
     let (_, response) =
         submit_and_answer(&ctx.app, &auth.principal, news, key, StatusCode::OK, answer).await?;

@@ -242,17 +242,14 @@ async fn submit(
         // the model's typical run time (docs/idempotency.md).
         let typical_ms = model.typical_completion(0);
         let request_id = request_id::current();
-        let answer = move |jobs: &[Job]| {
-            serde_json::to_value(Submitted {
-                job_id: jobs[0].id.to_string(),
-                request_id: request_id.clone(),
-                status: "pending",
-                estimated_completion_time: genq_engine::time::iso8601_s(
-                    jobs[0].created_at + typical_ms,
-                ),
-                cost_micro_cents: jobs[0].cost_micro_cents,
-            })
-            .expect("serializes")
+        let answer = move |jobs: &[Job]| Submitted {
+            job_id: jobs[0].id.to_string(),
+            request_id,
+            status: "pending",
+            estimated_completion_time: genq_engine::time::iso8601_s(
+                jobs[0].created_at + typical_ms,
+            ),
+            cost_micro_cents: jobs[0].cost_micro_cents,
         };
         let app = &ctx.app;
         let (_, response) = submit_and_answer(

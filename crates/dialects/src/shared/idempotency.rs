@@ -144,10 +144,10 @@ pub struct KeyInFlight {
 impl KeyInFlight {
     /// The submission's key for the engine, once the handler has read the
     /// whole request: `answer` makes the JSON body answered with `status`.
-    pub fn submission(
+    pub fn submission<T: serde::Serialize>(
         &self,
         status: StatusCode,
-        answer: impl FnOnce(&[Job]) -> serde_json::Value + Send + 'static,
+        answer: impl FnOnce(&[Job]) -> T + Send + 'static,
     ) -> KeyedSubmission {
         KeyedSubmission {
             key: self.key.clone(),
@@ -178,14 +178,15 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for KeyInFlight 
 }
 
 /// Submits a keyed or plain submission and answers it: `answer` renders the
-/// dialect's JSON for the recorded jobs, kept with the key when there is one.
-pub async fn submit_and_answer(
+/// dialect's JSON for the recorded jobs (fields in the order its type
+/// lists them), kept with the key when there is one.
+pub async fn submit_and_answer<T: serde::Serialize>(
     app: &AppState,
     principal: &Principal,
     news: Vec<genq_engine::NewJob>,
     key: Option<KeyInFlight>,
     status: StatusCode,
-    answer: impl Fn(&[Job]) -> serde_json::Value + Send + Sync + Clone + 'static,
+    answer: impl FnOnce(&[Job]) -> T + Send + 'static,
 ) -> Result<(Vec<Job>, Response), genq_engine::EngineError> {
     match key {
         None => {

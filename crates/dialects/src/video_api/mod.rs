@@ -215,12 +215,9 @@ async fn create_job(
         timeout_seconds: scheduling.timeout_seconds,
         ..NewJob::default()
     };
-    let answer = |jobs: &[Job]| {
-        serde_json::to_value(JobCreated {
-            message: "Job created",
-            job_id: jobs[0].id.to_string(),
-        })
-        .expect("serializes")
+    let answer = |jobs: &[Job]| JobCreated {
+        message: "Job created",
+        job_id: jobs[0].id.to_string(),
     };
     let (_, response) = submit_and_answer(
         &ctx.app,
