@@ -54,6 +54,8 @@ pub struct DialectSettings {
     pub provider: provider::ProviderSettings,
     /// Whether this process runs workers (`/ready` then also checks ffmpeg).
     pub runs_workers: bool,
+    /// What one Image+Audio Video render costs, flat (0: free).
+    pub video_price_micro_cents: i64,
 }
 
 /// What every handler can reach.

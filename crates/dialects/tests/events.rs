@@ -33,6 +33,7 @@ async fn serve() -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let settings = DialectSettings {
+        video_price_micro_cents: 0,
         public_url: format!("http://{addr}"),
         max_upload_bytes: 1_000_000,
         catalog: Arc::new(Catalog::default()),

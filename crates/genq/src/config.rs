@@ -204,6 +204,9 @@ pub struct RenderSettings {
     /// What one Provider credit is worth, in micro-cents
     #[arg(long, env = "GENQ_CREDIT_MICRO_CENTS", default_value_t = genq_dialects::provider::DEFAULT_CREDIT_MICRO_CENTS)]
     pub credit_micro_cents: i64,
+    /// What one Image+Audio Video render (POST /api/jobs) costs, in micro-cents (0: free)
+    #[arg(long, env = "GENQ_VIDEO_PRICE_MICRO_CENTS", default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+    pub video_price_micro_cents: i64,
     /// Provider job prices in credits, JOB_TYPE=CREDITS comma-separated; unnamed types keep theirs
     #[arg(long, env = "GENQ_PROVIDER_PRICES", default_value = genq_dialects::provider::DEFAULT_PRICES)]
     pub provider_prices: String,

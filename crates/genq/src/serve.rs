@@ -84,6 +84,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         max_concurrent_jobs: settings.limits.max_concurrent_jobs,
         worker_slots: workers.max(1),
         runs_workers: workers > 0,
+        video_price_micro_cents: settings.render.video_price_micro_cents,
         provider: ProviderSettings {
             credit_micro_cents: settings.render.credit_micro_cents,
             fonts,

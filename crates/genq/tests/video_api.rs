@@ -843,3 +843,61 @@ async fn expire_one_job(s: &Setup, stored: &dyn Fn(&str) -> bool) {
     assert_eq!(reqwest::get(&video).await.unwrap().status(), 410);
     assert_eq!(reqwest::get(&share).await.unwrap().status(), 410);
 }
+
+/// With a price set, a render is charged like any other job: reserved at
+/// submission, refunded when cancelled, refused when the balance is short;
+/// and an account limited to other models may not render.
+#[tokio::test]
+async fn priced_renders_use_the_ledger_and_model_limits_apply() {
+    let s = setup(&["--workers", "0", "--video-price-micro-cents", "5000"]);
+    let data = &s.server.data_dir;
+    let image = image(&s.fixtures, "a.jpg", 64, 48);
+    let audio = audio(&s.fixtures, "a.mp3", 1.0);
+    let balance = |key: String| {
+        let url = s.server.url("/v1/account");
+        async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap();
+            json_of(response).await.1["balanceMicroCents"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+
+    let payer = create_account_with(data, "payer", &["--credits", "12000"]);
+    let client = Client::new(&payer.api_key);
+    let (code, created) = client.submit(&s.server, &image, &audio, None).await;
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(balance(payer.api_key.clone()).await, 7_000);
+    let id = created["jobId"].as_str().unwrap();
+    let response = client
+        .post(s.server.url(&format!("/api/jobs/{id}/cancel")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(balance(payer.api_key.clone()).await, 12_000);
+
+    let poor = create_account_with(data, "poor", &["--credits", "4999"]);
+    let (code, body) = Client::new(&poor.api_key)
+        .submit(&s.server, &image, &audio, None)
+        .await;
+    assert_eq!(code, 402, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("5000"), "{body}");
+    assert_eq!(balance(poor.api_key.clone()).await, 4_999);
+
+    let limited = create_account_with(
+        data,
+        "limited",
+        &["--credits", "99999", "--models", "acme/*"],
+    );
+    let (code, body) = Client::new(&limited.api_key)
+        .submit(&s.server, &image, &audio, None)
+        .await;
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(balance(limited.api_key.clone()).await, 99_999);
+}

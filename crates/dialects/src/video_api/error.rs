@@ -126,6 +126,11 @@ impl From<EngineError> for ApiError {
                 "You already have an active job. Wait for it to finish or cancel it first.",
             ),
             EngineError::IdempotencyKeyInUse => Refusal::KeyInUse.into(),
+            EngineError::InsufficientBalance { balance, cost } => Self::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "INSUFFICIENT_BALANCE",
+                format!("A render costs {cost} micro-cents; your balance is {balance} micro-cents"),
+            ),
             EngineError::NotCancellable(state) => Self::new(
                 StatusCode::CONFLICT,
                 "NOT_CANCELLABLE",

@@ -40,14 +40,28 @@ use axum::Json;
 /// The Image+Audio Video API.
 pub struct VideoApi;
 
+/// The catalog model a render of this dialect is: an account or key limited
+/// to other models may not render here either.
+pub const RENDER_MODEL: &str = "genq/image-audio-to-video";
+
+pub struct VideoApiState {
+    /// What one render costs, reserved at submission and refunded if it
+    /// fails or is cancelled (`--video-price-micro-cents`, default 0).
+    price_micro_cents: i64,
+}
+
 impl Dialect for VideoApi {
     const NAME: &'static str = "video";
     const SCOPES: &'static [&'static str] = &[auth::SUBMIT_JOB, auth::CHECK_STATUS];
     const PREFIXES: &'static [&'static str] = &["/api"];
     type Error = ApiError;
-    type State = ();
+    type State = VideoApiState;
 
-    fn state(_: &DialectSettings) {}
+    fn state(settings: &DialectSettings) -> VideoApiState {
+        VideoApiState {
+            price_micro_cents: settings.video_price_micro_cents,
+        }
+    }
 
     fn routes(routes: Routes<Self>, settings: &DialectSettings) -> Routes<Self> {
         // Two files at the per-file limit plus room for the form's other
@@ -157,6 +171,7 @@ async fn own_job(
     responses(
         (status = 201, body = JobCreated),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 402, body = ErrorBody, description = "INSUFFICIENT_BALANCE: renders are priced (--video-price-micro-cents) and the balance is short"),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 429, body = ErrorBody),
@@ -185,6 +200,15 @@ async fn create_job(
         webhook_url,
         scheduling,
     } = form;
+    // Checked once the body is read: a client still sending hears this
+    // instead of a broken pipe (the staged uploads go when they drop).
+    if !genq_catalog::may_use(&auth.principal, RENDER_MODEL) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "MODEL_ACCESS_DENIED",
+            format!("This API key may not render videos: it is limited to other models than {RENDER_MODEL}"),
+        ));
+    }
 
     let new = NewJob {
         kind: kinds::IMAGE_AUDIO_VIDEO.into(),
@@ -206,7 +230,8 @@ async fn create_job(
             },
         ],
         webhook_url,
-        // This dialect has no prices: one active job per key is its rule.
+        cost_micro_cents: ctx.own.price_micro_cents,
+        // One active job per key is the seed's rule.
         limits: SubmitLimits {
             max_active_per_key: Some(1),
             max_active_per_account: None,
