@@ -64,7 +64,7 @@ pub async fn run(plan: &Plan, dir: &Path, postgres: &pg::Server) -> anyhow::Resu
                     );
                     samples.genq_enqueue.push(jobs as f64 / enqueue);
                     samples.genq_drain.push(jobs as f64 / drain);
-                    let db = postgres.create_database("genq-batch").await?;
+                    let db = postgres.create_database("genq_batch").await?;
                     let run_dir = dir.join(format!("pg-queue-batch-c{concurrency}-{rep}"));
                     let measured = async {
                         let (engine, principal) = engine_with_account(&db.url, &run_dir).await?;

@@ -19,12 +19,40 @@ CREATE TABLE idempotency_keys (
 
 CREATE INDEX idempotency_keys_by_expiry ON idempotency_keys (expires_at);
 
--- A batch of jobs (or one keyed job) in one statement, all or none: the
+-- A batch of jobs (or one keyed job) in one call, all or none: the
 -- account's row lock, the limits and the balance checked once for the
--- whole batch, every job with its round (consecutive rounds of the
--- account, as one submission after another would get), one balance update
--- and a reservation per priced job. On a refusal nothing is written. The
--- caller's transaction also keeps the key, when there is one.
+-- whole batch, then every job inserted by one set-based statement with its
+-- round (consecutive rounds of the account, as one submission after another
+-- would get), one balance update and a reservation per priced job. On a
+-- refusal nothing is written. The caller's transaction also keeps the key,
+-- when there is one.
+--
+-- Set-based because a row at a time cost 57 ms per 1,000 jobs (plpgsql and
+-- jsonb_populate_record per row, and a NOTIFY per row): new rows of
+-- accounts nobody follows are inserted quietly (`genq.quiet_inserts`, read
+-- by genq_announce_job) and announced once, which is all an idle worker
+-- needs to wake.
+CREATE OR REPLACE FUNCTION genq_announce_job() RETURNS TRIGGER
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    IF TG_OP = 'INSERT' AND NOT NEW.announce
+       AND current_setting('genq.quiet_inserts', true) = 'on' THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_notify('genq_job_events', json_build_object(
+        'job_id', NEW.id,
+        'account_id', NEW.account_id,
+        'dialect', NEW.dialect,
+        'state', NEW.state,
+        'progress', NEW.progress,
+        'correlation_id', left(NEW.correlation_id, 256),
+        'cancel_requested', NEW.cancel_requested,
+        'at', NEW.updated_at)::text);
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION genq_submit_batch(new_jobs JSONB, max_per_key BIGINT, max_per_account BIGINT)
 RETURNS TABLE (outcome TEXT, balance BIGINT)
 LANGUAGE plpgsql
@@ -32,7 +60,6 @@ AS $$
 #variable_conflict use_column
 DECLARE
     first jobs%ROWTYPE;
-    job jobs%ROWTYPE;
     account_balance BIGINT;
     account_limit BIGINT;
     active BIGINT;
@@ -91,29 +118,32 @@ BEGIN
                  (SELECT queue_round FROM jobs ORDER BY id DESC LIMIT 1), 0),
         COALESCE((SELECT max(queue_round) + 1 FROM jobs
                   WHERE account_id = first.account_id AND state = 'PENDING'), 0));
-    FOR i IN 0 .. n - 1 LOOP
-        job := jsonb_populate_record(NULL::jobs, new_jobs -> i::INT);
-        job.state := 'PENDING';
-        job.progress := 0;
-        job.outputs := '[]';
-        job.retries := 0;
-        job.attempt := 0;
-        job.cancel_requested := FALSE;
-        job.lease_owner := NULL;
-        job.lease_until := NULL;
-        job.error_code := NULL;
-        job.error_message := NULL;
-        job.started_at := NULL;
-        job.completed_at := NULL;
-        job.announce := following;
-        job.queue_round := round + i;
-        INSERT INTO jobs SELECT (job).*;
-        IF job.cost_micro_cents > 0 THEN
-            INSERT INTO ledger (account_id, job_id, amount_micro_cents, reason, created_at)
-            VALUES (job.account_id, job.id, -job.cost_micro_cents, 'reserve', job.created_at);
-        END IF;
-    END LOOP;
+    PERFORM set_config('genq.quiet_inserts', 'on', true);
+    INSERT INTO jobs (id, account_id, api_key_id, kind, dialect, input, input_files, state,
+        progress, outputs, retries, attempt, webhook_url, model, model_version,
+        cost_micro_cents, media_token, share_token, correlation_id, priority, timeout_ms,
+        deadline_at, created_at, updated_at, cancel_requested, announce, queue_round)
+    SELECT r.id, r.account_id, r.api_key_id, r.kind, r.dialect, r.input, r.input_files,
+        'PENDING', 0, '[]', 0, 0, r.webhook_url, r.model, r.model_version,
+        r.cost_micro_cents, r.media_token, r.share_token, r.correlation_id, r.priority,
+        r.timeout_ms, r.deadline_at, r.created_at, r.updated_at, FALSE, following,
+        round + r.ordinality - 1
+    FROM jsonb_populate_recordset(NULL::jobs, new_jobs) WITH ORDINALITY AS r;
+    PERFORM set_config('genq.quiet_inserts', 'off', true);
+    IF NOT following THEN
+        -- One announcement for the batch: the wake-up of idle workers.
+        PERFORM pg_notify('genq_job_events', json_build_object(
+            'job_id', first.id, 'account_id', first.account_id, 'dialect', first.dialect,
+            'state', 'PENDING', 'progress', 0,
+            'correlation_id', left(first.correlation_id, 256),
+            'cancel_requested', FALSE, 'at', first.updated_at)::text);
+    END IF;
+
     IF total > 0 THEN
+        INSERT INTO ledger (account_id, job_id, amount_micro_cents, reason, created_at)
+        SELECT r.account_id, r.id, -r.cost_micro_cents, 'reserve', r.created_at
+        FROM jsonb_populate_recordset(NULL::jobs, new_jobs) AS r
+        WHERE r.cost_micro_cents > 0;
         UPDATE accounts SET balance_micro_cents = balance_micro_cents - total
         WHERE id = first.account_id;
     END IF;

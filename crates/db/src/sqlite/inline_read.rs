@@ -104,6 +104,22 @@ impl InlineReader {
         })
     }
 
+    /// The fingerprint, status and body kept with an unexpired key.
+    pub(super) fn kept_key(
+        &self,
+        account: AccountId,
+        key: &str,
+        now: i64,
+    ) -> DbResult<Option<(Vec<u8>, i64, Vec<u8>)>> {
+        self.with("reading an idempotency key", |c| {
+            c.prepare_cached(crate::sql::KEPT_KEY)?
+                .query_row(rusqlite::params![account.to_string(), key, now], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .optional()
+        })
+    }
+
     pub(super) fn model_run_ms(&self, model: &str) -> DbResult<Option<f64>> {
         self.with("reading model statistics", |c| {
             c.prepare_cached("SELECT avg_run_ms FROM model_stats WHERE model = ?1")?

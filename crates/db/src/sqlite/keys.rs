@@ -29,14 +29,8 @@ impl IdempotencyDb for SqliteDb {
         now: Millis,
         lease_until: Millis,
     ) -> DbResult<KeyClaim> {
-        let kept: Option<(Vec<u8>, i64, Vec<u8>)> = sqlx::query_as(crate::sql::KEPT_KEY)
-            .bind(account.to_string())
-            .bind(key)
-            .bind(now)
-            .fetch_optional(self.reads())
-            .await
-            .map_err(db_err("reading an idempotency key"))?;
-        if let Some((fingerprint, status, body)) = kept {
+        // Inline, as the key lookup before it (see `inline_read.rs`).
+        if let Some((fingerprint, status, body)) = self.inline.kept_key(account, key, now)? {
             return Ok(KeyClaim::Kept(KeptAnswer {
                 fingerprint,
                 status: status as u16,
