@@ -25,6 +25,8 @@ use genq_engine::time::now_ms;
 use genq_engine::{EngineError, JobQuery, LimitKind, NewJob, NewProject};
 
 backend_tests!(
+    idempotency_keys_are_claimed_kept_replayed_and_forgotten,
+    retention_marks_finished_jobs_and_a_marked_job_cannot_run_again,
     expired_leases_are_reclaimed_earliest_expired_first,
     accounts_take_turns_again_after_the_queue_drains,
     lists_filter_by_dialect_correlation_id_and_recency,
@@ -264,4 +266,130 @@ async fn projects_are_kept_per_account(backend: Backend) {
         Err(EngineError::ProjectNotFound)
     ));
     assert_eq!(h.engine.projects(mine).await.unwrap().len(), 1);
+}
+
+async fn idempotency_keys_are_claimed_kept_replayed_and_forgotten(backend: Backend) {
+    use genq_engine::idempotency::{KeyClaim, KeyedSubmission};
+    let h = harness(backend).await;
+    let other = principal_named(&h.engine, "other").await;
+    let KeyClaim::Claimed { token } = h.engine.claim_key(&h.principal, "k").await.unwrap() else {
+        panic!("a new key is claimed")
+    };
+    assert_eq!(
+        h.engine.claim_key(&h.principal, "k").await.unwrap(),
+        KeyClaim::InProgress
+    );
+    // Another account's key of the same name is another key.
+    assert!(matches!(
+        h.engine.claim_key(&other, "k").await.unwrap(),
+        KeyClaim::Claimed { .. }
+    ));
+    let keyed = KeyedSubmission {
+        key: "k".into(),
+        token: token.clone(),
+        fingerprint: vec![1, 2, 3],
+        status: 201,
+        answer: Box::new(|jobs| format!("{{\"jobId\":\"{}\"}}", jobs[0].id).into_bytes()),
+    };
+    let (jobs, kept) = h
+        .engine
+        .submit_all(&h.principal, vec![new_job(None)], Some(keyed))
+        .await
+        .unwrap();
+    let kept = kept.expect("kept");
+    assert_eq!(
+        kept.body,
+        format!("{{\"jobId\":\"{}\"}}", jobs[0].id).into_bytes()
+    );
+    h.engine
+        .release_key(&h.principal, "k", &token)
+        .await
+        .unwrap();
+    assert_eq!(
+        h.engine.claim_key(&h.principal, "k").await.unwrap(),
+        KeyClaim::Kept(kept)
+    );
+    // Forgotten once expired (a day by default): the key is new again.
+    let later = now_ms() + 25 * 3600 * 1000;
+    assert!(db(&h).delete_expired_keys(later).await.unwrap() >= 1);
+    assert!(matches!(
+        h.engine.claim_key(&h.principal, "k").await.unwrap(),
+        KeyClaim::Claimed { .. }
+    ));
+}
+
+async fn retention_marks_finished_jobs_and_a_marked_job_cannot_run_again(backend: Backend) {
+    let h = harness(backend).await;
+    let pending = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
+    let done = h.engine.submit(&h.principal, new_job(None)).await.unwrap();
+    let kinds = kinds();
+    // The first claimed is `pending`: complete it, leave `done`'s twin queued.
+    let (job, lease) = claim_one(db(&h), &kinds, now_ms(), 3).await.unwrap();
+    assert_eq!(job.id, pending.id);
+    assert!(db(&h).complete(&lease, &[], now_ms()).await.unwrap());
+    let finished = pending;
+    let later = now_ms() + 1_000;
+    let with_inputs = db(&h).jobs_with_inputs(later, 10).await.unwrap();
+    assert_eq!(
+        with_inputs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [finished.id]
+    );
+    let with_outputs = db(&h).jobs_with_outputs(later, 10).await.unwrap();
+    assert_eq!(
+        with_outputs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        [finished.id]
+    );
+    // A queued job is never swept.
+    assert!(!db(&h)
+        .mark_inputs_deleted(done.id, &serde_json::json!({}), later)
+        .await
+        .unwrap());
+    let input = serde_json::json!({"image": "data:,deleted"});
+    assert!(db(&h)
+        .mark_inputs_deleted(finished.id, &input, later)
+        .await
+        .unwrap());
+    assert!(!db(&h)
+        .mark_inputs_deleted(finished.id, &input, later)
+        .await
+        .unwrap());
+    assert!(db(&h)
+        .mark_outputs_deleted(finished.id, later)
+        .await
+        .unwrap());
+    assert!(db(&h).jobs_with_inputs(later, 10).await.unwrap().is_empty());
+    assert!(db(&h)
+        .jobs_with_outputs(later, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let read = h.engine.job(&h.principal, finished.id).await.unwrap();
+    assert_eq!(read.input, input);
+    assert_eq!(
+        (read.inputs_deleted_at, read.outputs_deleted_at),
+        (Some(later), Some(later))
+    );
+    let refused = h.engine.requeue(&h.principal, &[finished.id], None).await;
+    assert!(
+        matches!(refused, Err(EngineError::InputsDeleted(id)) if id == finished.id),
+        "{refused:?}"
+    );
+    // One lease holder at a time.
+    let now = now_ms();
+    assert!(db(&h)
+        .take_lease("retention", "a", now, now + 1_000)
+        .await
+        .unwrap());
+    assert!(!db(&h)
+        .take_lease("retention", "b", now, now + 1_000)
+        .await
+        .unwrap());
+    assert!(db(&h)
+        .take_lease("retention", "a", now, now + 2_000)
+        .await
+        .unwrap());
+    assert!(db(&h)
+        .take_lease("retention", "b", now + 2_001, now + 3_000)
+        .await
+        .unwrap());
 }
