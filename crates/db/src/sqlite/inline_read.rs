@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use genq_engine::db::DbResult;
+use genq_engine::idempotency::KeptAnswer;
 use genq_engine::{AccountId, DbError, Job, JobId, Principal};
 
 use crate::codec::{job_from_row, principal_from_row, JOB_COLUMNS, PRINCIPAL_BY_KEY_HASH};
@@ -104,17 +105,21 @@ impl InlineReader {
         })
     }
 
-    /// The fingerprint, status and body kept with an unexpired key.
+    /// The answer kept with an unexpired key.
     pub(super) fn kept_key(
         &self,
         account: AccountId,
         key: &str,
         now: i64,
-    ) -> DbResult<Option<(Vec<u8>, i64, Vec<u8>)>> {
+    ) -> DbResult<Option<KeptAnswer>> {
         self.with("reading an idempotency key", |c| {
             c.prepare_cached(crate::sql::KEPT_KEY)?
                 .query_row(rusqlite::params![account.to_string(), key, now], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    Ok(KeptAnswer {
+                        fingerprint: row.get(0)?,
+                        status: row.get::<_, i64>(1)? as u16,
+                        body: row.get(2)?,
+                    })
                 })
                 .optional()
         })

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use genq_engine::db::{DbResult, IdempotencyDb};
-use genq_engine::idempotency::{KeptAnswer, KeyClaim};
+use genq_engine::idempotency::KeyClaim;
 use genq_engine::time::Millis;
 use genq_engine::AccountId;
 
@@ -30,12 +30,8 @@ impl IdempotencyDb for SqliteDb {
         lease_until: Millis,
     ) -> DbResult<KeyClaim> {
         // Inline, as the key lookup before it (see `inline_read.rs`).
-        if let Some((fingerprint, status, body)) = self.inline.kept_key(account, key, now)? {
-            return Ok(KeyClaim::Kept(KeptAnswer {
-                fingerprint,
-                status: status as u16,
-                body,
-            }));
+        if let Some(answer) = self.inline.kept_key(account, key, now)? {
+            return Ok(KeyClaim::Kept(answer));
         }
         let mut claims = self.claims.0.lock().expect("not poisoned");
         let slot = claims.entry((account, key.to_owned())).or_default();
