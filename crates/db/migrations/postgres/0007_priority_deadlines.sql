@@ -5,6 +5,9 @@ ALTER TABLE jobs ADD COLUMN deadline_at BIGINT;
 
 CREATE INDEX jobs_pending_by_account_priority
     ON jobs (account_id, priority DESC, id) WHERE state = 'PENDING';
+-- Whether any pending job has a priority of its own: the claim's fast path
+-- (below) reads this, almost always empty, index.
+CREATE INDEX jobs_pending_prioritised ON jobs (priority) WHERE state = 'PENDING' AND priority <> 0;
 CREATE INDEX jobs_pending_deadline
     ON jobs (deadline_at) WHERE state = 'PENDING' AND deadline_at IS NOT NULL;
 
@@ -49,6 +52,27 @@ BEGIN
     FROM expired WHERE jobs.id = expired.id
     RETURNING jobs.*;
     IF FOUND THEN
+        RETURN;
+    END IF;
+
+    -- No pending job has a priority of its own (the usual case): the whole
+    -- batch in one statement, in queue order. The loop below costs a
+    -- statement per job (measured: the c=8 drain at 0.67x graphile-worker's
+    -- with the loop alone).
+    IF NOT EXISTS (SELECT 1 FROM jobs WHERE state = 'PENDING' AND priority <> 0) THEN
+        RETURN QUERY
+        WITH pending AS (
+            SELECT id FROM jobs
+            WHERE state = 'PENDING' AND kind = ANY (claim_kinds)
+            ORDER BY queue_round, id LIMIT claim_limit FOR UPDATE SKIP LOCKED
+        )
+        UPDATE jobs SET state = 'PROCESSING', attempt = jobs.attempt + 1, progress = 0,
+            lease_owner = claim_owner, lease_until = claim_until,
+            announce = EXISTS (SELECT 1 FROM genq_followed_accounts f
+                               WHERE f.account_id = jobs.account_id AND f.until > claim_now),
+            started_at = COALESCE(jobs.started_at, claim_now), updated_at = claim_now
+        FROM pending WHERE jobs.id = pending.id
+        RETURNING jobs.*;
         RETURN;
     END IF;
 

@@ -17,5 +17,8 @@ ALTER TABLE jobs ADD COLUMN deadline_at INTEGER;
 
 CREATE INDEX jobs_pending_by_account_priority
     ON jobs (account_id, priority DESC, id) WHERE state = 'PENDING';
+-- Whether any pending job has a priority of its own: when none has (the
+-- usual case), a claim skips the look for an account's best job.
+CREATE INDEX jobs_pending_prioritised ON jobs (priority) WHERE state = 'PENDING' AND priority <> 0;
 CREATE INDEX jobs_pending_deadline
     ON jobs (deadline_at) WHERE state = 'PENDING' AND deadline_at IS NOT NULL;

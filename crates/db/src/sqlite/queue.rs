@@ -89,6 +89,14 @@ queue_db! { SqliteDb;
              progress = 0, lease_owner = $2, lease_until = $3, started_at = COALESCE(started_at, $4), \
              updated_at = $4 WHERE id = $5 RETURNING attempt, {JOB_COLUMNS}"
         );
+        // With no priority set on any pending job, the head of the queue is
+        // every turn's runner.
+        let prioritised: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'PENDING' AND priority <> 0)",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err("claiming a job"))?;
         // One transaction (one commit) for the whole batch.
         while outcome.claimed.len() < request.limit.max(1) as usize {
             let mut candidate = None;
@@ -111,7 +119,7 @@ queue_db! { SqliteDb;
             let Some((mut id, retry)) = candidate else {
                 break;
             };
-            if retry == 0 {
+            if retry == 0 && prioritised {
                 let mut query = sqlx::query_as::<_, (String, i64)>(&best).bind(&id);
                 for kind in request.kinds {
                     query = query.bind(kind);
