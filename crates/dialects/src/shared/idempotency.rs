@@ -13,7 +13,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -158,14 +158,6 @@ impl KeyInFlight {
                 serde_json::to_vec(&answer(jobs)).expect("JSON serializes")
             }),
         }
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for KeyInFlight {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        unreachable!("taken as Option<KeyInFlight>")
     }
 }
 
