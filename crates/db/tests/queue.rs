@@ -385,13 +385,15 @@ async fn priority_reorders_an_accounts_own_jobs_but_not_the_turns(backend: Backe
         .collect();
     assert_eq!(
         HashSet::<JobId>::from_iter(first),
-        HashSet::from([a_urgent, b_urgent, a[0]])
+        HashSet::from([a_urgent, b_urgent, a[1]])
     );
+    // Each job passed over took the place in line of the one that ran
+    // before it: a[0] that of a_urgent, b[0] that of b_urgent.
     let mut rest = Vec::new();
     while let Some(id) = claim_and_complete(&h).await {
         rest.push(id);
     }
-    assert_eq!(rest, [b[0], a[1], b[1], a[2], a_late]);
+    assert_eq!(rest, [b[1], a[2], b[0], a[0], a_late]);
 }
 
 async fn a_pending_job_past_its_deadline_fails_refunded_and_runs_again_with_a_new_one(

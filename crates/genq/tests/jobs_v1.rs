@@ -691,9 +691,10 @@ async fn a_deadline_stops_a_long_render_and_priority_orders_what_waits() {
     );
 
     // The urgent job ran in this account's first turn, the other account's
-    // in its own turn, then the rest.
+    // in its own turn, then the rest, a0 in the place in line the urgent
+    // job had.
     let [a0, a1, b0, urgent] = [0, 1, 2, 3].map(|i| waiting[i].1.clone());
-    assert_eq!(started, [urgent, b0, a0, a1]);
+    assert_eq!(started, [urgent, b0, a1, a0]);
     // The failed render was refunded: only this account's speech jobs cost.
     for (key, id) in &waiting {
         if *key == g.account.api_key {

@@ -4,7 +4,7 @@ ALTER TABLE jobs ADD COLUMN timeout_ms BIGINT;
 ALTER TABLE jobs ADD COLUMN deadline_at BIGINT;
 
 CREATE INDEX jobs_pending_by_account_priority
-    ON jobs (account_id, priority DESC, id) WHERE state = 'PENDING';
+    ON jobs (account_id, priority DESC, queue_round, id) WHERE state = 'PENDING';
 -- Whether any pending job has a priority of its own: the claim's fast path
 -- (below) reads this, almost always empty, index.
 CREATE INDEX jobs_pending_prioritised ON jobs (priority) WHERE state = 'PENDING' AND priority <> 0;
@@ -14,8 +14,8 @@ CREATE INDEX jobs_pending_deadline
 -- As in 0003, except that each pending job is claimed in its account's
 -- turn as the account's best: the head of the queue (lowest round, then
 -- oldest) says whose turn it is, and the account's pending job of highest
--- priority, then oldest, runs in it; the head, if passed over, takes the
--- runner's round. One job at a time, each claimed at once, so the next
+-- priority, then earliest round, runs in it; the head, if passed over,
+-- takes the runner's round (the two swap places in the account's line). One job at a time, each claimed at once, so the next
 -- turn sees the rounds as this one left them. Usually the best job is the
 -- head itself and no round moves.
 CREATE OR REPLACE FUNCTION genq_claim(
@@ -85,7 +85,7 @@ BEGIN
         END IF;
         SELECT id, queue_round INTO best FROM jobs
         WHERE account_id = head.account_id AND state = 'PENDING' AND kind = ANY (claim_kinds)
-        ORDER BY priority DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED;
+        ORDER BY priority DESC, queue_round, id LIMIT 1 FOR UPDATE SKIP LOCKED;
         runner := head.id;
         IF FOUND AND best.id <> head.id THEN
             UPDATE jobs SET queue_round = best.queue_round WHERE id = head.id;

@@ -81,7 +81,7 @@ queue_db! { SqliteDb;
             "SELECT best.id, best.queue_round FROM jobs head JOIN jobs best \
              ON best.account_id = head.account_id AND best.state = 'PENDING' \
              WHERE head.id = $1 AND best.kind IN ({}) \
-             ORDER BY best.priority DESC, best.id LIMIT 1",
+             ORDER BY best.priority DESC, best.queue_round, best.id LIMIT 1",
             kinds_from(2)
         );
         let claim = format!(
