@@ -93,7 +93,7 @@ pub struct ServerSettings {
     #[arg(long, env = "GENQ_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
     /// Open connections of one client IP (trusted proxies exempt); 0: no limit
-    #[arg(long, env = "GENQ_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    #[arg(long, env = "GENQ_MAX_CONNECTIONS_PER_IP", default_value_t = 512)]
     pub max_connections_per_ip: usize,
 }
 
