@@ -70,6 +70,10 @@ test('a job that fails while rendering shows FAILED and its error message', { ti
     await button(page, 'Submit').click();
     await waitForJobPage(page);
     await waitForStatus(page, 'FAILED', { timeout: 60_000, terminal: ['COMPLETED', 'CANCELLED'] });
+    // The status changes with the event; the error section is read again
+    // from the server a moment later.
+    await page.locator('#job-error [data-field="error"]').filter({ hasText: /\S/ })
+      .waitFor({ timeout: 10_000 });
     const error = await text(page.locator('#job-error'));
     figure(`failed job: #job-error reads "${error}"`);
     assert.match(error, /image could not be decoded/i);
