@@ -9,11 +9,10 @@ use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 use axum::Router;
 use genq_engine::{Job, JobState};
-
-use axum::response::{IntoResponse, Response};
 
 use crate::shared::auth::Rejects;
 use crate::shared::idempotency::idempotency;
