@@ -53,6 +53,8 @@ pub struct BatchJob {
         (status = 402, description = "INSUFFICIENT_BALANCE: the balance does not cover every job; nothing was submitted"),
         (status = 403, description = "MODEL_ACCESS_DENIED: an item names a model this key may not use"),
         (status = 409, description = "IDEMPOTENCY_KEY_IN_USE"),
+        (status = 413, description = "The body is over its limit"),
+        (status = 415, description = "The body is not JSON"),
         (status = 422, description = "IDEMPOTENCY_KEY_REUSED"),
         (status = 429, description = "CONCURRENT_JOBS_EXCEEDED: the batch would pass the account's concurrent-job limit; nothing was submitted")),
     params(("Idempotency-Key" = Option<String>, Header, description = "docs/idempotency.md")),

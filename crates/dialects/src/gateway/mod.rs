@@ -151,8 +151,7 @@ impl GatewayState {
         principal: &genq_engine::Principal,
         request: SubmitRequest,
     ) -> Result<(NewJob, &'c genq_catalog::Model), V1Error> {
-        let gateway = self;
-        let model = gateway.catalog.get(&request.model).ok_or_else(|| {
+        let model = self.catalog.get(&request.model).ok_or_else(|| {
             V1Error::model_not_found(format!("Model {:?} does not exist.", request.model))
         })?;
         let version = model.version(request.version.as_deref()).ok_or_else(|| {
@@ -196,7 +195,7 @@ impl GatewayState {
             cost_micro_cents: cost,
             limits: SubmitLimits {
                 max_active_per_key: None,
-                max_active_per_account: Some(gateway.max_concurrent_jobs),
+                max_active_per_account: Some(self.max_concurrent_jobs),
             },
             priority: scheduling.priority,
             timeout_seconds: scheduling.timeout_seconds,
@@ -224,8 +223,11 @@ async fn own_job(
     responses((status = 200, body = Submitted),
         (status = 402, description = "The account's balance does not cover the job"),
         (status = 404, description = "MODEL_NOT_FOUND: no such model, or not for this key"),
+        (status = 409, description = "IDEMPOTENCY_KEY_IN_USE: a request with this Idempotency-Key is still being processed"),
         (status = 413, description = "The body is over its limit"),
-        (status = 415, description = "The body is not JSON")),
+        (status = 415, description = "The body is not JSON"),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different request")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a retry with the same key and request gets the first answer again (docs/idempotency.md)")),
     security(("bearer" = [])))]
 async fn submit(
     State(ctx): State<Ctx<Gateway>>,

@@ -26,10 +26,13 @@ const MAX_SESSION_ID_BYTES: usize = genq_engine::job::MAX_CORRELATION_ID_BYTES;
 
 /// Queue a project-backed job.
 #[utoipa::path(post, path = "/jobs/v2",
-    request_body(content = Object, description = "job_type (video, image, pdf, tts, photo_qc, ai_talking_video, ai_image_generation), template_id (or project_id), values, version, session_id, webhook_url, format, background_music, background_volume, background_start, background_ducking; tts: voice, language, speed; ai_talking_video: image_url, audio_url and the model's own options (docs/provider.md). Any other field is kept in the job's input"),
+    request_body(content = Object, description = "job_type (video, image, pdf, tts, photo_qc, ai_talking_video, ai_image_generation), template_id (or project_id), values, version, session_id, webhook_url, format, background_music, background_volume, background_start, background_ducking, priority (-10 to 10), timeout_seconds (docs/scheduling.md); tts: voice, language, speed; ai_talking_video: image_url, audio_url and the model's own options (docs/provider.md). Any other field is kept in the job's input"),
     responses((status = 201, description = "{\"message\": \"Job update accepted and processing.\", \"job\": {…}}", body = Object),
         (status = 400, description = "The project cannot be resolved, is of another type, names a model the catalog lacks, needs an image model none is configured for, or a field is invalid; the message names it"),
-        (status = 402, description = "The account's credits do not cover the job")),
+        (status = 402, description = "The account's credits do not cover the job"),
+        (status = 409, description = "A request with this Idempotency-Key is still being processed"),
+        (status = 422, description = "The Idempotency-Key was used with a different request")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a retry with the same key and request gets the first answer again (docs/idempotency.md)")),
     security(("api_key" = [])))]
 pub(super) async fn submit(
     State(ctx): State<Ctx<Provider>>,

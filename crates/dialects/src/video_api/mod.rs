@@ -174,8 +174,10 @@ async fn own_job(
         (status = 402, body = ErrorBody, description = "INSUFFICIENT_BALANCE: renders are priced (--video-price-micro-cents) and the balance is short"),
         (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different request"),
         (status = 429, body = ErrorBody),
     ),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a retry with the same key and request gets the first answer again (docs/idempotency.md)")),
     security(("api_key" = [])),
 )]
 async fn create_job(
