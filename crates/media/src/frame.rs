@@ -13,7 +13,7 @@ use image::codecs::jpeg::JpegEncoder;
 use image::error::ImageFormatHint;
 use image::imageops::{self, FilterType};
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, Limits, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbImage};
 
 use crate::error::MediaError;
 
@@ -42,13 +42,7 @@ fn decode_oriented(path: &Path) -> Result<DynamicImage, MediaError> {
     // whole file into memory anyway.
     let bytes = std::fs::read(path)?;
     let mut reader = ImageReader::new(Cursor::new(&bytes)).with_guessed_format()?;
-    let whole = match reader.format() {
-        Some(ImageFormat::Jpeg) => jpeg_is_whole(&bytes),
-        Some(ImageFormat::WebP) => riff_is_whole(&bytes),
-        // The PNG decoder fails a file cut short by itself.
-        _ => true,
-    };
-    if !whole {
+    if genq_sniff::image_cut_short(&bytes) {
         return Err(MediaError::InvalidImage(TRUNCATED.to_owned()));
     }
     let mut limits = Limits::default();
@@ -70,72 +64,6 @@ fn decode_oriented(path: &Path) -> Result<DynamicImage, MediaError> {
 }
 
 const TRUNCATED: &str = "the file is truncated";
-
-/// Whether a JPEG's segments run to its end-of-image marker. The decoder
-/// (zune-jpeg, as lenient as browsers) paints what a file cut short lacks
-/// in grey and succeeds, and its strict mode also refuses the stray bytes
-/// real cameras write; only truncation is refused here. Segments with a
-/// length (an EXIF thumbnail's own markers among them) are skipped whole;
-/// entropy-coded data after each SOS runs to the next marker that is not
-/// a stuffed 0xFF00 or a restart marker; bytes between segments that are
-/// not a marker are passed over, as the decoder does.
-fn jpeg_is_whole(bytes: &[u8]) -> bool {
-    let mut at = 2;
-    loop {
-        let Some(skip) = bytes
-            .get(at..)
-            .and_then(|rest| rest.iter().position(|&b| b == 0xFF))
-        else {
-            return false;
-        };
-        at += skip;
-        while bytes.get(at + 1) == Some(&0xFF) {
-            at += 1;
-        }
-        let Some(&marker) = bytes.get(at + 1) else {
-            return false;
-        };
-        at += 2;
-        match marker {
-            0xD9 => return true,
-            0x00 | 0x01 | 0xD0..=0xD8 => continue,
-            _ => {}
-        }
-        let Some(&[high, low]) = bytes.get(at..at + 2) else {
-            return false;
-        };
-        at += usize::from(u16::from_be_bytes([high, low]));
-        if at > bytes.len() {
-            return false;
-        }
-        if marker == 0xDA {
-            // The scan's data: up to the next real marker.
-            loop {
-                let Some(skip) = bytes[at..].iter().position(|&b| b == 0xFF) else {
-                    return false;
-                };
-                at += skip;
-                match bytes.get(at + 1) {
-                    None => return false,
-                    Some(0x00 | 0xD0..=0xD7 | 0xFF) => at += 1,
-                    Some(_) => break,
-                }
-            }
-        }
-    }
-}
-
-/// Whether a RIFF file (WebP) holds as many bytes as its header says; the
-/// decoder says only "Corrupt bitstream" of one cut short.
-fn riff_is_whole(bytes: &[u8]) -> bool {
-    match bytes.get(4..8) {
-        Some(&[a, b, c, d]) => {
-            let size = u64::from(u32::from_le_bytes([a, b, c, d])) + 8;
-            bytes.len() as u64 >= size
-        }
-        _ => false,
-    }
-}
 
 fn invalid_image(e: ImageError) -> MediaError {
     let reason = match e {
@@ -307,19 +235,19 @@ mod tests {
     }
 
     #[test]
-    fn a_jpeg_is_whole_only_up_to_its_end_marker() {
+    fn a_jpeg_is_cut_short_before_its_end_marker() {
         let mut jpeg = Vec::new();
         let img = RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
         JpegEncoder::new_with_quality(&mut jpeg, 90)
             .encode_image(&img)
             .unwrap();
-        assert!(jpeg_is_whole(&jpeg));
+        assert!(!genq_sniff::image_cut_short(&jpeg));
         // A trailer after the end (a motion photo's video) is not a fault.
         let mut trailer = jpeg.clone();
         trailer.extend_from_slice(b"....ftypmp42 and more");
-        assert!(jpeg_is_whole(&trailer));
+        assert!(!genq_sniff::image_cut_short(&trailer));
         for cut in [3, 20, jpeg.len() / 2, jpeg.len() - 2, jpeg.len() - 1] {
-            assert!(!jpeg_is_whole(&jpeg[..cut]), "cut at {cut}");
+            assert!(genq_sniff::image_cut_short(&jpeg[..cut]), "cut at {cut}");
         }
     }
 

@@ -1,6 +1,9 @@
 //! What a media file is, decided by its first bytes rather than by its name
 //! or declared type.
 
+mod whole;
+pub use whole::image_cut_short;
+
 /// What a file field is supposed to hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MediaClass {

@@ -50,6 +50,9 @@ impl Picture {
             Ok(image::ImageFormat::WebP) => PictureFormat::Webp,
             _ => return Err("is not a PNG, JPEG, GIF or WebP image".into()),
         };
+        if genq_sniff::image_cut_short(&bytes) {
+            return Err("is cut short: the file is truncated".into());
+        }
         let (width, height) = image::ImageReader::new(Cursor::new(&bytes))
             .with_guessed_format()
             .map_err(|e| e.to_string())?

@@ -133,6 +133,15 @@ fn values_are_checked_against_the_fields() {
     let e = check(json!({"headline": "Hi", "avatar": {"image_url": "file:///etc/passwd"}}))
         .unwrap_err();
     assert_eq!(e.at, "values.avatar.image_url");
+    // An http(s) URL without a host is refused at submission too.
+    for hostless in ["https://", "http:///a.jpg", "https://?x", "http:// a.jpg"] {
+        let e = check(json!({"headline": "Hi", "avatar": {"image_url": hostless}})).unwrap_err();
+        assert_eq!(e.at, "values.avatar.image_url", "{hostless}");
+    }
+    assert!(genq_template::is_fetchable_url("HTTPS://cdn.example/a.jpg"));
+    assert!(genq_template::is_fetchable_url(
+        "data:image/png;base64,AAAA"
+    ));
     let e = check(
         json!({"headline": "Hi", "voiceover": {"audio_url": "https://a/v.mp3",
         "effects": [{"type": "reverb"}]}}),
@@ -537,6 +546,22 @@ fn a_picture_that_does_not_decode_fails_naming_its_field() {
         .unwrap_err();
     assert_eq!(e.at, "values.photo");
     assert!(e.problem.contains("does not decode"), "{e}");
+
+    // A JPEG cut short decodes "successfully" with a grey lower half: it is
+    // refused from its structure before anything is drawn.
+    let mut jpeg = Vec::new();
+    picture
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    assert!(Picture::from_bytes(jpeg.clone()).is_ok());
+    jpeg.truncate(jpeg.len() * 2 / 3);
+    let refused = Picture::from_bytes(jpeg)
+        .err()
+        .expect("a cut JPEG is refused");
+    assert!(refused.contains("truncated"), "{refused}");
 
     // A small file can describe a huge picture: refused before decoding.
     let header = {

@@ -22,6 +22,9 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, String> {
     if probe.format().is_none() {
         return Err("the photo is not a JPEG, PNG, WebP, GIF or PNM image".into());
     }
+    if genq_sniff::image_cut_short(bytes) {
+        return Err("the photo could not be decoded: the file is truncated".into());
+    }
     let (width, height) = probe
         .into_dimensions()
         .map_err(|e| format!("the photo's header could not be read: {e}"))?;

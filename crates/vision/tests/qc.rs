@@ -254,4 +254,18 @@ fn decode_refuses_what_is_not_a_photo_or_too_large() {
         truncated.starts_with("the photo could not be decoded: "),
         "{truncated}"
     );
+    // A JPEG cut short, which the decoder would fill with grey.
+    let mut jpeg = Vec::new();
+    photo
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    assert!(decode(&jpeg).is_ok());
+    jpeg.truncate(jpeg.len() / 2);
+    assert_eq!(
+        decode(&jpeg).unwrap_err(),
+        "the photo could not be decoded: the file is truncated"
+    );
 }

@@ -109,6 +109,9 @@ async fn as_made(
         .map_err(|e| io_failure("the picture", e))?;
     let thumbnail = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
         let side = THUMBNAIL_LONG_SIDE as u32;
+        if genq_sniff::image_cut_short(&bytes) {
+            return Err("the file is truncated".into());
+        }
         let small = image::load_from_memory(&bytes)
             .map_err(|e| e.to_string())?
             .thumbnail(side, side)
