@@ -621,7 +621,15 @@ fn colour(at: &str, text: &str) -> Result<Colour, TemplateError> {
 /// What genq's outbound fetcher takes.
 pub fn is_fetchable_url(url: &str) -> bool {
     let lower = url.trim_start().to_ascii_lowercase();
-    lower.starts_with("https://") || lower.starts_with("http://") || lower.starts_with("data:")
+    if lower.starts_with("data:") {
+        return true;
+    }
+    // An http(s) URL must name a host, as the gateway's input URLs must.
+    let rest = lower
+        .strip_prefix("https://")
+        .or_else(|| lower.strip_prefix("http://"));
+    rest.and_then(|rest| rest.chars().next())
+        .is_some_and(|first| !matches!(first, '/' | '?' | '#') && !first.is_whitespace())
 }
 
 /// A layer's shape error, at the key inside the layer: serde reads a tagged
