@@ -1,5 +1,6 @@
 //! The engine's front door: what dialects and the CLI call.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Once};
 use std::time::Duration;
@@ -18,6 +19,7 @@ use crate::ids::{AccountId, JobId, KeyId, ProjectId};
 use crate::job::{Job, JobQuery, JobState, ModelRef, SubmitLimits};
 use crate::project::{NewProject, Project};
 use crate::time::{now_ms, Millis};
+use crate::worker::InputCheck;
 
 /// An uploaded input file, already streamed to local disk under
 /// [`Engine::staging_dir`], waiting to become part of a job.
@@ -70,6 +72,8 @@ struct Inner {
     feed: Once,
     /// How long an idempotency key's answer is kept, in ms.
     idempotency_retention_ms: std::sync::atomic::AtomicI64,
+    /// Checks of an input by job kind, run at submission.
+    input_checks: std::sync::OnceLock<HashMap<&'static str, InputCheck>>,
 }
 
 impl Engine {
@@ -91,6 +95,7 @@ impl Engine {
                 idempotency_retention_ms: std::sync::atomic::AtomicI64::new(
                     crate::idempotency::DEFAULT_RETENTION.as_millis() as i64,
                 ),
+                input_checks: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -109,6 +114,17 @@ impl Engine {
         self.inner
             .idempotency_retention_ms
             .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What the renderers check of a job's input beyond its JSON Schema,
+    /// by kind, so that a submission is refused (400) for what its job
+    /// would fail on before running anything. Set once, at start-up.
+    pub fn set_input_checks(&self, checks: impl IntoIterator<Item = (&'static str, InputCheck)>) {
+        let _ = self.inner.input_checks.set(checks.into_iter().collect());
+    }
+
+    pub(crate) fn input_check(&self, kind: &str) -> Option<InputCheck> {
+        self.inner.input_checks.get()?.get(kind).copied()
     }
 
     pub(crate) fn idempotency_retention_ms(&self) -> Millis {

@@ -27,6 +27,10 @@ pub enum EngineError {
     IdempotencyKeyInUse,
     #[error("job is {0} and can no longer be cancelled")]
     NotCancellable(JobState),
+    /// The input of the `index`th job submitted fails its renderer's check
+    /// (the message names the field).
+    #[error("{message}")]
+    InvalidInput { index: usize, message: String },
     #[error("file storage error: {0}")]
     Files(#[from] std::io::Error),
     #[error(transparent)]
@@ -45,6 +49,7 @@ impl EngineError {
             EngineError::NotCancellable(_) => "NOT_CANCELLABLE",
             EngineError::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
             EngineError::InputsDeleted(_) => "INPUTS_DELETED",
+            EngineError::InvalidInput { .. } => "INVALID_INPUT",
             EngineError::Files(_) => "STORAGE_ERROR",
             EngineError::Db(_) => "DATABASE_ERROR",
         }

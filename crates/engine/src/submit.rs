@@ -28,6 +28,12 @@ impl Engine {
         news: Vec<NewJob>,
         keyed: Option<KeyedSubmission>,
     ) -> Result<(Vec<Job>, Option<KeptAnswer>), EngineError> {
+        for (index, new) in news.iter().enumerate() {
+            if let Some(check) = self.input_check(&new.kind) {
+                check(&new.input)
+                    .map_err(|message| EngineError::InvalidInput { index, message })?;
+            }
+        }
         let now = now_ms();
         let limits = news.first().map(|n| n.limits.clone()).unwrap_or_default();
         let mut jobs = Vec::with_capacity(news.len());

@@ -14,7 +14,9 @@ pub async fn engine(settings: &Settings) -> anyhow::Result<Engine> {
         &settings.data.data_dir,
     )
     .context("opening file storage")?;
-    open(&settings.data, files).await
+    let engine = open(&settings.data, files).await?;
+    engine.set_input_checks(genq_media::submission_checks());
+    Ok(engine)
 }
 
 /// The engine of the admin commands, which touch the database only.

@@ -214,6 +214,20 @@ async fn every_error_code_comes_from_its_situation() {
             .contains("input.speed"),
         "{body}"
     );
+    // Well-formed, but espeak-ng has no such voice: refused before it runs.
+    let (code, body) = g
+        .submit(
+            json!({ "model": "genq/text-to-speech", "input": { "text": "x", "voice": "klingon" } }),
+        )
+        .await;
+    assert_eq!((code, error_code(&body)), (400, "INVALID_INPUT"), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("input.voice: "),
+        "{body}"
+    );
     let (code, body) = g.submit(json!({ "model": "genq/text-to-speech" })).await;
     assert_eq!((code, error_code(&body)), (400, "INVALID_INPUT"));
     let (code, body) = g.submit(json!({ "model": "genq/text-to-speech", "input": { "text": "x" }, "webhookUrl": "http://example.com/hook" })).await;

@@ -426,14 +426,17 @@ mod tests {
         );
         assert_eq!(f.code, "INVALID_INPUT");
         assert!(f.message.contains("\"prompt\" is empty"), "{}", f.message);
-        let tts = TextToSpeech::new(SpeechSettings::default());
-        let input = parse_input(&json!({"text": "hi", "voice": "xx-nonexistent"})).unwrap();
-        let f = failure(
-            tts.produce(&input, dir.path(), &|_| {}, &cancel)
-                .await
-                .unwrap_err(),
+        // A voice espeak-ng lacks is refused with the input's other limits,
+        // so already at submission.
+        let refused = parse_input::<SpeechInput>(&json!({"text": "hi", "voice": "xx-nonexistent"}))
+            .unwrap_err();
+        assert_eq!(refused.code, "INVALID_INPUT");
+        assert!(
+            refused
+                .message
+                .starts_with("input.voice: espeak-ng has no voice"),
+            "{}",
+            refused.message
         );
-        assert_eq!(f.code, "INVALID_INPUT");
-        assert!(f.message.contains("unknown voice"), "{}", f.message);
     }
 }

@@ -14,10 +14,11 @@ mod speech;
 mod still;
 mod template_render;
 mod title_card;
+mod voices;
 
 pub use error::MediaError;
 pub use handler::{ImageAudioInput, ImageAudioVideo, TextToSpeech, TitleCardVideo, UploadedFile};
-pub use models::builtin_models;
+pub use models::{builtin_models, submission_checks};
 pub use probe::{probe, MediaInfo, StreamInfo};
 pub use process::{Tool, ToolError, ToolOutput};
 pub use speech::{synthesize_speech, Speech, SpeechInput, SpeechSettings, DEFAULT_VOICE};

@@ -2,10 +2,11 @@
 //! input schemas are derived from the renderers' input types.
 
 use genq_catalog::{Backend, ModelSpec, Price};
-use genq_engine::worker::input_schema;
+use genq_engine::worker::{check_input, input_schema, InputCheck};
 use genq_engine::{OutputKind, Renderer};
+use serde_json::Value;
 
-use crate::{ImageAudioVideo, TextToSpeech, TitleCardVideo};
+use crate::{ImageAudioVideo, TemplateRenderer, TextToSpeech, TitleCardVideo};
 
 /// A built-in model of renderer `R`.
 fn builtin<R: Renderer>(
@@ -60,6 +61,32 @@ pub fn builtin_models() -> Vec<ModelSpec> {
             3.0,
         ),
     ]
+}
+
+/// What the renderers check of an input beyond its JSON Schema, run at
+/// submission ([`genq_engine::Engine::set_input_checks`]): speech's voice
+/// against the voices espeak-ng has here, the title card's limits. The
+/// image+audio video's inputs are files, checked as they arrive.
+pub fn submission_checks() -> Vec<(&'static str, InputCheck)> {
+    vec![
+        (TextToSpeech::KIND, check_input::<TextToSpeech>),
+        (TitleCardVideo::KIND, check_input::<TitleCardVideo>),
+        (TemplateRenderer::KIND, template_voice),
+    ]
+}
+
+/// A template job spoken by espeak-ng (no model of its own) names a voice
+/// or variant espeak-ng has; its other values were checked by the dialect.
+fn template_voice(input: &Value) -> Result<(), String> {
+    if input.get("model").is_some_and(|model| !model.is_null()) {
+        return Ok(());
+    }
+    let Some(speech) = input.get("speech").filter(|speech| !speech.is_null()) else {
+        return Ok(());
+    };
+    let field = |name: &str| speech.get(name).and_then(Value::as_str);
+    let voice = crate::template_render::speak::espeak_voice(field("voice"), field("language"));
+    crate::voices::check_installed_voice(&voice).map_err(|why| format!("voice: {why}"))
 }
 
 #[cfg(test)]

@@ -76,11 +76,21 @@ pub struct SpeechInput {
     #[validate(length(min = 1, max = MAX_TEXT_CHARS))]
     pub text: String,
     /// An espeak-ng voice, e.g. en, en-us, de, fr (optionally `+variant`).
-    #[validate(regex(path = *VOICE_NAME))]
+    #[validate(regex(path = *VOICE_NAME), custom(function = "installed_voice"))]
     pub voice: Option<String>,
     /// 1 is espeak-ng's normal rate.
     #[validate(range(min = MIN_SPEED, max = MAX_SPEED))]
     pub speed: Option<f64>,
+}
+
+/// A voice espeak-ng has here (checked after the pattern, so the name is
+/// never mistaken for an option).
+fn installed_voice(voice: &str) -> Result<(), validator::ValidationError> {
+    if !VOICE_NAME.is_match(voice) {
+        return Ok(());
+    }
+    crate::voices::check_installed_voice(voice)
+        .map_err(|why| validator::ValidationError::new("voice").with_message(why.into()))
 }
 
 fn invalid(msg: impl Into<String>) -> MediaError {
@@ -363,7 +373,7 @@ async fn list_voices(
 /// Names usable with `-v` from `espeak-ng --voices`: each voice's language
 /// (`en-us`), its other languages (`(en 2)` → `en`) and its name (`German`).
 /// Columns: Pty, Language, Age/Gender, VoiceName, File, Other Languages.
-fn parse_voice_names(listing: &str) -> Vec<String> {
+pub(crate) fn parse_voice_names(listing: &str) -> Vec<String> {
     let mut names = Vec::new();
     for line in listing.lines().skip(1) {
         let cols: Vec<&str> = line.split_whitespace().collect();
@@ -385,7 +395,7 @@ fn parse_voice_names(listing: &str) -> Vec<String> {
 
 /// Variant names from `espeak-ng --voices=variant`, whose File column reads
 /// `!v/f3`.
-fn parse_variant_names(listing: &str) -> Vec<String> {
+pub(crate) fn parse_variant_names(listing: &str) -> Vec<String> {
     listing
         .lines()
         .skip(1)

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use genq_engine::Job;
+use genq_engine::{EngineError, Job};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -95,6 +95,11 @@ pub(super) async fn submit_batch(
             .collect(),
     };
     let (_, response) =
-        submit_and_answer(&ctx.app, &auth.principal, news, key, StatusCode::OK, answer).await?;
+        submit_and_answer(&ctx.app, &auth.principal, news, key, StatusCode::OK, answer)
+            .await
+            .map_err(|e| match e {
+                EngineError::InvalidInput { index, .. } => V1Error::from(e).in_batch_item(index),
+                e => e.into(),
+            })?;
     Ok(response)
 }

@@ -106,6 +106,18 @@ pub fn input_schema<R: Renderer>() -> serde_json::Value {
     schema
 }
 
+/// A check of a job's input at submission; `Err` names the field and says
+/// what is wrong (`input.voice: …`).
+pub type InputCheck = fn(&serde_json::Value) -> Result<(), String>;
+
+/// The whole of what a renderer checks of its input before running: for
+/// [`crate::Engine::set_input_checks`].
+pub fn check_input<R: Renderer>(input: &serde_json::Value) -> Result<(), String> {
+    parse_input::<R::Input>(input)
+        .map(drop)
+        .map_err(|failure| failure.message)
+}
+
 /// Parses a job's input as `T`, checking its limits; the error names the
 /// field (`input.speed: invalid type: string "x", expected f64`).
 pub fn parse_input<T: DeserializeOwned + CheckLimits>(

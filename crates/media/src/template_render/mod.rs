@@ -10,7 +10,7 @@
 pub mod audio;
 mod generated;
 mod photo_qc;
-mod speak;
+pub(crate) mod speak;
 mod talking;
 
 use std::collections::HashMap;

@@ -139,7 +139,7 @@ impl TemplateRenderer {
 
 /// The espeak-ng voice for a request: `language+voice` when both are given
 /// (the voice then being a variant such as `f3`), else whichever is.
-pub(super) fn espeak_voice(voice: Option<&str>, language: Option<&str>) -> String {
+pub(crate) fn espeak_voice(voice: Option<&str>, language: Option<&str>) -> String {
     match (voice, language) {
         (Some(voice), Some(language)) if !voice.contains('+') => {
             format!("{}+{voice}", language.to_ascii_lowercase())
