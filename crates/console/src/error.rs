@@ -19,6 +19,8 @@ pub(crate) enum PageError {
     /// A form post without the session's CSRF token or from another origin.
     Forbidden,
     BadRequest(String),
+    /// The database or storage failed; the page may be tried again.
+    Unavailable(String),
     Internal(String),
 }
 
@@ -29,6 +31,8 @@ impl From<EngineError> for PageError {
             EngineError::NotCancellable(state) => PageError::BadRequest(format!(
                 "This job is {state} and can no longer be cancelled."
             )),
+            EngineError::InvalidInput { message, .. } => PageError::BadRequest(message),
+            EngineError::Db(_) | EngineError::Files(_) => PageError::Unavailable(e.to_string()),
             other => PageError::Internal(other.to_string()),
         }
     }
@@ -68,6 +72,14 @@ impl IntoResponse for PageError {
                 "This request did not come from a console page of this server. Reload the page and try again.".to_owned(),
             ),
             PageError::BadRequest(message) => (StatusCode::BAD_REQUEST, "Cannot do that", message),
+            PageError::Unavailable(detail) => {
+                tracing::error!(error = %detail, "a console page failed: the database or storage failed");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Unavailable",
+                    "genq cannot reach its database or storage just now. Try again in a moment.".to_owned(),
+                )
+            }
             PageError::Internal(detail) => {
                 tracing::error!(error = %detail, "a console page failed");
                 (

@@ -454,3 +454,72 @@ async fn a_pending_job_past_its_deadline_fails_refunded_and_runs_again_with_a_ne
     let read = h.engine.job(&payer, job.id).await.unwrap();
     assert_eq!(read.deadline_at, Some(requeued_at + 2_000));
 }
+
+/// The disk under a SQLite store fills up: a commit fails (and SQLite rolls
+/// it back by itself), and once space is back the very same store writes
+/// again — no connection is left believing it is inside a transaction
+/// (sqlx's ROLLBACK after SQLite's own fails, and its connection then
+/// refused every later BEGIN). Needs root, to mount a small tmpfs.
+#[tokio::test]
+async fn sqlite_writes_resume_once_a_full_disk_has_room_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&disk)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(&disk);
+    let url = format!("sqlite://{}", disk.join("genq.db").display());
+    let store = genq_db::open(&url).await.unwrap();
+    let files =
+        std::sync::Arc::new(genq_engine::LocalFiles::new(dir.path().join("files")).unwrap());
+    let engine = genq_engine::Engine::new(store, files, dir.path().join("staging")).unwrap();
+    let principal = principal_named(&engine, "disk").await;
+    for i in 0..4 {
+        let job = NewJob {
+            input: serde_json::json!({ "pad": "x".repeat(32 * 1024), "i": i }),
+            ..new_job(None)
+        };
+        engine.submit(&principal, job).await.unwrap();
+    }
+    // Another file takes every byte left.
+    let filler = disk.join("filler");
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 16 * 1024];
+        while file.write_all(&block).is_ok() {}
+        while file.write_all(&block[..512]).is_ok() {}
+    }
+    // A claim rewrites its job's row (and its 32 KB input): no room.
+    let kinds = kinds();
+    let request = claim_at(&kinds, now_ms(), 3);
+    let Err(full) = engine.db().claim(&request).await else {
+        panic!("the claim had room");
+    };
+    assert!(full.to_string().contains("full"), "{full}");
+
+    std::fs::remove_file(&filler).unwrap();
+    let claimed = engine.db().claim(&request).await;
+    match claimed {
+        Ok(outcome) => assert_eq!(outcome.claimed.len(), 1),
+        Err(e) => panic!("still failing with room again: {e}"),
+    }
+    let more = engine.submit(&principal, new_job(None)).await;
+    assert!(more.is_ok(), "{}", more.unwrap_err());
+}

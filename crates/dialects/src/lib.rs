@@ -147,6 +147,7 @@ pub fn router_with(
         })
         // After routing, so that requests are counted by route template.
         .route_layer(axum::middleware::from_fn(shared::http_metrics::record))
+        .layer(axum::middleware::map_response(shared::retry_after_on_503))
         // Outside the rate limits, so that their refusals carry a request id too.
         .layer(axum::middleware::from_fn(shared::request_id::assign))
         .layer(tower_http::trace::TraceLayer::new_for_http())

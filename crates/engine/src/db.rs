@@ -18,8 +18,10 @@ use crate::project::Project;
 use crate::time::Millis;
 use crate::webhook::{Attempt, Delivery, DeliveryRecord, NextStep};
 
+/// Displayed with its cause ("database: committing a job's outcome:
+/// database or disk is full"): the log line is where an operator reads it.
 #[derive(Debug, thiserror::Error)]
-#[error("database: {message}")]
+#[error("database: {message}{}", source.as_ref().map(|s| format!(": {s}")).unwrap_or_default())]
 pub struct DbError {
     pub message: String,
     #[source]

@@ -8,7 +8,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -28,6 +28,18 @@ const READ_CHUNK: usize = 256 * 1024;
 /// A download streams for as long as its client reads, so it cannot live under
 /// object_store's default 30 s request limit; this only ends reads that hang.
 const STREAM_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// object_store's default retries a failing request for up to 3 minutes,
+/// which holds a submission open that long while the service is down. Four
+/// retries (0.1 s … ~1.6 s apart) ride out a blip; past them the request
+/// fails and the client gets a 503 to retry.
+fn retries() -> RetryConfig {
+    RetryConfig {
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(15),
+        ..RetryConfig::default()
+    }
+}
 
 /// An object store holding genq's keys under a prefix.
 #[derive(Debug)]
@@ -51,6 +63,7 @@ impl ObjectFiles {
         };
         // AWS_* variables fill in what genq's own settings leave unset.
         let mut builder = AmazonS3Builder::from_env()
+            .with_retry(retries())
             .with_bucket_name(bucket)
             .with_allow_http(settings.allow_http);
         if let Some(endpoint) = &settings.endpoint {

@@ -197,9 +197,12 @@ impl Gate {
         })
     }
 
-    /// A 503 written without reading the request; then the request is read
-    /// and dropped for a moment, so that closing does not reset the
-    /// connection before the client has read the answer.
+    /// A 503 in answer to the connection's first request, read (its head,
+    /// for a second at most) before answering: an HTTP client that pools
+    /// connections takes an answer arriving before its request for a broken
+    /// connection, not for a 503. Then the rest is read and dropped for a
+    /// moment, so that closing does not reset the connection before the
+    /// client has read the answer.
     fn refuse(&self, mut stream: TcpStream) {
         if self.refusing.fetch_add(1, Ordering::Relaxed) >= MAX_REFUSING {
             self.refusing.fetch_sub(1, Ordering::Relaxed);
@@ -212,10 +215,21 @@ impl Gate {
                  retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL}",
                 REFUSAL.len()
             );
+            let mut sink = [0u8; 4096];
+            let _ = tokio::time::timeout(REFUSAL_WAITS_FOR_REQUEST, async {
+                let mut head = Vec::new();
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16_384 {
+                    match stream.read(&mut sink).await? {
+                        0 => break,
+                        n => head.extend_from_slice(&sink[..n]),
+                    }
+                }
+                io::Result::Ok(())
+            })
+            .await;
             let _ = tokio::time::timeout(Duration::from_secs(1), async {
                 stream.write_all(answer.as_bytes()).await?;
                 stream.shutdown().await?;
-                let mut sink = [0u8; 4096];
                 let mut read = 0;
                 while read < 65_536 {
                     match stream.read(&mut sink).await? {
@@ -230,6 +244,9 @@ impl Gate {
         });
     }
 }
+
+/// How long a refused connection's request head is waited for.
+const REFUSAL_WAITS_FOR_REQUEST: Duration = Duration::from_secs(1);
 
 /// Accept errors, logged once a minute at most with how many there were.
 #[derive(Default)]

@@ -14,10 +14,7 @@ use common::s3::S3Server;
 use common::*;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const JOBS: usize = 100;
@@ -28,66 +25,6 @@ const LEASE_SECONDS: &str = "5";
 const WORKER_CONCURRENCY: usize = 2;
 const PRICE: i64 = 100_000;
 const CREDITS: i64 = 100_000_000;
-
-/// `genq worker`, its stderr kept for counting renders.
-struct Worker {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    reader: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Worker {
-    fn start(data_dir: &Path, db: &str, env: &[(String, String)]) -> Worker {
-        let mut child = Command::new(GENQ)
-            .args(["worker", "--concurrency"])
-            .arg(WORKER_CONCURRENCY.to_string())
-            .arg("--lease-seconds")
-            .arg(LEASE_SECONDS)
-            .args(["--database-url", db, "--data-dir"])
-            .arg(data_dir)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .env("GENQ_LOG", "info,genq_engine=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn genq worker");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = log.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Worker {
-            child,
-            log,
-            reader: Some(reader),
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits for the process to end and its log to be read to the end.
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let status = self.child.wait().unwrap();
-        if let Some(reader) = self.reader.take() {
-            reader.join().unwrap();
-        }
-        status
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Job ids of the log lines with `message` (the engine logs `job=ID`).
 fn jobs_logged(log: &str, message: &str) -> Vec<String> {
@@ -208,8 +145,15 @@ async fn two_api_nodes_and_two_workers_on_postgres_and_s3() {
     );
     eprintln!("{JOBS} jobs queued after {:?}", started.elapsed());
 
-    let mut doomed = Worker::start(&data[2], &db.url, &env);
-    let mut survivor = Worker::start(&data[3], &db.url, &env);
+    let concurrency = WORKER_CONCURRENCY.to_string();
+    let worker_args = [
+        "--concurrency",
+        &concurrency,
+        "--lease-seconds",
+        LEASE_SECONDS,
+    ];
+    let mut doomed = Worker::start(&data[2], &db.url, &worker_args, &env);
+    let mut survivor = Worker::start(&data[3], &db.url, &worker_args, &env);
 
     // SIGKILL the first worker while it renders, once it has finished a few
     // jobs (whose outputs must outlive it).

@@ -449,7 +449,7 @@ async fn json_bodies_fit_the_documented_limit_and_over_it_are_413() {
 /// Slowloris: clients from four addresses dribbling request lines a byte at
 /// a time, more of them than the per-IP cap allows, into a server whose
 /// open-file limit is 256. Each is cut off after the header timeout, those
-/// over the cap get a clean 503 at once, a stalled request body fails after
+/// over the cap get a clean 503 within a second, a stalled request body fails after
 /// the body idle timeout — and meanwhile `/health` and submissions from
 /// another address keep answering in time, and nothing runs out of files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

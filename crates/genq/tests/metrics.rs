@@ -6,11 +6,11 @@
 mod common;
 
 use std::io::Write;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::postgres::OwnCluster;
 use common::*;
 use serde_json::{json, Value};
 
@@ -171,125 +171,6 @@ async fn metrics_parse_as_prometheus_text_and_move_when_a_job_runs() {
         ready,
         json!({"status": "ready", "checks": {"database": "ok", "storage": "ok", "ffmpeg": "ok"}})
     );
-}
-
-/// A PostgreSQL cluster of this test's own (it is stopped mid-test, which
-/// the shared server must never be), run as the `postgres` user.
-struct OwnCluster {
-    dir: PathBuf,
-    port: u16,
-}
-
-impl OwnCluster {
-    fn bin(name: &str) -> Option<PathBuf> {
-        let versions = std::fs::read_dir("/usr/lib/postgresql").ok()?;
-        versions
-            .filter_map(|v| v.ok())
-            .map(|v| v.path().join("bin").join(name))
-            .find(|p| p.exists())
-    }
-
-    fn as_postgres(args: &[&str]) -> std::process::Output {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .args(args)
-            .output()
-            .expect("runuser")
-    }
-
-    fn create() -> Option<OwnCluster> {
-        let initdb = Self::bin("initdb")?;
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            return None;
-        }
-        let dir = std::env::temp_dir().join(format!("genq-own-pg-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let chown = Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(chown.success());
-        let data = dir.join("data");
-        let out = Self::as_postgres(&[
-            initdb.to_str().unwrap(),
-            "-D",
-            data.to_str().unwrap(),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-        ]);
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let cluster = OwnCluster { dir, port };
-        cluster.start();
-        Some(cluster)
-    }
-
-    fn pg_ctl(&self, args: &[&str]) {
-        let pg_ctl = Self::bin("pg_ctl").unwrap();
-        let data = self.dir.join("data");
-        let log = self.dir.join("log");
-        let mut all = vec![
-            pg_ctl.to_str().unwrap(),
-            "-D",
-            data.to_str().unwrap(),
-            "-l",
-            log.to_str().unwrap(),
-        ];
-        all.extend_from_slice(args);
-        let out = Self::as_postgres(&all);
-        assert!(
-            out.status.success(),
-            "pg_ctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn start(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.display()
-        );
-        self.pg_ctl(&["-w", "-o", &options, "start"]);
-    }
-
-    fn stop(&self) {
-        self.pg_ctl(&["-w", "-m", "immediate", "stop"]);
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        let pg_ctl = Self::bin("pg_ctl").unwrap();
-        let data = self.dir.join("data");
-        let _ = Self::as_postgres(&[
-            pg_ctl.to_str().unwrap(),
-            "-D",
-            data.to_str().unwrap(),
-            "-m",
-            "immediate",
-            "stop",
-        ]);
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 async fn ready(server: &Server) -> (u16, Value) {

@@ -87,7 +87,10 @@ impl PostgresDb {
             .application_name("genq");
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(30))
+            // While the server is down each request waits this long for a
+            // connection before it is answered 503: long enough for a
+            // restart's blip under load, short enough not to hold clients.
+            .acquire_timeout(Duration::from_secs(5))
             // sqlx pings every connection it hands out: a round trip more
             // for each statement. A connection in steady use is known to be
             // alive; one idle for a while (across a server restart, say) is

@@ -23,6 +23,7 @@ mod projects;
 mod queue;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Connection as _;
 use sqlx::SqlitePool;
 use std::str::FromStr;
 use std::time::Duration;
@@ -54,6 +55,23 @@ impl SqliteDb {
             .busy_timeout(Duration::from_secs(30));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // SQLite rolls a transaction back by itself when a COMMIT fails
+            // with SQLITE_FULL or SQLITE_IOERR; sqlx's ROLLBACK on drop then
+            // fails, and its connection believes for ever that it is inside
+            // a transaction ("begin_with at non-zero transaction depth"):
+            // a full disk stopped every later write, even after space came
+            // back. Such a connection is replaced. A healthy one pays
+            // nothing: the depth is 0, or its queued ROLLBACK (the ping
+            // waits behind it) brings it to 0.
+            .before_acquire(|conn, _| {
+                Box::pin(async move {
+                    if !conn.is_in_transaction() {
+                        return Ok(true);
+                    }
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(options.clone())
             .await
             .map_err(db_err("could not open the SQLite database"))?;

@@ -58,6 +58,16 @@ impl V1Error {
             "The job does not exist or does not belong to you.",
         )
     }
+
+    /// The database or storage failed: the seed's retryable 503, whatever
+    /// the request was doing.
+    fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "PUBSUB_PUBLISH_FAILED",
+            "Internal error while queuing the job. Please retry.",
+        )
+    }
 }
 
 impl IntoResponse for V1Error {
@@ -121,6 +131,7 @@ impl From<Refusal> for V1Error {
                 "IDEMPOTENCY_KEY_REUSED",
                 idempotency::REUSED,
             ),
+            Refusal::Unavailable => Self::unavailable(),
             Refusal::Internal(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL_ERROR",
@@ -152,6 +163,7 @@ impl From<EngineError> for V1Error {
                 "You have reached the maximum number of concurrent jobs for your plan.",
             ),
             EngineError::IdempotencyKeyInUse => Refusal::KeyInUse.into(),
+            EngineError::InvalidInput { message, .. } => Self::invalid_input(message),
             EngineError::InputsDeleted(id) => Self::new(
                 StatusCode::CONFLICT,
                 "INPUTS_DELETED",
@@ -171,12 +183,7 @@ impl From<EngineError> for V1Error {
                 "Account not found.",
             ),
             EngineError::Db(_) | EngineError::Files(_) => {
-                tracing::error!(error = %error, "could not queue a job");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "PUBSUB_PUBLISH_FAILED",
-                    "Internal error while queuing the job. Please retry.",
-                )
+                Refusal::unavailable(&error, "a Jobs v1 request").into()
             }
         }
     }

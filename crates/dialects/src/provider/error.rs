@@ -94,6 +94,10 @@ impl From<Refusal> for ProviderError {
             }
             Refusal::KeyInUse => Self::new(StatusCode::CONFLICT, idempotency::IN_USE),
             Refusal::KeyReused => Self::new(StatusCode::UNPROCESSABLE_ENTITY, idempotency::REUSED),
+            Refusal::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service temporarily unavailable. Please retry.",
+            ),
             Refusal::Internal(_) => Self::internal(),
         }
     }
@@ -114,6 +118,7 @@ impl From<EngineError> for ProviderError {
                 "Too many jobs queued or running; wait for some to finish.",
             ),
             EngineError::IdempotencyKeyInUse => Refusal::KeyInUse.into(),
+            EngineError::InvalidInput { message, .. } => Self::bad_request(message),
             EngineError::InputsDeleted(id) => Self::bad_request(format!(
                 "Job {id} cannot run again: its inputs were deleted after the input retention period. Submit a new job."
             )),
@@ -125,8 +130,7 @@ impl From<EngineError> for ProviderError {
                 ),
             ),
             EngineError::Db(_) | EngineError::Files(_) => {
-                tracing::error!(error = %error, "a Provider request failed");
-                Self::internal()
+                Refusal::unavailable(&error, "a Provider request").into()
             }
         }
     }

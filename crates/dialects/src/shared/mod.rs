@@ -54,8 +54,39 @@ pub enum Refusal {
     KeyInUse,
     /// The idempotency key was used with a different request (422).
     KeyReused,
+    /// The database or file storage could not be reached (or is full):
+    /// already logged; the client should retry shortly (503 with
+    /// `Retry-After`).
+    Unavailable,
     /// Our fault, already logged; the message is for the log, not the client.
     Internal(String),
+}
+
+impl Refusal {
+    /// An engine failure that is no fault of the request: the database or
+    /// file storage failed. Logged here, with what was being done.
+    pub fn unavailable(error: &genq_engine::EngineError, doing: &str) -> Refusal {
+        tracing::error!(error = %error, "{doing}: the database or storage failed");
+        Refusal::Unavailable
+    }
+}
+
+/// Seconds a client is told to wait before retrying a 503.
+pub const RETRY_UNAVAILABLE_AFTER_SECS: u64 = 2;
+
+/// Every 503 says when to try again (`Retry-After`), whoever wrote it.
+pub async fn retry_after_on_503(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    use axum::http::{header::RETRY_AFTER, HeaderValue, StatusCode};
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(RETRY_UNAVAILABLE_AFTER_SECS));
+    }
+    response
 }
 
 /// A webhook URL as every dialect accepts it: absolute, https, with a host.

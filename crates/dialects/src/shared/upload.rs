@@ -45,9 +45,10 @@ impl From<UploadError> for super::Refusal {
             UploadError::TooLarge { .. } => Refusal::TooLarge(error.to_string()),
             UploadError::UnsupportedType { .. } => Refusal::UnsupportedType(error.to_string()),
             UploadError::Malformed(_) => Refusal::BadRequest(error.to_string()),
+            // The staging disk is full or failing: no fault of the request.
             UploadError::Io(e) => {
-                tracing::error!(error = %e, "storing an upload failed");
-                Refusal::Internal(e.to_string())
+                tracing::error!(error = %e, "staging an upload failed");
+                Refusal::Unavailable
             }
         }
     }

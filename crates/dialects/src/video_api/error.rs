@@ -111,6 +111,11 @@ impl From<Refusal> for ApiError {
                 "IDEMPOTENCY_KEY_REUSED",
                 idempotency::REUSED,
             ),
+            Refusal::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "Service temporarily unavailable. Retry with exponential backoff.",
+            ),
             Refusal::Internal(_) => Self::internal_error(),
         }
     }
@@ -136,6 +141,10 @@ impl From<EngineError> for ApiError {
                 "NOT_CANCELLABLE",
                 format!("Job is {state} and can no longer be cancelled; only PENDING jobs can be"),
             ),
+            EngineError::InvalidInput { message, .. } => Self::bad_request(message),
+            EngineError::Db(_) | EngineError::Files(_) => {
+                Refusal::unavailable(&error, "a video API request").into()
+            }
             other => {
                 tracing::error!(error = %other, "internal error");
                 Self::internal_error()

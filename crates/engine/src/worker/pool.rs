@@ -322,13 +322,15 @@ impl RunningJob {
         // The slot is for the work: recording the outcome (a database commit)
         // overlaps the next claim and the next job instead of holding it up.
         drop(slot);
-        self.record(&outcome, started).await;
-        self.running.lock().expect("not poisoned").remove(&job_id);
+        // Outputs are in storage by now. Removed before the commit: a render
+        // that failed on a full disk frees its space for the database.
         if let Err(e) = tokio::fs::remove_dir_all(&workdir).await {
             if e.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(job = %job_id, error = %e, "could not remove work directory");
             }
         }
+        self.record(&outcome, started).await;
+        self.running.lock().expect("not poisoned").remove(&job_id);
     }
 
     /// Runs the handler under the lease keeper and stores what it produced.

@@ -126,6 +126,11 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// SIGKILL: the process gets no chance to clean up.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
@@ -151,6 +156,94 @@ impl Server {
 }
 
 impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `genq worker` on `database_url` with `data_dir`, its stderr kept (for
+/// counting renders by their log lines).
+pub struct Worker {
+    pub child: Child,
+    log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Worker {
+    /// `args` follow `genq worker` (`--concurrency`, `--lease-seconds`…).
+    pub fn start(
+        data_dir: &Path,
+        database_url: &str,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Worker {
+        let mut command = Command::new(GENQ);
+        command
+            .arg("worker")
+            .args(args)
+            .args(["--database-url", database_url, "--data-dir"])
+            .arg(data_dir)
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        Self::spawn(command)
+    }
+
+    /// A worker on the SQLite database in `data_dir`, beside a `genq serve`
+    /// on the same directory.
+    pub fn start_sqlite(data_dir: &Path, args: &[&str]) -> Worker {
+        let mut command = Command::new(GENQ);
+        command
+            .arg("worker")
+            .args(args)
+            .arg("--data-dir")
+            .arg(data_dir);
+        Self::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Worker {
+        let mut child = command
+            .env("GENQ_LOG", "info,genq_engine=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn genq worker");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Worker {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits for the process to end and its log to be read to the end.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        status
+    }
+}
+
+impl Drop for Worker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

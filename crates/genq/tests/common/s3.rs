@@ -20,6 +20,7 @@ pub struct S3Server {
     /// A bucket that exists (a directory under the server's root).
     pub bucket: String,
     root: tempfile::TempDir,
+    port: u16,
 }
 
 /// `s3s-fs` as the workspace builds it (beside the test binary's `deps/`),
@@ -75,37 +76,28 @@ impl S3Server {
             .local_addr()
             .unwrap()
             .port();
-        let log = std::fs::File::create(root.path().join("s3s-fs.log")).unwrap();
-        let mut child = Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn s3s-fs");
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                let log = std::fs::read_to_string(root.path().join("s3s-fs.log"));
-                eprintln!("s3s-fs exited ({status}): {}", log.unwrap_or_default());
-                return None;
-            }
-            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
-                return Some(S3Server {
-                    child,
-                    endpoint: format!("http://{address}"),
-                    bucket,
-                    root,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        eprintln!("s3s-fs did not listen on {address} within 20 s");
-        None
+        let child = spawn_listening(binary, root.path(), port)?;
+        Some(S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket,
+            root,
+            port,
+        })
+    }
+
+    /// Kills the server (SIGKILL): requests in flight are cut off.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port over the same objects.
+    pub fn restart(&mut self) {
+        self.stop();
+        let binary = binary().expect("s3s-fs was found at the first start");
+        self.child = spawn_listening(&binary, self.root.path(), self.port)
+            .expect("s3s-fs starts again on its port");
     }
 
     /// The directory the server keeps `key` of the bucket in.
@@ -136,4 +128,35 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs s3s-fs over `root` on `port` and waits until it listens; `None`
+/// (with its log printed) when it exits or does not listen within 20 s.
+fn spawn_listening(binary: &Path, root: &Path, port: u16) -> Option<Child> {
+    let log = std::fs::File::create(root.join("s3s-fs.log")).unwrap();
+    let mut child = Command::new(binary)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn s3s-fs");
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(root.join("s3s-fs.log"));
+            eprintln!("s3s-fs exited ({status}): {}", log.unwrap_or_default());
+            return None;
+        }
+        if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+            return Some(child);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!("s3s-fs did not listen on {address} within 20 s");
+    None
 }

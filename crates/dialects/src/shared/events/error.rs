@@ -102,6 +102,11 @@ impl From<Refusal> for EventsError {
                 "IDEMPOTENCY_KEY_REUSED",
                 crate::shared::idempotency::REUSED,
             ),
+            Refusal::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SERVICE_UNAVAILABLE",
+                "Service temporarily unavailable. Retry with exponential backoff.",
+            ),
             Refusal::Internal(_) => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL_ERROR",
@@ -113,7 +118,14 @@ impl From<Refusal> for EventsError {
 
 impl From<EngineError> for EventsError {
     fn from(error: EngineError) -> Self {
-        tracing::error!(error = %error, "serving events failed");
-        Refusal::Internal(error.to_string()).into()
+        match error {
+            EngineError::Db(_) | EngineError::Files(_) => {
+                Refusal::unavailable(&error, "serving events").into()
+            }
+            other => {
+                tracing::error!(error = %other, "serving events failed");
+                Refusal::Internal(other.to_string()).into()
+            }
+        }
     }
 }
