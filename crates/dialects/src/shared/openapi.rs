@@ -141,10 +141,10 @@ pub fn document_shared_refusals(doc: &mut OpenApi, words: &SharedRefusals) {
                 );
             }
             add("429", words.rate_limited);
-            add("500", "Internal error (logged); retry later");
+            add("500", "Internal error (logged; elsewhere than on the Jobs v1 gateway, also a database that cannot be reached); retry later");
             add(
                 "503",
-                "The server is over its connection caps (`TOO_MANY_CONNECTIONS`, with `Retry-After`), or its database is unavailable",
+                "The server is over its connection caps (`{\"error\": {\"code\": \"TOO_MANY_CONNECTIONS\"}}`, with `Retry-After`); on the Jobs v1 gateway also a database or storage that cannot be reached (`PUBSUB_PUBLISH_FAILED`, in its error shape)",
             );
             for (status, response) in responses.iter_mut() {
                 let RefOr::T(response) = response else {
