@@ -8,18 +8,21 @@
 mod assets;
 mod error;
 mod events;
+mod openapi;
 mod pages;
 mod schema_form;
 mod session;
 mod share;
 mod view;
 
+pub use openapi::{openapi, ROUTES};
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::{header, HeaderValue};
 use axum::response::Redirect;
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use genq_catalog::Catalog;
 use genq_dialects::AppState;
@@ -56,38 +59,49 @@ pub fn routes(app: AppState, settings: ConsoleSettings) -> Router {
         app,
         settings: Arc::new(settings),
     };
-    let pages = Router::new()
-        .route("/", get(|| async { Redirect::to("/console") }))
-        .route("/console", get(session::home))
-        .route(
+    // The list openapi::ROUTES mirrors (documented or not): checked here,
+    // so that no route escapes the decision.
+    let table: Vec<(&str, MethodRouter<Console>)> = vec![
+        ("/", get(|| async { Redirect::to("/console") })),
+        ("/console", get(session::home)),
+        (
             "/console/sign-in",
             get(session::sign_in_page).post(session::sign_in),
-        )
-        .route("/console/sign-out", post(session::sign_out))
-        .route("/console/jobs", get(pages::jobs::list))
-        .route("/console/jobs/{id}", get(pages::job::page))
-        .route("/console/jobs/{id}/cancel", post(pages::job::cancel))
-        .route("/console/jobs/{id}/redeliver", post(pages::job::redeliver))
-        .route(
+        ),
+        ("/console/sign-out", post(session::sign_out)),
+        ("/console/jobs", get(pages::jobs::list)),
+        ("/console/jobs/{id}", get(pages::job::page)),
+        ("/console/jobs/{id}/cancel", post(pages::job::cancel)),
+        ("/console/jobs/{id}/redeliver", post(pages::job::redeliver)),
+        (
             "/console/jobs/{id}/inputs/{name}",
             get(pages::job::input_file),
-        )
-        .route("/console/events", get(events::stream))
-        .route("/console/new-video", get(pages::submit::new_video))
-        .route("/console/models", get(pages::submit::models))
-        .route("/console/models/{*slug}", get(pages::submit::model_form))
-        .route("/console/projects", get(pages::projects::list))
-        .route("/console/projects/new", get(pages::projects::new))
-        .route("/console/projects/{id}", get(pages::projects::edit))
-        .route("/console/projects/{id}/use", get(pages::projects::use_form))
-        .route("/console/account", get(pages::account::page))
-        .route("/console/account/keys", post(pages::account::create_key))
-        .route(
+        ),
+        ("/console/events", get(events::stream)),
+        ("/console/new-video", get(pages::submit::new_video)),
+        ("/console/models", get(pages::submit::models)),
+        ("/console/models/{*slug}", get(pages::submit::model_form)),
+        ("/console/projects", get(pages::projects::list)),
+        ("/console/projects/new", get(pages::projects::new)),
+        ("/console/projects/{id}", get(pages::projects::edit)),
+        ("/console/projects/{id}/use", get(pages::projects::use_form)),
+        ("/console/account", get(pages::account::page)),
+        ("/console/account/keys", post(pages::account::create_key)),
+        (
             "/console/account/keys/{id}/revoke",
             post(pages::account::revoke_key),
-        )
-        .route("/console/assets/{name}", get(assets::serve))
-        .route("/share/{token}", get(share::page))
+        ),
+        ("/console/assets/{name}", get(assets::serve)),
+        ("/share/{token}", get(share::page)),
+    ];
+    let listed: Vec<&str> = ROUTES.iter().map(|(path, _)| *path).collect();
+    let mounted: Vec<&str> = table.iter().map(|(path, _)| *path).collect();
+    assert_eq!(mounted, listed, "every console route is in openapi::ROUTES");
+    let pages = table
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            router.route(path, handler)
+        })
         .with_state(console);
     pages
         .layer(SetResponseHeaderLayer::if_not_present(

@@ -88,19 +88,16 @@ impl<D: Dialect> FromRef<Ctx<D>> for AppState {
 
 /// A dialect's routes as it lists them. Each is rate limited per client IP
 /// (a submission also against the submission limit), refusing in the
-/// dialect's error shape.
+/// dialect's error shape; the layers go on when the dialect is mounted, so
+/// the list can also be read without a server (`crate::mounted_paths`).
 pub struct Routes<D: Dialect> {
-    router: Router<Ctx<D>>,
-    limits: RateLimits,
-    app: AppState,
+    entries: Vec<(String, MethodRouter<Ctx<D>>, RouteKind)>,
 }
 
 impl<D: Dialect> Routes<D> {
-    fn new(limits: RateLimits, app: AppState) -> Self {
+    fn new() -> Self {
         Self {
-            router: Router::new(),
-            limits,
-            app,
+            entries: Vec::new(),
         }
     }
 
@@ -111,23 +108,31 @@ impl<D: Dialect> Routes<D> {
     /// A route that creates jobs: it also takes an `Idempotency-Key`
     /// (`shared::idempotency`; its handler submits with `KeyInFlight`).
     pub fn submit(self, path: &str, handler: MethodRouter<Ctx<D>>) -> Self {
-        let keyed = handler.layer(from_fn_with_state(
-            self.app.clone(),
-            idempotency::<D::Error>,
-        ));
-        self.add(path, keyed, RouteKind::Submission)
+        self.add(path, handler, RouteKind::Submission)
     }
 
-    fn add(self, path: &str, handler: MethodRouter<Ctx<D>>, kind: RouteKind) -> Self {
-        let limited = handler.layer(from_fn_with_state(
-            (self.limits.clone(), kind),
-            rate_limit::<D::Error>,
-        ));
-        Self {
-            router: self.router.route(path, limited),
-            limits: self.limits,
-            app: self.app,
-        }
+    fn add(mut self, path: &str, handler: MethodRouter<Ctx<D>>, kind: RouteKind) -> Self {
+        self.entries.push((path.to_owned(), handler, kind));
+        self
+    }
+
+    /// The router, each route behind its layers.
+    fn into_router(self, app: &AppState, limits: &RateLimits) -> Router<Ctx<D>> {
+        self.entries
+            .into_iter()
+            .fold(Router::new(), |router, (path, handler, kind)| {
+                let handler = match kind {
+                    RouteKind::Submission => {
+                        handler.layer(from_fn_with_state(app.clone(), idempotency::<D::Error>))
+                    }
+                    RouteKind::General => handler,
+                };
+                let limited = handler.layer(from_fn_with_state(
+                    (limits.clone(), kind),
+                    rate_limit::<D::Error>,
+                ));
+                router.route(&path, limited)
+            })
     }
 }
 
@@ -140,6 +145,8 @@ pub(crate) trait Registered: Send + Sync {
     /// Renders a refusal in its shape.
     fn refuse(&self) -> fn(Refusal) -> Response;
     fn router(&self, app: &AppState, settings: &DialectSettings, limits: &RateLimits) -> Router;
+    /// The paths its routes are mounted at (axum's syntax).
+    fn paths(&self, settings: &DialectSettings) -> Vec<String>;
     fn openapi(&self) -> utoipa::openapi::OpenApi;
     fn shape(&self, public_url: Arc<str>, settings: &DialectSettings) -> Arc<dyn JobShape>;
 }
@@ -169,8 +176,8 @@ impl<D: Dialect> Registered for Mounted<D> {
     }
 
     fn router(&self, app: &AppState, settings: &DialectSettings, limits: &RateLimits) -> Router {
-        D::routes(Routes::new(limits.clone(), app.clone()), settings)
-            .router
+        D::routes(Routes::new(), settings)
+            .into_router(app, limits)
             // axum's own 405 has an empty body; the Allow header stays.
             .method_not_allowed_fallback(|| async { D::Error::from(Refusal::MethodNotAllowed) })
             // A route's own limit (the video API's uploads) is set inside
@@ -180,6 +187,11 @@ impl<D: Dialect> Registered for Mounted<D> {
                 app: app.clone(),
                 own: Arc::new(D::state(settings)),
             })
+    }
+
+    fn paths(&self, settings: &DialectSettings) -> Vec<String> {
+        let routes = D::routes(Routes::new(), settings);
+        routes.entries.into_iter().map(|(path, ..)| path).collect()
     }
 
     fn openapi(&self) -> utoipa::openapi::OpenApi {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, MethodRouter};
 use axum::{Json, Router};
 use genq_catalog::Catalog;
 use genq_engine::webhook::WebhookPayload;
@@ -99,43 +99,36 @@ impl AppState {
 /// `into_make_service_with_connect_info::<SocketAddr>()` so limits see the
 /// client's address.
 pub fn router(engine: Engine, settings: &DialectSettings, rate_limits: RateLimitConfig) -> Router {
-    router_with(engine, settings, rate_limits, |_| Router::new())
+    router_with(engine, settings, rate_limits, |_| {
+        (Router::new(), utoipa::openapi::OpenApi::default())
+    })
 }
 
 /// [`router`] with more routes that need the same state (the web console),
-/// under the same request ids and tracing.
+/// under the same request ids and tracing, and their OpenAPI document,
+/// merged into the one `/openapi.json` serves.
 pub fn router_with(
     engine: Engine,
     settings: &DialectSettings,
     rate_limits: RateLimitConfig,
-    more: impl FnOnce(AppState) -> Router,
+    more: impl FnOnce(AppState) -> (Router, utoipa::openapi::OpenApi),
 ) -> Router {
     let app = AppState::new(engine, settings);
-    let extra = more(app.clone());
+    let (extra, extra_doc) = more(app.clone());
+    let mut doc = openapi();
+    doc.merge(extra_doc);
+    shared::openapi::document_every_answer(&mut doc);
+    let doc = Arc::new(shared::openapi::to_json(&doc));
     let limits = RateLimits::new(rate_limits);
     let mut router = Router::new();
     for dialect in dialects() {
         router = router.merge(dialect.router(&app, settings, &limits));
     }
-    let shared = Router::new()
-        .route("/health", get(shared::health::health))
-        // Each readiness probe writes to storage: limited like any route.
-        .route(
-            "/ready",
-            get(shared::health::ready).layer(from_fn_with_state(
-                (limits.clone(), RouteKind::General),
-                rate_limit::<shared::events::EventsError>,
-            )),
-        )
-        .route("/openapi.json", get(openapi_json))
-        .route(
-            "/events",
-            get(shared::events::account_events).layer(from_fn_with_state(
-                (limits, RouteKind::General),
-                rate_limit::<shared::events::EventsError>,
-            )),
-        )
-        .merge(shared::media::routes())
+    let shared = shared_routes(&limits, doc)
+        .into_iter()
+        .fold(Router::new(), |router, (path, handler)| {
+            router.route(path, handler)
+        })
         .with_state(app);
     let fallback = no_route(&dialects());
     router
@@ -152,6 +145,57 @@ pub fn router_with(
         .layer(axum::middleware::from_fn(shared::request_id::assign))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
+
+/// The routes of no dialect: probes, the document, the account-wide event
+/// stream and output downloads.
+fn shared_routes(
+    limits: &RateLimits,
+    doc: Arc<serde_json::Value>,
+) -> Vec<(&'static str, MethodRouter<AppState>)> {
+    let limited = |handler: MethodRouter<AppState>| {
+        handler.layer(from_fn_with_state(
+            (limits.clone(), RouteKind::General),
+            rate_limit::<shared::events::EventsError>,
+        ))
+    };
+    vec![
+        ("/health", get(shared::health::health)),
+        // Each readiness probe writes to storage: limited like any route.
+        ("/ready", limited(get(shared::health::ready))),
+        (
+            "/openapi.json",
+            get(move || {
+                let doc = doc.clone();
+                async move { Json(serde_json::Value::clone(&doc)) }
+            }),
+        ),
+        ("/events", limited(get(shared::events::account_events))),
+        (shared::media::PATH, get(shared::media::download)),
+    ]
+}
+
+/// Every path the dialects and the shared routes are mounted at, in axum's
+/// syntax (`{job_id}`, `{*key}`): what the test holding the OpenAPI
+/// document to the router walks. (The console's are
+/// `genq_console::paths()`.)
+pub fn mounted_paths(settings: &DialectSettings) -> Vec<String> {
+    let limits = RateLimits::new(RateLimitConfig::default());
+    let shared = shared_routes(&limits, Arc::new(serde_json::Value::Null));
+    dialects()
+        .iter()
+        .flat_map(|d| d.paths(settings))
+        .chain(shared.into_iter().map(|(path, _)| path.to_owned()))
+        .collect()
+}
+
+/// `GET /openapi.json` as the document describes it (the route itself is
+/// a closure over the document, in `shared_routes`).
+#[utoipa::path(
+    get, path = "/openapi.json",
+    responses((status = 200, body = Object, description = "This document: every route of every dialect, genq's own and the console's API")),
+)]
+#[allow(dead_code)]
+async fn openapi_document() {}
 
 /// How a dialect renders a refusal.
 type Refuse = fn(Refusal) -> Response;
@@ -209,16 +253,14 @@ pub fn known_scopes() -> Vec<&'static str> {
     scopes
 }
 
-/// The OpenAPI document of every dialect and the shared routes.
+/// The OpenAPI document of every dialect and the shared routes (the
+/// console's is merged in by `router_with`).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = shared::events::openapi();
     for dialect in dialects() {
         doc.merge(dialect.openapi());
     }
     utoipa::Modify::modify(&shared::events::KeySchemes, &mut doc);
+    shared::openapi::document_every_answer(&mut doc);
     doc
-}
-
-async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi())
 }

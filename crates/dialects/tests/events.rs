@@ -32,23 +32,7 @@ async fn serve() -> Server {
     let engine = Engine::new(db, files, dir.path().join("staging")).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let settings = DialectSettings {
-        video_price_micro_cents: 0,
-        public_url: format!("http://{addr}"),
-        max_upload_bytes: 1_000_000,
-        catalog: Arc::new(Catalog::default()),
-        max_concurrent_jobs: 100,
-        worker_slots: 1,
-        runs_workers: false,
-        provider: genq_dialects::provider::ProviderSettings {
-            credit_micro_cents: 10_000,
-            fonts: Arc::new(genq_template::Fonts::load(&[])),
-            prices: genq_dialects::provider::Prices::parse("").unwrap(),
-            signed_url_ttl_secs: 3600,
-            models: Default::default(),
-            tts_max_chars: genq_dialects::provider::DEFAULT_TTS_MAX_CHARS,
-        },
-    };
+    let settings = settings(&format!("http://{addr}"));
     let limits = RateLimitConfig {
         api_per_minute: 0,
         submit_per_minute: 0,
@@ -67,6 +51,26 @@ async fn serve() -> Server {
         base: format!("http://{addr}"),
         engine,
         _dir: dir,
+    }
+}
+
+fn settings(public_url: &str) -> DialectSettings {
+    DialectSettings {
+        video_price_micro_cents: 0,
+        public_url: public_url.to_owned(),
+        max_upload_bytes: 1_000_000,
+        catalog: Arc::new(Catalog::default()),
+        max_concurrent_jobs: 100,
+        worker_slots: 1,
+        runs_workers: false,
+        provider: genq_dialects::provider::ProviderSettings {
+            credit_micro_cents: 10_000,
+            fonts: Arc::new(genq_template::Fonts::load(&[])),
+            prices: genq_dialects::provider::Prices::parse("").unwrap(),
+            signed_url_ttl_secs: 3600,
+            models: Default::default(),
+            tts_max_chars: genq_dialects::provider::DEFAULT_TTS_MAX_CHARS,
+        },
     }
 }
 
@@ -340,4 +344,133 @@ async fn refusals_of_the_event_routes_are_in_their_dialects_shapes() {
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "INVALID_API_KEY");
+}
+
+/// A path as the OpenAPI document or axum writes it, with each parameter
+/// (`{jobId}`, `{job_id}`, `{*key}`) written `{}`.
+fn path_shape(path: &str) -> String {
+    let mut shape = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                shape.push_str("{}");
+            }
+            '}' => in_param = false,
+            c if !in_param => shape.push(c),
+            _ => {}
+        }
+    }
+    shape
+}
+
+/// The methods a route takes, as the live router says: a method it does
+/// not take (OPTIONS, which no route takes) is a 405 whose `Allow` lists
+/// them.
+async fn methods_of(base: &str, path: &str) -> Vec<String> {
+    let concrete = path_shape(path).replace("{}", "0193a6d2-5c1e-7bb4-9d3e-0a1b2c3d4e5f");
+    let response = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, format!("{base}{concrete}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405, "OPTIONS {concrete}");
+    let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+    let mut methods: Vec<String> = allow
+        .split(',')
+        .map(|m| m.trim().to_lowercase())
+        .filter(|m| m != "head")
+        .collect();
+    methods.sort();
+    methods
+}
+
+/// The operations the document describes, by path shape.
+fn documented(doc: &Value) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut operations = std::collections::BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let mut methods: Vec<String> = item.as_object().unwrap().keys().cloned().collect();
+        methods.sort();
+        operations.insert(path_shape(path), methods);
+    }
+    operations
+}
+
+/// Walks every route the dialects and genq's shared routes mount
+/// (`genq_dialects::mounted_paths`, the list the router is built from),
+/// asks the live router which methods each takes, and holds
+/// `/openapi.json` to it both ways: a route added without documentation,
+/// or documentation of a route that is gone, fails here. (The console's
+/// routes are walked in `crates/genq/tests/console_http.rs`.)
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_and_only_those() {
+    let server = serve().await;
+    let doc: Value = reqwest::get(format!("{}/openapi.json", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut documented = documented(&doc);
+    let mut mounted = std::collections::BTreeSet::new();
+    for path in genq_dialects::mounted_paths(&settings(&server.base)) {
+        if !mounted.insert(path_shape(&path)) {
+            continue;
+        }
+        let methods = methods_of(&server.base, &path).await;
+        let described = documented.remove(&path_shape(&path));
+        assert_eq!(
+            described.as_ref(),
+            Some(&methods),
+            "{path} takes {methods:?}; the OpenAPI document describes {described:?}"
+        );
+    }
+    assert!(
+        documented.is_empty(),
+        "the OpenAPI document describes routes that are not mounted: {documented:?}"
+    );
+    // Every operation says which status codes it answers with, the shared
+    // refusals included, each with a body schema or content type.
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            for status in ["429", "500", "503"] {
+                let limited =
+                    path != "/health" && path != "/openapi.json" && !path.starts_with("/media/");
+                if limited || status == "503" {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} lacks {status}"
+                    );
+                }
+            }
+            for (status, response) in responses {
+                if status != "503" {
+                    assert_eq!(
+                        response["headers"]["X-Request-Id"]["required"], true,
+                        "{method} {path} {status}"
+                    );
+                }
+            }
+        }
+    }
+    for (path, method) in [("/v1/jobs", "get"), ("/api/jobs", "get")] {
+        let limit = doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "limit")
+            .unwrap();
+        assert_eq!(
+            (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+            (&serde_json::json!(1), &serde_json::json!(100)),
+            "{path}: limit is 1–100, as the server accepts"
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/v1/jobs"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
+        "#/components/schemas/V1JobList"
+    );
 }

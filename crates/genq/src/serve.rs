@@ -122,7 +122,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         catalog: Arc::clone(&dialects.catalog),
     };
     let app = genq_dialects::router_with(engine, &dialects, settings.limits.rate_limits(), |app| {
-        genq_console::routes(app, console)
+        (genq_console::routes(app, console), genq_console::openapi())
     })
     // A body that stops arriving fails its extractor instead of holding
     // the connection (and a handler) for ever.

@@ -289,3 +289,92 @@ async fn another_accounts_job_is_not_found_and_a_new_key_is_no_stronger_than_its
         .unwrap();
     assert_eq!(submit.status(), 403);
 }
+
+/// A path as the OpenAPI document or axum writes it, each parameter `{}`.
+fn path_shape(path: &str) -> String {
+    let mut shape = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                shape.push_str("{}");
+            }
+            '}' => in_param = false,
+            c if !in_param => shape.push(c),
+            _ => {}
+        }
+    }
+    shape
+}
+
+/// The console's routes against `/openapi.json`, as the live server
+/// answers: each route of `genq_console::ROUTES` is documented with
+/// exactly the methods the list names (those the route takes: an OPTIONS,
+/// which none takes, is a 405 whose `Allow` lists them), a method left out
+/// is a page's GET, and the document has no console route the list lacks.
+/// (The router refuses to start with a route the list lacks; the
+/// dialects' routes are walked in `crates/dialects/tests/events.rs`.)
+#[tokio::test]
+async fn the_openapi_document_describes_the_consoles_api_and_no_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--workers", "0"], &[]);
+    let (code, doc) = json_of(reqwest::get(server.url("/openapi.json")).await.unwrap()).await;
+    assert_eq!(code, 200);
+    let documented: std::collections::BTreeMap<String, Vec<String>> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(path, item)| {
+            let mut methods: Vec<String> = item.as_object().unwrap().keys().cloned().collect();
+            methods.sort();
+            (path_shape(path), methods)
+        })
+        .collect();
+    for (path, listed) in genq_console::ROUTES {
+        let concrete = path_shape(path).replace("{}", "0193a6d2-5c1e-7bb4-9d3e-0a1b2c3d4e5f");
+        let response = browser()
+            .request(reqwest::Method::OPTIONS, server.url(&concrete))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 405, "OPTIONS {concrete}");
+        let mut takes: Vec<String> = response.headers()["allow"]
+            .to_str()
+            .unwrap()
+            .split(',')
+            .map(|m| m.trim().to_lowercase())
+            .filter(|m| m != "head")
+            .collect();
+        takes.sort();
+        let mut listed: Vec<String> = listed.iter().map(|m| m.to_string()).collect();
+        listed.sort();
+        for method in &takes {
+            assert!(
+                listed.contains(method) || method == "get",
+                "{method} {path} is not documented, and is no page"
+            );
+        }
+        for method in &listed {
+            assert!(takes.contains(method), "{path} does not take {method}");
+        }
+        let described = documented
+            .get(&path_shape(path))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(described, listed, "{path}: documented methods");
+    }
+    for path in documented.keys() {
+        if path.starts_with("/console") || path.starts_with("/share") || path == "/" {
+            assert!(
+                genq_console::ROUTES
+                    .iter()
+                    .any(|(listed, methods)| !methods.is_empty() && path_shape(listed) == *path),
+                "{path} is documented but is no console route"
+            );
+        }
+    }
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["console_session"]["in"], "cookie", "{schemes}");
+    assert_eq!(schemes["console_session"]["name"], "genq_session");
+}

@@ -88,6 +88,7 @@ impl Dialect for Gateway {
                 bad_request: "A malformed query or body: {\"error\": {\"code\": \"INVALID_INPUT\", \"message\" naming the field}, \"requestId\"}",
                 not_found: "No such job of the caller's: {\"error\": {\"code\": \"JOB_NOT_FOUND\", \"message\"}, \"requestId\"}",
                 rate_limited: "Rate limited: {\"error\": {\"code\": \"RATE_LIMITED\" or \"CONCURRENT_JOBS_EXCEEDED\", \"message\"}, \"requestId\"}",
+                error_schema: "V1ErrorBody",
             },
         );
         doc
@@ -137,7 +138,9 @@ impl JobShape for GatewayShape {
         JobListItem,
         ModelList,
         ModelView,
-        AccountView
+        AccountView,
+        wire::V1ErrorBody,
+        wire::V1ErrorDetail
     ))
 )]
 struct GatewayDoc;
@@ -224,8 +227,8 @@ async fn own_job(
         (status = 402, description = "The account's balance does not cover the job"),
         (status = 404, description = "MODEL_NOT_FOUND: no such model, or not for this key"),
         (status = 409, description = "IDEMPOTENCY_KEY_IN_USE: a request with this Idempotency-Key is still being processed"),
-        (status = 413, description = "The body is over its limit"),
-        (status = 415, description = "The body is not JSON"),
+        (status = 400, description = "INVALID_INPUT: the body is not JSON (or not sent as `Content-Type: application/json`), the input does not match the model's schema, or a field is invalid; the message names it"),
+        (status = 413, description = "The body is over 16 MB"),
         (status = 422, description = "IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with a different request")),
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a retry with the same key and request gets the first answer again (docs/idempotency.md)")),
     security(("bearer" = [])))]
@@ -360,7 +363,7 @@ impl TryFrom<String> for StatusFilter {
 /// List your jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs",
     params(
-        ("limit" = Option<u32>, Query, description = "1–100, default 20"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "1–100, default 20"),
         ("cursor" = Option<String>, Query, description = "nextCursor of the previous page"),
         ("status" = Option<String>, Query, description = "pending, processing, completed, failed or cancelled"),
         ("modelId" = Option<String>, Query, description = "a model slug"),

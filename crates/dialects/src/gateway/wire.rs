@@ -170,6 +170,9 @@ impl JobListItem {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+// Not `JobList`: the Image+Audio Video API has one, and merged documents
+// keep the first of two schemas with one name.
+#[schema(as = V1JobList)]
 pub struct JobList {
     pub jobs: Vec<JobListItem>,
     pub next_cursor: Option<String>,
@@ -287,4 +290,20 @@ mod refund_tests {
         );
         assert_eq!(refunded(""), "Credits have been refunded.");
     }
+}
+
+/// The error shape of every refusal: `{"error": {"code", "message"},
+/// "requestId"}`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct V1ErrorBody {
+    pub error: V1ErrorDetail,
+    pub request_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct V1ErrorDetail {
+    #[schema(example = "INVALID_INPUT")]
+    pub code: String,
+    pub message: String,
 }

@@ -379,9 +379,12 @@ pub(super) struct TriggerRequest {
 #[utoipa::path(post, path = "/jobs/trigger-job",
     request_body(content = Object, description = "{\"ids\": [\"…\"]}"),
     responses((status = 201, description = "{\"message\": \"Job triggered\"}", body = Object),
-        (status = 400, description = "ids missing, empty or over 100"),
         (status = 404, description = "{\"message\": \"No job found\"}: an id is not the caller's job"),
-        (status = 402, description = "The account's credits do not cover the new runs")),
+        (status = 400, description = "ids missing, empty or over 100, or a job's inputs were deleted after the input retention period"),
+        (status = 402, description = "The account's credits do not cover the new runs"),
+        (status = 409, description = "A request with this Idempotency-Key is still being processed"),
+        (status = 422, description = "The Idempotency-Key was used with a different request")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII characters; a retry with the same key and request gets the first answer again (docs/idempotency.md)")),
     security(("api_key" = [])))]
 pub(super) async fn trigger(
     State(ctx): State<Ctx<Provider>>,

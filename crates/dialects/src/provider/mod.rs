@@ -180,6 +180,7 @@ impl Dialect for Provider {
                 bad_request: "A malformed query or body: {\"statusCode\": 400, \"message\" naming the field, \"error\"}",
                 not_found: "Not the caller's: {\"statusCode\": 404, \"message\", \"error\"}",
                 rate_limited: "Rate limited: {\"statusCode\": 429, \"message\", \"error\"}",
+                error_schema: "ProviderErrorBody",
             },
         );
         doc
@@ -212,7 +213,7 @@ impl Dialect for Provider {
         projects::preview_draft,
         credits
     ),
-    components(schemas(Credits))
+    components(schemas(Credits, wire::ProviderErrorBody))
 )]
 struct ProviderDoc;
 

@@ -141,10 +141,16 @@ pub(super) struct SignedQuery {
     params(("key" = String, Path, description = "The output's storage key"),
         ("expires" = i64, Query, description = "Unix seconds, as signed"),
         ("signature" = String, Query, description = "As generate-signed-path gave it")),
-    responses((status = 200, description = "The file (206 for a Range request)"),
-        (status = 400, description = "A malformed query string"),
-        (status = 403, description = "The link was altered or has expired"),
-        (status = 404, description = "No such output")))]
+    responses((status = 200, content_type = "*/*", description = "The file, as its own type"),
+        (status = 206, content_type = "*/*", description = "The range asked for (`Content-Range`)"),
+        (status = 304, description = "Not modified (If-None-Match, If-Modified-Since)"),
+        (status = 400, body = super::wire::ProviderErrorBody, description = "A malformed query string"),
+        (status = 403, body = super::wire::ProviderErrorBody, description = "The link was altered or has expired"),
+        (status = 404, description = "No such output", content(
+            (super::wire::ProviderErrorBody = "application/json"),
+            (String = "text/plain"))),
+        (status = 410, body = Object, description = "{\"error\": {\"code\": \"OUTPUT_EXPIRED\", \"message\"}}: deleted after the output retention period (--output-retention-days)"),
+        (status = 416, description = "The range starts past the end (`Content-Range: bytes */SIZE`)")))]
 pub(super) async fn signed_download(
     State(ctx): State<Ctx<Provider>>,
     PathId(key, _): PathId<String, ProviderError>,

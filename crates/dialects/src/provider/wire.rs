@@ -121,3 +121,14 @@ pub fn iso(at: Millis) -> String {
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
 }
+
+/// The error shape: `{"statusCode", "message", "error"}` (the reason
+/// phrase); 401 is `{"message": "Unauthorized", "statusCode": 401}`, and a
+/// few refusals carry a body of the route's own (`{"error": "…"}`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderErrorBody {
+    pub status_code: Option<u16>,
+    pub message: Option<String>,
+    pub error: Option<String>,
+}

@@ -9,6 +9,11 @@ use serde_json::{json, Map, Value};
 
 use crate::AppState;
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get, path = "/health",
+    responses((status = 200, body = Object, description = "{\"status\": \"ok\"}")),
+)]
 pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }

@@ -6,8 +6,6 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
 use genq_engine::{FileStore, Job, JobState, OutputRole};
 use std::ops::Range;
 use tower::ServiceExt;
@@ -15,9 +13,8 @@ use tower_http::services::ServeFile;
 
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new().route("/media/{token}/{name}", get(download))
-}
+/// Where outputs are downloaded.
+pub const PATH: &str = "/media/{token}/{name}";
 
 /// Absolute URL of one of a completed job's outputs.
 pub fn output_url(public_url: &str, job: &Job, role: OutputRole) -> Option<String> {
@@ -50,7 +47,26 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "not found").into_response()
 }
 
-async fn download(
+/// An output of a completed job, by its unguessable token (no key), with
+/// HTTP Range support.
+#[utoipa::path(
+    get, path = "/media/{token}/{name}",
+    params(
+        ("token" = String, Path, description = "The job's media token, from an output link"),
+        ("name" = String, Path, description = "The output's file name"),
+        ("Range" = Option<String>, Header, description = "One `bytes=A-B` range; anything else gets the whole file"),
+    ),
+    responses(
+        (status = 200, content_type = "*/*", description = "The output as its own type (video/mp4, image/jpeg, image/png, application/pdf, audio/wav, application/json, …); `Accept-Ranges: bytes`"),
+        (status = 206, content_type = "*/*", description = "The range asked for (`Content-Range`)"),
+        (status = 304, description = "Not modified (If-None-Match, If-Modified-Since)"),
+        (status = 404, content_type = "text/plain", description = "No such output, or its job has not completed"),
+        (status = 410, body = Object, description = "{\"error\": {\"code\": \"OUTPUT_EXPIRED\", \"message\"}}: deleted after the output retention period (--output-retention-days)"),
+        (status = 416, description = "The range starts past the end (`Content-Range: bytes */SIZE`)"),
+        (status = 500, description = "Internal error (logged)"),
+    ),
+)]
+pub(crate) async fn download(
     State(state): State<AppState>,
     Path((token, name)): Path<(String, String)>,
     request: Request,

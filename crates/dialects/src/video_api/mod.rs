@@ -90,6 +90,7 @@ impl Dialect for VideoApi {
                 bad_request: "A malformed query or body: {\"error\": \"…\"} naming the field",
                 not_found: "No such job of the caller's: {\"error\": \"Job not found\"}",
                 rate_limited: "Rate limited: {\"error\": \"…\"}",
+                error_schema: "ErrorBody",
             },
         );
         doc
@@ -133,6 +134,7 @@ impl JobShape for VideoShape {
         job_status,
         job_status_events,
         cancel_job,
+        cancel_job_by_delete,
         job_webhooks
     ),
     components(schemas(
@@ -382,7 +384,7 @@ impl TryFrom<String> for StatusFilter {
 #[utoipa::path(
     get, path = "/api/jobs",
     params(
-        ("limit" = Option<u32>, Query, description = "Page size, 1–100. Default 20."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "Page size, 1–100. Default 20."),
         ("cursor" = Option<String>, Query, description = "The nextCursor from the previous response."),
         ("status" = Option<String>, Query, description = "PENDING, PROCESSING, COMPLETED, FAILED or CANCELLED."),
     ),
@@ -499,6 +501,22 @@ async fn cancel_job(
         message: "Job cancelled successfully",
     }))
 }
+
+/// Cancel a PENDING job: the same as `POST /api/jobs/{jobId}/cancel`
+/// (this route is that handler; the function only carries the
+/// annotation).
+#[utoipa::path(
+    delete, path = "/api/jobs/{jobId}",
+    params(("jobId" = String, Path)),
+    responses(
+        (status = 200, body = Cancelled), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 429, body = ErrorBody),
+    ),
+    security(("api_key" = [])),
+)]
+#[allow(dead_code)]
+fn cancel_job_by_delete() {}
 
 /// The webhook deliveries of a job, with every attempt (time, status code,
 /// latency, error).

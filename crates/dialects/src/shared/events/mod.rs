@@ -477,10 +477,35 @@ impl utoipa::Modify for KeySchemes {
     }
 }
 
+/// genq's own routes: the account-wide stream and readiness (rate
+/// limited, refusing in genq's shape), liveness, this document and
+/// output downloads (neither).
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
-    EventsApi::openapi()
+    let mut doc = EventsApi::openapi();
+    crate::shared::openapi::document_shared_refusals(
+        &mut doc,
+        &crate::shared::openapi::SharedRefusals {
+            unauthorized: "No or an unknown key: {\"error\": {\"code\": \"UNAUTHORIZED\" or \"INVALID_API_KEY\", \"message\"}, \"requestId\"}",
+            forbidden: "The key lacks the check_status scope: {\"error\": {\"code\": \"INSUFFICIENT_SCOPE\", \"message\"}, \"requestId\"}",
+            bad_request: "A malformed query: {\"error\": {\"code\": \"INVALID_INPUT\", \"message\"}, \"requestId\"}",
+            not_found: "Not found: {\"error\": {\"code\", \"message\"}, \"requestId\"}",
+            rate_limited: "Rate limited: {\"error\": {\"code\": \"RATE_LIMITED\", \"message\"}, \"requestId\"}",
+            error_schema: "EventsErrorBody",
+        },
+    );
+    doc.merge(Unlimited::openapi());
+    doc
 }
+
+/// The routes no limit counts.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    crate::shared::health::health,
+    crate::shared::media::download,
+    crate::openapi_document
+))]
+struct Unlimited;
 
 #[cfg(test)]
 mod tests {
