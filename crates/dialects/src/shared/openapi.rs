@@ -141,10 +141,10 @@ pub fn document_shared_refusals(doc: &mut OpenApi, words: &SharedRefusals) {
                 );
             }
             add("429", words.rate_limited);
-            add("500", "Internal error (logged; elsewhere than on the Jobs v1 gateway, also a database that cannot be reached); retry later");
+            add("500", "Internal error (logged); retry later");
             add(
                 "503",
-                "The server is over its connection caps (`{\"error\": {\"code\": \"TOO_MANY_CONNECTIONS\"}}`, with `Retry-After`); on the Jobs v1 gateway also a database or storage that cannot be reached (`PUBSUB_PUBLISH_FAILED`, in its error shape)",
+                "The database or the file storage cannot be reached, or its disk is full (in this API's error shape; the Jobs v1 gateway's code is `PUBSUB_PUBLISH_FAILED`), or the server is over its connection caps (`{\"error\": {\"code\": \"TOO_MANY_CONNECTIONS\"}}`); `Retry-After` says when to try again",
             );
             for (status, response) in responses.iter_mut() {
                 let RefOr::T(response) = response else {
@@ -165,7 +165,7 @@ pub fn document_shared_refusals(doc: &mut OpenApi, words: &SharedRefusals) {
                 if status == "429" || status == "503" {
                     response.headers.entry("Retry-After".into()).or_insert_with(|| {
                         integer_header(
-                            "Seconds to wait before trying again (a rate-limit refusal, a connection refusal)",
+                            "Seconds to wait before trying again (a rate-limit refusal, an unavailable database or storage, a connection refusal)",
                         )
                     });
                 }
