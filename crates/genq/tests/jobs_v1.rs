@@ -217,7 +217,7 @@ async fn every_error_code_comes_from_its_situation() {
     // Well-formed, but espeak-ng has no such voice: refused before it runs.
     let (code, body) = g
         .submit(
-            json!({ "model": "genq/text-to-speech", "input": { "text": "x", "voice": "klingon" } }),
+            json!({ "model": "genq/text-to-speech", "input": { "text": "x", "voice": "nosuchvoice" } }),
         )
         .await;
     assert_eq!((code, error_code(&body)), (400, "INVALID_INPUT"), "{body}");

@@ -177,7 +177,7 @@ async fn tts_speaks_with_espeak_or_a_model_and_refuses_too_much_text() {
         json!({"language": "not a tag"}),
         json!({"voice": "--stdout"}),
         // Well-formed, but espeak-ng has no such voice or variant here.
-        json!({"voice": "klingon"}),
+        json!({"voice": "nosuchvoice"}),
         json!({"voice": "nosuchvariant", "language": "de"}),
     ] {
         let mut request =
