@@ -221,6 +221,24 @@ fn hashed(body: Body, fingerprint: Arc<Mutex<Fingerprint>>) -> Body {
     }))
 }
 
+/// The fingerprint of a POST to `/api/jobs` with `content_type` whose body
+/// arrives in `chunks`, for the `multipart_upload` fuzz target in `fuzz/`
+/// (the `fuzzing` cargo feature).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn fuzz_fingerprint(content_type: &str, chunks: &[&[u8]]) -> Vec<u8> {
+    let request = axum::http::Request::post("/api/jobs")
+        .header(header::CONTENT_TYPE, content_type)
+        .body(())
+        .expect("a valid request");
+    let (parts, ()) = request.into_parts();
+    let mut fingerprint = Fingerprint::of(&parts);
+    for chunk in chunks {
+        fingerprint.update(chunk);
+    }
+    fingerprint.digest()
+}
+
 /// SHA-256 of a request as it streams (see the module's comment).
 struct Fingerprint {
     hasher: Sha256,
