@@ -262,11 +262,13 @@ fn parse_sps(nal: &[u8]) -> Result<Sps<'_>, Unsupported> {
             }
         }
     }
-    let log2_max_frame_num = r.ue()? + 4;
+    // Both are `…_minus4` fields; a corrupt one can be as large as ue(v)
+    // reads, so add saturating and let the range check below refuse it.
+    let log2_max_frame_num = r.ue()?.saturating_add(4);
     let poc_type = r.ue()?;
     let mut log2_max_poc_lsb = 0;
     match poc_type {
-        0 => log2_max_poc_lsb = r.ue()? + 4,
+        0 => log2_max_poc_lsb = r.ue()?.saturating_add(4),
         2 => {}
         t => return unsupported(format!("pic_order_cnt_type {t}")),
     }

@@ -4,6 +4,9 @@
 mod diagnostics;
 mod error;
 mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod h264;
 mod handler;
 mod models;

@@ -5,6 +5,7 @@
 mod error;
 pub mod wire;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use axum::extract::multipart::MultipartRejection;
@@ -269,8 +270,21 @@ struct SubmitForm {
 }
 
 async fn read_form(multipart: &mut Multipart, ctx: &Ctx<VideoApi>) -> Result<SubmitForm, ApiError> {
-    let staging = ctx.app.engine.staging_dir();
-    let limit = ctx.app.max_upload_bytes;
+    read_form_to(
+        multipart,
+        ctx.app.engine.staging_dir(),
+        ctx.app.max_upload_bytes,
+    )
+    .await
+}
+
+/// The form's fields: the files streamed into `staging`, each at most
+/// `limit` bytes.
+async fn read_form_to(
+    multipart: &mut Multipart,
+    staging: &Path,
+    limit: u64,
+) -> Result<SubmitForm, ApiError> {
     let (mut image, mut audio, mut webhook_url): (Option<Upload>, Option<Upload>, Option<String>) =
         (None, None, None);
     let (mut priority, mut timeout_seconds) = (None, None);
@@ -332,6 +346,29 @@ async fn read_integer(
     text.trim()
         .parse()
         .map_err(|_| ApiError::bad_request(format!("Invalid {name}: {text:?} is not an integer")))
+}
+
+/// The form reader as `create_job` calls it, for the `multipart_upload`
+/// fuzz target in `fuzz/` (the `fuzzing` cargo feature): what it accepted
+/// (the uploads' types and sizes), or the refusal. The body is drained
+/// after a refusal, as the handler does.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub async fn fuzz_read_form(
+    multipart: &mut Multipart,
+    staging: &Path,
+    limit: u64,
+) -> Result<String, String> {
+    match read_form_to(multipart, staging, limit).await {
+        Ok(form) => Ok(format!(
+            "image {} {}, audio {} {}, webhook {:?}",
+            form.image.mime, form.image.size, form.audio.mime, form.audio.size, form.webhook_url
+        )),
+        Err(e) => {
+            drain(multipart).await;
+            Err(format!("{e:?}"))
+        }
+    }
 }
 
 /// Discards what is left of a multipart body (bounded by the route's body

@@ -30,6 +30,35 @@ fn exp_golomb_round_trips() {
     assert!(r.flag().unwrap());
 }
 
+/// Found by the `h264_parameter_sets` fuzz target
+/// (fuzz/corpus/h264_parameter_sets/sps-log2-overflow): a huge
+/// `log2_max_frame_num_minus4` or `log2_max_pic_order_cnt_lsb_minus4`
+/// overflowed when 4 was added, instead of being refused.
+#[test]
+fn an_sps_with_huge_log2_fields_is_refused() {
+    for (frame_num, poc_lsb) in [(u32::MAX - 1, 0), (0, u32::MAX - 1), (u32::MAX - 3, 0)] {
+        let mut w = BitWriter::default();
+        w.bits(66, 8); // profile_idc: baseline
+        w.bits(0, 16); // constraint flags, level_idc
+        w.ue(0); // seq_parameter_set_id
+        w.ue(frame_num); // log2_max_frame_num_minus4
+        w.ue(0); // pic_order_cnt_type
+        w.ue(poc_lsb); // log2_max_pic_order_cnt_lsb_minus4
+        w.ue(1); // max_num_ref_frames
+        w.flag(false); // gaps_in_frame_num_value_allowed_flag
+        w.ue(9); // pic_width_in_mbs_minus1
+        w.ue(7); // pic_height_in_map_units_minus1
+        w.flag(true); // frame_mbs_only_flag
+        w.flag(true); // rbsp_stop_one_bit
+        let mut nal = vec![0x67];
+        nal.extend(escape(&w.finish()));
+        match parse_sps(&nal) {
+            Err(Unsupported(why)) => assert!(why.contains("out-of-range"), "{why}"),
+            Ok(_) => panic!("an SPS with log2 fields {frame_num}, {poc_lsb} was taken"),
+        }
+    }
+}
+
 #[test]
 fn annex_b_splits_on_both_start_code_lengths() {
     let data = [

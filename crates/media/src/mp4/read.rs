@@ -31,6 +31,7 @@ impl Audio {
     }
 
     pub fn read(file: &mut File) -> Result<Self, MuxError> {
+        let len = file.metadata()?.len();
         let moov = top_level_moov(file)?;
         let moov = children(&moov)?;
         let mvhd = only(&moov, b"mvhd")?;
@@ -59,7 +60,7 @@ impl Audio {
         let minf = children(only(&mdia, b"minf")?)?;
         let stbl = children(only(&minf, b"stbl")?)?;
         let stsz = only(&stbl, b"stsz")?;
-        let sizes = sample_sizes(stsz)?;
+        let sizes = sample_sizes(stsz, len)?;
         let offsets = match stbl.iter().find(|b| &b.kind == b"co64") {
             Some(co64) => table(co64.payload, 8)?,
             None => table(only(&stbl, b"stco")?, 4)?,
@@ -68,7 +69,15 @@ impl Audio {
             return unsupported("odd timing");
         }
         let samples = place(&sizes, &offsets, only(&stbl, b"stsc")?)?;
+        if samples.iter().any(|&(at, size)| at + u64::from(size) > len) {
+            return unsupported("a sample outside the file");
+        }
         let times = decode_times(only(&stbl, b"stts")?, samples.len())?;
+        // The mux lays chunks out second by second up to the last sample.
+        let last = times.last().map_or(0, |&t| t / u64::from(timescale));
+        if last > duration / u64::from(movie_timescale) + 1 {
+            return unsupported("samples past the track's duration");
+        }
         let keep = |b: &&Bx| !matches!(&b.kind, b"stsc" | b"stco" | b"co64");
         Ok(Audio {
             movie_timescale,
@@ -185,10 +194,15 @@ fn table(payload: &[u8], width: usize) -> Result<Vec<u64>, MuxError> {
         .collect())
 }
 
-fn sample_sizes(stsz: &[u8]) -> Result<Vec<u32>, MuxError> {
+/// Each sample's size; `len`, the file's, bounds what they add up to.
+pub(super) fn sample_sizes(stsz: &[u8], len: u64) -> Result<Vec<u32>, MuxError> {
     let fixed = field_u32(stsz, 4, 4)?;
     let count = field_u32(stsz, 8, 8)? as usize;
     if fixed != 0 {
+        // A dozen bytes must not make a vector of billions.
+        if u64::from(fixed) * count as u64 > len {
+            return unsupported("more sample data than the file holds");
+        }
         return Ok(vec![fixed; count]);
     }
     let t = table(&stsz[4..], 4)?;
@@ -228,7 +242,9 @@ pub(super) fn place(
                     .get(sample)
                     .ok_or(MuxError::Unsupported("stsz".into()))?;
                 out.push((at, size));
-                at += u64::from(size);
+                at = at
+                    .checked_add(u64::from(size))
+                    .ok_or(MuxError::Unsupported("a sample past 2^64".into()))?;
                 sample += 1;
             }
         }
@@ -239,11 +255,15 @@ pub(super) fn place(
     Ok(out)
 }
 
-fn decode_times(stts: &[u8], samples: usize) -> Result<Vec<u64>, MuxError> {
+pub(super) fn decode_times(stts: &[u8], samples: usize) -> Result<Vec<u64>, MuxError> {
     let mut times = Vec::with_capacity(samples);
     let mut t = 0u64;
     for e in table(stts, 8)? {
         let (count, delta) = (e >> 32, e & 0xffff_ffff);
+        // Refused before the loop: one entry can claim 2^32 samples.
+        if count > (samples - times.len()) as u64 {
+            return unsupported("stts and stsz disagree");
+        }
         for _ in 0..count {
             times.push(t);
             t += delta;

@@ -164,3 +164,41 @@ fn samples_are_placed_by_stsc_runs() {
     assert_eq!(offsets, [100, 110, 120, 200, 210, 220, 300, 310, 400, 410]);
     assert!(read::place(&sizes[..9], &[100, 200, 300, 400], &stsc).is_err());
 }
+
+/// Found by the `mp4_boxes` fuzz target
+/// (fuzz/corpus/mp4_boxes/stts-billions-of-samples): one `stts` entry of
+/// a few bytes claimed 2^32 samples, and every one was pushed (seconds of
+/// work and gigabytes) before the count was compared with `stsz`'s.
+#[test]
+fn an_stts_entry_cannot_claim_more_samples_than_there_are() {
+    let mut stts = vec![0, 0, 0, 0, 0, 0, 0, 1];
+    stts.extend_from_slice(&u32::MAX.to_be_bytes());
+    stts.extend_from_slice(&1024u32.to_be_bytes());
+    assert!(read::decode_times(&stts, 3).is_err());
+    let mut exact = vec![0, 0, 0, 0, 0, 0, 0, 1];
+    exact.extend_from_slice(&3u32.to_be_bytes());
+    exact.extend_from_slice(&1024u32.to_be_bytes());
+    assert_eq!(read::decode_times(&exact, 3).unwrap(), [0, 1024, 2048]);
+}
+
+/// The same for a fixed-size `stsz`: its count must fit in the file.
+#[test]
+fn a_fixed_size_stsz_cannot_claim_more_data_than_the_file_holds() {
+    let mut stsz = vec![0, 0, 0, 0];
+    stsz.extend_from_slice(&1u32.to_be_bytes());
+    stsz.extend_from_slice(&u32::MAX.to_be_bytes());
+    assert!(read::sample_sizes(&stsz, 4096).is_err());
+    let mut fits = vec![0, 0, 0, 0];
+    fits.extend_from_slice(&300u32.to_be_bytes());
+    fits.extend_from_slice(&3u32.to_be_bytes());
+    assert_eq!(read::sample_sizes(&fits, 4096).unwrap(), [300; 3]);
+}
+
+#[test]
+fn a_chunk_offset_near_2_pow_64_is_refused() {
+    let mut stsc = vec![0, 0, 0, 0, 0, 0, 0, 1];
+    for v in [1u32, 2, 1] {
+        stsc.extend_from_slice(&v.to_be_bytes());
+    }
+    assert!(read::place(&[10, 10], &[u64::MAX - 5], &stsc).is_err());
+}
