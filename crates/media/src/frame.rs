@@ -23,6 +23,8 @@ pub(crate) const MAX_DIMENSION: u32 = 20_000;
 /// The decoder's allocation budget; a bomb fails here instead of taking the
 /// server's memory.
 pub(crate) const MAX_ALLOC: u64 = 512 * 1024 * 1024;
+/// The most pixels a picture may have (50 megapixels decode to 150–200 MB).
+const MAX_PIXELS: u64 = 50_000_000;
 
 /// Decodes `path`, applies EXIF orientation, flattens alpha onto
 /// `background` and scales so the long side is at most `max_long_side` with
@@ -52,6 +54,16 @@ fn decode_oriented(path: &Path) -> Result<DynamicImage, MediaError> {
     reader.limits(limits);
 
     let mut decoder = reader.into_decoder().map_err(invalid_image)?;
+    // A few hundred bytes can declare a huge picture that the decoder then
+    // fills in at seconds of CPU and hundreds of MB (found by fuzzing):
+    // refused from the header, at the template's and photo check's cap.
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(MediaError::InvalidImage(format!(
+            "the image is {width}×{height} pixels; at most {} megapixels are allowed",
+            MAX_PIXELS / 1_000_000
+        )));
+    }
     // A broken EXIF block shouldn't reject an otherwise fine photo; showing
     // it unrotated is the lesser evil.
     let orientation = decoder.orientation().unwrap_or_else(|e| {
@@ -249,6 +261,28 @@ mod tests {
         for cut in [3, 20, jpeg.len() / 2, jpeg.len() - 2, jpeg.len() - 1] {
             assert!(genq_sniff::image_cut_short(&jpeg[..cut]), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_small_file_declaring_a_huge_picture_is_refused_from_its_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut jpeg = Vec::new();
+        JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode_image(&RgbImage::new(16, 16))
+            .unwrap();
+        // The frame header (SOF0) says 16140×8208 instead: 132 megapixels.
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 7].copy_from_slice(&16140u16.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&8208u16.to_be_bytes());
+        let path = dir.path().join("huge.jpg");
+        std::fs::write(&path, &jpeg).unwrap();
+        let started = std::time::Instant::now();
+        let refused = load_normalized(&path, 1920, [0, 0, 0]).unwrap_err();
+        assert!(
+            refused.to_string().contains("at most 50 megapixels"),
+            "{refused}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]
