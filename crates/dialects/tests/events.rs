@@ -11,6 +11,7 @@ use std::time::Duration;
 use eventsource_stream::{Event, Eventsource};
 use futures::{Stream, StreamExt};
 use genq_catalog::Catalog;
+use genq_dialects::shared::openapi::path_shape;
 use genq_dialects::shared::rate_limit::RateLimitConfig;
 use genq_dialects::DialectSettings;
 use genq_engine::account::NewAccount;
@@ -344,25 +345,6 @@ async fn refusals_of_the_event_routes_are_in_their_dialects_shapes() {
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "INVALID_API_KEY");
-}
-
-/// A path as the OpenAPI document or axum writes it, with each parameter
-/// (`{jobId}`, `{job_id}`, `{*key}`) written `{}`.
-fn path_shape(path: &str) -> String {
-    let mut shape = String::new();
-    let mut in_param = false;
-    for c in path.chars() {
-        match c {
-            '{' => {
-                in_param = true;
-                shape.push_str("{}");
-            }
-            '}' => in_param = false,
-            c if !in_param => shape.push(c),
-            _ => {}
-        }
-    }
-    shape
 }
 
 /// The methods a route takes, as the live router says: a method it does

@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use genq_dialects::shared::openapi::path_shape;
 use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
 use serde_json::json;
@@ -288,24 +289,6 @@ async fn another_accounts_job_is_not_found_and_a_new_key_is_no_stronger_than_its
         .await
         .unwrap();
     assert_eq!(submit.status(), 403);
-}
-
-/// A path as the OpenAPI document or axum writes it, each parameter `{}`.
-fn path_shape(path: &str) -> String {
-    let mut shape = String::new();
-    let mut in_param = false;
-    for c in path.chars() {
-        match c {
-            '{' => {
-                in_param = true;
-                shape.push_str("{}");
-            }
-            '}' => in_param = false,
-            c if !in_param => shape.push(c),
-            _ => {}
-        }
-    }
-    shape
 }
 
 /// The console's routes against `/openapi.json`, as the live server

@@ -303,3 +303,23 @@ pub fn to_json(doc: &OpenApi) -> serde_json::Value {
     }
     json
 }
+
+/// A path as the OpenAPI document or axum writes it, with each parameter
+/// (`{jobId}`, `{job_id}`, `{*key}`) written `{}`: how the tests holding
+/// the document to the router compare the two.
+pub fn path_shape(path: &str) -> String {
+    let mut shape = String::new();
+    let mut in_param = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                in_param = true;
+                shape.push_str("{}");
+            }
+            '}' => in_param = false,
+            c if !in_param => shape.push(c),
+            _ => {}
+        }
+    }
+    shape
+}
