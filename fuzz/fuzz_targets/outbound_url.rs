@@ -22,9 +22,10 @@ const DATA_LIMIT: u64 = 4096;
 
 /// The IPv4 ranges the crate's comment names: loopback, private,
 /// link-local, unspecified (0/8), multicast, broadcast and reserved
-/// (240/4), shared (100.64/10).
+/// (240/4), shared (100.64/10), IETF protocol assignments (192.0.0/24),
+/// benchmarking (198.18/15) and the three documentation /24s.
 fn refused_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     a == 0
         || a == 10
         || a == 127
@@ -32,22 +33,37 @@ fn refused_v4(ip: Ipv4Addr) -> bool {
         || (a == 169 && b == 254)
         || (a == 172 && (16..32).contains(&b))
         || (a == 192 && b == 168)
+        || (a == 192 && b == 0 && (c == 0 || c == 2))
+        || (a == 198 && (b == 18 || b == 19))
+        || (a == 198 && b == 51 && c == 100)
+        || (a == 203 && b == 0 && c == 113)
         || a >= 224
 }
 
+/// IPv6: loopback, unspecified, multicast, link-local, site-local,
+/// unique-local, discard-only (100::/64), documentation (2001:db8::/32),
+/// Teredo (2001::/32), local-use NAT64 (64:ff9b:1::/48); and an IPv4
+/// address carried by the mapped, compatible, NAT64 or 6to4 forms is
+/// judged as that IPv4 address.
 fn refused_v6(ip: Ipv6Addr) -> bool {
     let s = ip.segments();
-    let embedded = || Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
-    if s[..5] == [0; 5] && s[5] == 0xffff {
-        return refused_v4(embedded());
+    let v4 = |h: u16, l: u16| Ipv4Addr::new((h >> 8) as u8, h as u8, (l >> 8) as u8, l as u8);
+    if s[..5] == [0; 5] && (s[5] == 0xffff || s[5] == 0) {
+        // ::1 and :: are 0.0.0.1 and 0.0.0.0 here: both refused as 0/8.
+        return refused_v4(v4(s[6], s[7]));
     }
     if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        return refused_v4(embedded());
+        return refused_v4(v4(s[6], s[7]));
     }
-    ip.is_loopback()
-        || ip.is_unspecified()
+    if s[0] == 0x2002 {
+        return refused_v4(v4(s[1], s[2]));
+    }
+    (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
+        || (s[0] == 0x2001 && (s[1] == 0 || s[1] == 0xdb8))
+        || s[..4] == [0x100, 0, 0, 0]
         || s[0] >> 8 == 0xff
         || s[0] & 0xffc0 == 0xfe80
+        || s[0] & 0xffc0 == 0xfec0
         || s[0] & 0xfe00 == 0xfc00
 }
 
@@ -103,6 +119,20 @@ fuzz_target!(|data: &[u8]| {
         let [x, y] = [u16::from_be_bytes([a, b]), u16::from_be_bytes([c, d])];
         let nat64 = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, x, y);
         assert_eq!(forbidden_reason(IpAddr::V6(nat64)), reason, "{nat64}");
+        let six_to_four = Ipv6Addr::new(0x2002, x, y, 0, 0, 0, 0, 1);
+        assert_eq!(
+            forbidden_reason(IpAddr::V6(six_to_four)),
+            reason,
+            "{six_to_four}"
+        );
+        // ::0.0.0.1 is ::1, loopback in its own right: only the verdict
+        // must agree for the compatible form.
+        let compatible = v4.to_ipv6_compatible();
+        assert_eq!(
+            forbidden_reason(IpAddr::V6(compatible)).is_some(),
+            reason.is_some(),
+            "{compatible}"
+        );
     }
     if let Some(bytes) = data.get(..16) {
         let v6 = Ipv6Addr::from(<[u8; 16]>::try_from(bytes).unwrap());

@@ -3,8 +3,10 @@
 //! in one place.
 //!
 //! By default genq refuses loopback, private, link-local (which includes the
-//! cloud metadata address 169.254.169.254), unique-local, shared (CGNAT),
-//! multicast and unspecified addresses. The check is made on the addresses the
+//! cloud metadata address 169.254.169.254), unique-local and site-local,
+//! shared (CGNAT), multicast, unspecified, benchmarking, documentation and
+//! other special-purpose addresses, and IPv6 tunnel forms that carry one
+//! ([`forbidden_reason`] lists them). The check is made on the addresses the
 //! connection will actually use: names are resolved by [`GuardedResolver`],
 //! which hands the connector only allowed addresses, so a name that resolves
 //! to 127.0.0.1 — or re-resolves there later (DNS rebinding) — is refused.
@@ -13,7 +15,7 @@
 
 pub mod fetch;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,42 +39,62 @@ pub enum OutboundError {
 }
 
 /// Why an address may not be connected to, if it may not.
+///
+/// An IPv6 address that carries an IPv4 one (mapped `::ffff:a.b.c.d`, the
+/// deprecated compatible `::a.b.c.d`, NAT64 `64:ff9b::/96` and 6to4
+/// `2002::/16`) is judged by the IPv4 address it carries, since that is
+/// where a translator or relay would deliver the request.
 pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return forbidden_v4(v4);
-            }
-            let first = v6.segments()[0];
-            if v6.is_loopback() {
-                Some("a loopback address")
-            } else if v6.is_unspecified() {
-                Some("an unspecified address")
-            } else if v6.is_multicast() {
-                Some("a multicast address")
-            } else if first & 0xffc0 == 0xfe80 {
-                Some("a link-local address")
-            } else if first & 0xfe00 == 0xfc00 {
-                Some("a unique-local (private) address")
-            } else if first == 0x0064 && v6.segments()[1] == 0xff9b {
-                // NAT64 (64:ff9b::/96) embeds an IPv4 address.
-                let [.., a, b] = v6.segments();
-                forbidden_v4(Ipv4Addr::new(
-                    (a >> 8) as u8,
-                    a as u8,
-                    (b >> 8) as u8,
-                    b as u8,
-                ))
-            } else {
-                None
-            }
-        }
+        IpAddr::V6(v6) => forbidden_v6(v6),
+    }
+}
+
+fn forbidden_v6(v6: Ipv6Addr) -> Option<&'static str> {
+    let s = v6.segments();
+    let v4_in = |high: u16, low: u16| {
+        let [a, b] = high.to_be_bytes();
+        let [c, d] = low.to_be_bytes();
+        Ipv4Addr::new(a, b, c, d)
+    };
+    if v6.is_loopback() {
+        Some("a loopback address")
+    } else if v6.is_unspecified() {
+        Some("an unspecified address")
+    } else if let Some(v4) = v6.to_ipv4_mapped() {
+        forbidden_v4(v4)
+    } else if s[..6] == [0; 6] {
+        // IPv4-compatible (::a.b.c.d, RFC 4291 2.5.5.1).
+        forbidden_v4(v4_in(s[6], s[7]))
+    } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        forbidden_v4(v4_in(s[6], s[7]))
+    } else if s[0] == 0x2002 {
+        forbidden_v4(v4_in(s[1], s[2]))
+    } else if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        Some("a local-use NAT64 address")
+    } else if s[0] == 0x2001 && s[1] == 0 {
+        // Teredo hides the client's IPv4 address (XORed) and relays to it.
+        Some("a Teredo tunnel address")
+    } else if v6.is_multicast() {
+        Some("a multicast address")
+    } else if s[0] & 0xffc0 == 0xfe80 {
+        Some("a link-local address")
+    } else if s[0] & 0xffc0 == 0xfec0 {
+        Some("a site-local (private) address")
+    } else if s[0] & 0xfe00 == 0xfc00 {
+        Some("a unique-local (private) address")
+    } else if s[..4] == [0x100, 0, 0, 0] {
+        Some("a discard-only address")
+    } else if s[0] == 0x2001 && s[1] == 0xdb8 {
+        Some("a documentation address")
+    } else {
+        None
     }
 }
 
 fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, ..] = ip.octets();
+    let [a, b, c, _] = ip.octets();
     if ip.is_loopback() {
         Some("a loopback address")
     } else if ip.is_private() {
@@ -85,6 +107,13 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("a multicast, broadcast or reserved address")
     } else if a == 100 && (64..128).contains(&b) {
         Some("a shared (carrier-grade NAT) address")
+    } else if a == 192 && b == 0 && c == 0 {
+        Some("an IETF protocol address")
+    } else if a == 198 && (b == 18 || b == 19) {
+        Some("a benchmarking address")
+    } else if (a, b, c) == (192, 0, 2) || (a, b, c) == (198, 51, 100) || (a, b, c) == (203, 0, 113)
+    {
+        Some("a documentation address")
     } else {
         None
     }
@@ -253,6 +282,21 @@ mod tests {
             "fd00:ec2::254",
             "::ffff:127.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::808:808",
+            "::7f00:1",
+            "::a00:1",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "100::1",
+            "2001:db8::1",
+            "192.0.0.8",
+            "198.18.0.1",
+            "198.19.255.255",
+            "192.0.2.1",
+            "198.51.100.7",
+            "203.0.113.9",
         ] {
             assert!(
                 forbidden_reason(bad.parse().unwrap()).is_some(),
@@ -265,6 +309,12 @@ mod tests {
             "2606:4700:4700::1111",
             "172.32.0.1",
             "100.128.0.1",
+            "::808:808",
+            "2002:808:808::1",
+            "64:ff9b::808:808",
+            "198.20.0.1",
+            "192.0.1.1",
+            "2001:4860:4860::8888",
         ] {
             assert!(
                 forbidden_reason(good.parse().unwrap()).is_none(),
