@@ -1,7 +1,7 @@
 // graphile-worker's side of genq-bench's `pg-queue` figure
 // (crates/bench/src/pg_queue.rs runs it; `npm ci` installs it).
 //
-//   node bench.mjs --url postgres://postgres@127.0.0.1:5432/DB --jobs N --concurrency C [--each]
+//   node bench.mjs --url postgres://postgres@127.0.0.1:5432/DB --jobs N --concurrency C [--batch B] [--each]
 //
 // On an empty database it runs graphile-worker's migrations, then:
 //   1. enqueues N no-op jobs with `addJobs` (WorkerUtils), the documented bulk
@@ -11,7 +11,10 @@
 //      task, default pollInterval and no local queue or completion batching:
 //      graphile-worker's defaults), until every job has been written back
 //      ("job:complete" fires after the DELETE of a finished job);
-//   3. with --each: enqueues N more one `addJob` call at a time from C
+//   3. with --batch B: enqueues N more with `addJobs` in calls of B jobs, one
+//      after another (genq's batch route takes at most 1,000 jobs a call, so
+//      this is the like-for-like bulk figure); not drained either (below);
+//   4. with --each: enqueues N more one `addJob` call at a time from C
 //      concurrent callers (the same shape as genq's submissions: a statement
 //      and a commit per job). Those are not drained: the database is thrown
 //      away after the run, and a second drain would only lengthen it.
@@ -53,6 +56,14 @@ try {
       utils.addJobs(Array.from({ length: N }, () => ({ identifier: "noop", payload: {} }))),
     );
     result.drainSecs = await drain();
+    if (args.batch) {
+      result.enqueueBatchedSecs = await timed(async () => {
+        for (let done = 0; done < N; done += args.batch) {
+          const n = Math.min(args.batch, N - done);
+          await utils.addJobs(Array.from({ length: n }, () => ({ identifier: "noop", payload: {} })));
+        }
+      });
+    }
     if (args.each) {
       let next = 0;
       result.enqueueEachSecs = await timed(() =>
@@ -108,16 +119,19 @@ async function timed(f) {
 }
 
 function parseArgs(argv) {
-  const out = { url: undefined, jobs: 1000, concurrency: 8, each: false };
+  const out = { url: undefined, jobs: 1000, concurrency: 8, batch: 0, each: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--url") out.url = argv[++i];
     else if (a === "--jobs") out.jobs = Number(argv[++i]);
     else if (a === "--concurrency") out.concurrency = Number(argv[++i]);
+    else if (a === "--batch") out.batch = Number(argv[++i]);
     else if (a === "--each") out.each = true;
     else throw new Error(`unknown argument ${a}`);
   }
   if (!out.url) throw new Error("--url is required");
-  if (!(out.jobs > 0 && out.concurrency > 0)) throw new Error("--jobs and --concurrency must be positive");
+  if (!(out.jobs > 0 && out.concurrency > 0 && out.batch >= 0)) {
+    throw new Error("--jobs and --concurrency must be positive, --batch not negative");
+  }
   return out;
 }

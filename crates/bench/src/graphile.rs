@@ -58,6 +58,8 @@ pub async fn install(dir: &Path) -> anyhow::Result<()> {
 pub struct Timings {
     /// N jobs through `addJobs`: one `add_jobs` SQL call.
     pub enqueue_bulk: f64,
+    /// N jobs through `addJobs` in calls of `batch` jobs, one after another.
+    pub enqueue_batched: f64,
     /// N jobs through `addJob`, one call each from C concurrent callers.
     pub enqueue_each: f64,
     /// The bulk-enqueued jobs, from `run()` to the last completion written.
@@ -65,17 +67,20 @@ pub struct Timings {
 }
 
 /// Enqueues and drains `jobs` no-op jobs at `concurrency` in a database of
-/// its own (`url`, empty: `bench.mjs` runs graphile-worker's migrations).
+/// its own (`url`, empty: `bench.mjs` runs graphile-worker's migrations);
+/// `batch` is the size of the bulk calls of the like-for-like batch figure.
 pub async fn run(
     dir: &Path,
     url: &str,
     jobs: usize,
     concurrency: usize,
+    batch: usize,
 ) -> anyhow::Result<Timings> {
     let out = Command::new("node")
         .arg("bench.mjs")
         .args(["--url", url, "--jobs", &jobs.to_string()])
-        .args(["--concurrency", &concurrency.to_string(), "--each"])
+        .args(["--concurrency", &concurrency.to_string()])
+        .args(["--batch", &batch.to_string(), "--each"])
         // From its own folder, so graphile-worker's config search and its
         // default task and crontab paths find nothing of the caller's.
         .current_dir(dir)
@@ -112,6 +117,7 @@ fn parse(stdout: &str) -> anyhow::Result<Timings> {
     };
     Ok(Timings {
         enqueue_bulk: secs("enqueueBulkSecs")?,
+        enqueue_batched: secs("enqueueBatchedSecs")?,
         enqueue_each: secs("enqueueEachSecs")?,
         drain: secs("drainSecs")?,
     })
@@ -124,9 +130,12 @@ mod tests {
     #[test]
     fn reads_the_timings_line() {
         let out = "{\"jobs\":10,\"enqueueBulkSecs\":0.1,\"drainSecs\":2,\
-                   \"enqueueEachSecs\":0.5}\n";
+                   \"enqueueBatchedSecs\":0.2,\"enqueueEachSecs\":0.5}\n";
         let t = parse(out).unwrap();
-        assert_eq!((t.enqueue_bulk, t.drain, t.enqueue_each), (0.1, 2.0, 0.5));
+        assert_eq!(
+            (t.enqueue_bulk, t.enqueue_batched, t.drain, t.enqueue_each),
+            (0.1, 0.2, 2.0, 0.5)
+        );
         assert!(parse("oops\n").is_err());
         assert!(parse("{\"drainSecs\":1}\n").is_err());
     }
