@@ -72,6 +72,13 @@ async fn a_job_survives_kill_9_mid_render_and_completes_after_restart() {
             })
             .unwrap_or_default()
     };
+    // PROCESSING is recorded when the job is claimed, a moment before its
+    // run makes its work directory: wait for the directory, so that the
+    // kill lands mid-render.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while work_dirs().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.kill();
     // The killed run's work directory could not remove itself.
     assert_eq!(work_dirs(), [format!("{id}-1")]);
