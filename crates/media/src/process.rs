@@ -216,6 +216,29 @@ impl Tool {
         Ok(out)
     }
 
+    /// [`Tool::run_capture`] for a synchronous caller (a submission check),
+    /// from inside an async runtime or not: the run gets a thread and a
+    /// runtime of its own, and the caller's thread waits for it.
+    pub fn run_capture_blocking(self) -> Result<String, ToolError> {
+        let program = self.display_name();
+        let run = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|source| ToolError::Io {
+                    program: self.display_name(),
+                    source,
+                })?
+                .block_on(self.run_capture(&CancellationToken::new()))
+        });
+        run.join().unwrap_or_else(|_| {
+            Err(ToolError::InvalidOutput {
+                program,
+                reason: "the thread running it panicked".into(),
+            })
+        })
+    }
+
     async fn run_inner(
         self,
         cancel: &CancellationToken,

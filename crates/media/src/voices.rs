@@ -3,16 +3,16 @@
 //! field) rather than failing the job later.
 //!
 //! Submission checks are synchronous (validator's custom functions), so the
-//! listing runs as a plain child process, with a deadline, on the calling
-//! thread: ~10 ms, once at first use and again at most every
+//! listing runs through [`Tool::run_capture_blocking`] while the calling
+//! thread waits: ~10 ms, once at first use and again at most every
 //! [`RELIST_AFTER`] when a name is not found (a voice installed since then
 //! works within seconds). An API node without espeak-ng accepts any
 //! well-formed name: the worker's own check at run time still applies.
 
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::process::{Tool, ToolError};
 use crate::speech::{parse_variant_names, parse_voice_names};
 
 /// A name not found is looked up afresh at most this often.
@@ -74,35 +74,14 @@ fn list() -> Option<Listing> {
 
 /// `espeak-ng FLAG`'s output, or None when it cannot run or fails.
 fn run_espeak(flag: &str) -> Option<String> {
-    let mut child = Command::new("espeak-ng")
+    let listed = Tool::new("espeak-ng")
         .arg(flag)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .ok()?;
-    let mut stdout = child.stdout.take()?;
-    // The listing is a few KB: read on a thread so the pipe never fills
-    // while we wait.
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut text).ok()?;
-        Some(text)
-    });
-    let deadline = Instant::now() + LIST_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return reader.join().ok()?,
-            Ok(Some(_)) | Err(_) => return None,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                tracing::warn!("espeak-ng {flag} did not answer within {LIST_TIMEOUT:?}");
-                return None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-        }
+        .timeout(LIST_TIMEOUT)
+        .run_capture_blocking();
+    if let Err(ToolError::Timeout { .. }) = &listed {
+        tracing::warn!("espeak-ng {flag} did not answer within {LIST_TIMEOUT:?}");
     }
+    listed.ok()
 }
 
 #[cfg(test)]
