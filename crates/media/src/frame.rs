@@ -15,6 +15,9 @@ use image::imageops::{self, FilterType};
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageReader, Limits, RgbImage};
 
+// The most pixels a picture may have: genq's one cap.
+use genq_vision::MAX_PIXELS;
+
 use crate::error::MediaError;
 
 /// Larger than any real camera or phone photo, small enough to refuse
@@ -23,8 +26,6 @@ pub(crate) const MAX_DIMENSION: u32 = 20_000;
 /// The decoder's allocation budget; a bomb fails here instead of taking the
 /// server's memory.
 pub(crate) const MAX_ALLOC: u64 = 512 * 1024 * 1024;
-/// The most pixels a picture may have (50 megapixels decode to 150–200 MB).
-const MAX_PIXELS: u64 = 50_000_000;
 
 /// Decodes `path`, applies EXIF orientation, flattens alpha onto
 /// `background` and scales so the long side is at most `max_long_side` with

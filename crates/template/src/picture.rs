@@ -17,10 +17,10 @@ use resvg::usvg;
 
 use crate::format::{Fit, ImageLayer};
 
-/// The most pixels a picture may have (a 50-megapixel photo decodes to
-/// 200 MB); the fetch's byte limit does not bound this, a small file can
-/// describe a huge image.
-pub const MAX_PICTURE_PIXELS: u64 = 50_000_000;
+/// The most pixels a picture may have (genq's one cap,
+/// [`genq_vision::MAX_PIXELS`]); the fetch's byte limit does not bound
+/// this, a small file can describe a huge image.
+pub const MAX_PICTURE_PIXELS: u64 = genq_vision::MAX_PIXELS;
 
 /// A picture a layer shows: its bytes, whose header is known to be a
 /// picture's.

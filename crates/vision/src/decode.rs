@@ -4,8 +4,9 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 
-/// The largest photo [`decode`] accepts, in pixels: a 50-megapixel photo
-/// decodes to 150–200 MB.
+/// The largest picture genq decodes, in pixels: a 50-megapixel photo
+/// decodes to 150–200 MB. [`decode`] holds photos to it, and so do the
+/// renderers' and templates' decoders (one cap for every picture).
 pub const MAX_PIXELS: u64 = 50_000_000;
 
 /// Decodes an uploaded photo, turned upright as its EXIF orientation says

@@ -8,6 +8,7 @@ mod grey;
 pub mod qc;
 pub mod talking;
 
+pub use decode::MAX_PIXELS;
 pub use faces::{detect_faces, FaceBox};
 pub use qc::{check_photo, check_photo_with, decode, PhotoReport, QcThresholds};
 pub use talking::{openness_envelope, Rect, TalkingHead};
