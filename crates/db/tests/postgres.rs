@@ -424,6 +424,71 @@ async fn outcomes_recorded_together_are_each_settled_once() {
     assert!(store.model_run_ms("genq/test").await.unwrap().is_some());
 }
 
+/// `jobs` keeps no foreign keys to its account and key (migration 0010: a
+/// batch checks them once); a submission naming a key of another account,
+/// or an account that does not exist, is refused and writes nothing.
+#[tokio::test]
+async fn a_submission_under_a_key_of_another_account_writes_nothing() {
+    let Some(db) = database().await else { return };
+    let engine = db.engine().await;
+    let owner = funded(&engine, "owner", 100).await;
+    let other = principal_named(&engine, "other").await;
+    let mixed = genq_engine::Principal {
+        key_id: other.key_id,
+        ..owner.clone()
+    };
+    let stranger = genq_engine::Principal {
+        account_id: genq_engine::AccountId::new(),
+        ..owner.clone()
+    };
+    for caller in [&mixed, &stranger] {
+        let one = engine.submit(caller, priced_job(10, None)).await;
+        assert!(one.is_err(), "one job was accepted: {one:?}");
+        let batch = vec![priced_job(10, None), priced_job(10, None)];
+        let many = engine.submit_all(caller, batch, None).await;
+        assert!(
+            many.is_err(),
+            "a batch was accepted: {:?}",
+            many.map(|m| m.0)
+        );
+    }
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let (jobs,): (i64,) = sqlx::query_as("SELECT count(*) FROM jobs")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(jobs, 0);
+    assert_eq!(
+        balance_and_ledger(&engine, owner.account_id).await,
+        (100, 100)
+    );
+    // The owner's own key still submits, and a batch's rows carry it.
+    let (batch, _) = engine
+        .submit_all(
+            &owner,
+            vec![priced_job(10, None), priced_job(10, None)],
+            None,
+        )
+        .await
+        .unwrap();
+    for job in batch {
+        let row: (String, String) =
+            sqlx::query_as("SELECT account_id, api_key_id FROM jobs WHERE id = $1")
+                .bind(job.id.to_string())
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(
+            row,
+            (owner.account_id.to_string(), owner.key_id.to_string())
+        );
+    }
+    assert_eq!(
+        balance_and_ledger(&engine, owner.account_id).await,
+        (80, 80)
+    );
+}
+
 fn db_of(engine: &Engine) -> &Arc<dyn genq_engine::Database> {
     engine.db()
 }
