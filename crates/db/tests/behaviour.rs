@@ -26,6 +26,7 @@ use genq_engine::{EngineError, JobQuery, LimitKind, NewJob, NewProject};
 
 backend_tests!(
     idempotency_keys_are_claimed_kept_replayed_and_forgotten,
+    a_kept_key_is_replayed_after_a_restart_and_kept_anew_once_expired,
     retention_marks_finished_jobs_and_a_marked_job_cannot_run_again,
     expired_leases_are_reclaimed_earliest_expired_first,
     accounts_take_turns_again_after_the_queue_drains,
@@ -314,6 +315,66 @@ async fn idempotency_keys_are_claimed_kept_replayed_and_forgotten(backend: Backe
     assert!(db(&h).delete_expired_keys(later).await.unwrap() >= 1);
     assert!(matches!(
         h.engine.claim_key(&h.principal, "k").await.unwrap(),
+        KeyClaim::Claimed { .. }
+    ));
+}
+
+/// Submits one job under `key` through `engine`, answering `answer`.
+async fn keep(
+    engine: &genq_engine::Engine,
+    principal: &genq_engine::Principal,
+    key: &str,
+    answer: &'static str,
+) -> genq_engine::idempotency::KeptAnswer {
+    use genq_engine::idempotency::{KeyClaim, KeyedSubmission};
+    let KeyClaim::Claimed { token } = engine.claim_key(principal, key).await.unwrap() else {
+        panic!("{key} is claimed")
+    };
+    let keyed = KeyedSubmission {
+        key: key.into(),
+        token: token.clone(),
+        fingerprint: answer.as_bytes().to_vec(),
+        status: 200,
+        answer: Box::new(move |_| answer.as_bytes().to_vec()),
+    };
+    let (_, kept) = engine
+        .submit_all(principal, vec![new_job(None)], Some(keyed))
+        .await
+        .unwrap();
+    engine.release_key(principal, key, &token).await.unwrap();
+    kept.expect("kept")
+}
+
+/// A restarted server (a new store on the same database: on SQLite its
+/// index of kept keys is read from the table) replays what the last one
+/// kept; once expired, the key is claimed and kept anew without a sweep,
+/// and the new answer is the one replayed, also after another restart.
+async fn a_kept_key_is_replayed_after_a_restart_and_kept_anew_once_expired(backend: Backend) {
+    use genq_engine::idempotency::KeyClaim;
+    let h = harness(backend).await;
+    h.engine
+        .set_idempotency_retention(std::time::Duration::from_millis(400));
+    let first = keep(&h.engine, &h.principal, "r", "first").await;
+    keep(&h.engine, &h.principal, "other", "other").await;
+
+    let restarted = h.db.engine().await;
+    assert_eq!(
+        restarted.claim_key(&h.principal, "r").await.unwrap(),
+        KeyClaim::Kept(first)
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let second = keep(&restarted, &h.principal, "r", "second").await;
+    assert_eq!(
+        restarted.claim_key(&h.principal, "r").await.unwrap(),
+        KeyClaim::Kept(second.clone())
+    );
+    let again = h.db.engine().await;
+    assert_eq!(
+        again.claim_key(&h.principal, "r").await.unwrap(),
+        KeyClaim::Kept(second)
+    );
+    assert!(matches!(
+        again.claim_key(&h.principal, "other").await.unwrap(),
         KeyClaim::Claimed { .. }
     ));
 }

@@ -105,23 +105,45 @@ impl InlineReader {
         })
     }
 
-    /// The answer kept with an unexpired key.
+    /// The answer kept as row `id`, if that row is still this account's key
+    /// and has not expired.
     pub(super) fn kept_key(
         &self,
+        id: i64,
         account: AccountId,
         key: &str,
         now: i64,
     ) -> DbResult<Option<KeptAnswer>> {
         self.with("reading an idempotency key", |c| {
-            c.prepare_cached(crate::sql::KEPT_KEY)?
-                .query_row(rusqlite::params![account.to_string(), key, now], |row| {
+            c.prepare_cached(
+                "SELECT fingerprint, status, body FROM idempotency_keys \
+                 WHERE id = ?1 AND account_id = ?2 AND key = ?3 AND expires_at > ?4",
+            )?
+            .query_row(
+                rusqlite::params![id, account.to_string(), key, now],
+                |row| {
                     Ok(KeptAnswer {
                         fingerprint: row.get(0)?,
                         status: row.get::<_, i64>(1)? as u16,
                         body: row.get(2)?,
                     })
-                })
-                .optional()
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// Every unexpired kept key: (row id, account, key, expiry).
+    pub(super) fn kept_keys(&self, now: i64) -> DbResult<Vec<(i64, String, String, i64)>> {
+        self.with("reading the idempotency keys", |c| {
+            c.prepare(
+                "SELECT id, account_id, key, expires_at FROM idempotency_keys \
+                 WHERE expires_at > ?1 ORDER BY id",
+            )?
+            .query_map([now], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?
+            .collect()
         })
     }
 

@@ -13,6 +13,7 @@
 //! inline (`inline_read.rs`).
 
 mod accounts;
+mod checkpoint;
 mod feed;
 mod group_commit;
 mod inline_read;
@@ -26,6 +27,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::Connection as _;
 use sqlx::SqlitePool;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use genq_engine::db::DbResult;
@@ -38,9 +40,11 @@ pub struct SqliteDb {
     writer: SqlitePool,
     reader: SqlitePool,
     submissions: group_commit::GroupCommit,
-    inline: inline_read::InlineReader,
+    inline: Arc<inline_read::InlineReader>,
     queue_depth: QueueDepth,
     claims: keys::Claims,
+    kept: Arc<keys::KeptIndex>,
+    _checkpointer: checkpoint::Checkpointer,
 }
 
 impl SqliteDb {
@@ -52,6 +56,15 @@ impl SqliteDb {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Statement journals (and the rare temporary table) stay in
+            // memory instead of spilling to temporary files (see
+            // `group_commit::open`).
+            .pragma("temp_store", "memory")
+            // Checkpoints are the checkpointer's, but for a WAL grown large.
+            .pragma(
+                "wal_autocheckpoint",
+                checkpoint::WRITER_CHECKPOINT_PAGES.to_string(),
+            )
             .busy_timeout(Duration::from_secs(30));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -80,13 +93,16 @@ impl SqliteDb {
             .await
             .map_err(|e| DbError::new("could not migrate the SQLite database", e))?;
         let path = options.get_filename().to_owned();
-        let inline = inline_read::InlineReader::new(path.clone());
+        let inline = Arc::new(inline_read::InlineReader::new(path.clone()));
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await
             .map_err(db_err("could not open the SQLite database"))?;
-        let submissions = group_commit::GroupCommit::start(path, writer.clone());
+        let checkpointer = checkpoint::Checkpointer::start(path.clone())
+            .map_err(|e| DbError::new("could not start the SQLite checkpointer", e))?;
+        let kept = Arc::new(keys::KeptIndex::default());
+        let submissions = group_commit::GroupCommit::start(path, writer.clone(), Arc::clone(&kept));
         Ok(Self {
             writer,
             reader,
@@ -94,6 +110,8 @@ impl SqliteDb {
             inline,
             queue_depth: QueueDepth::default(),
             claims: Default::default(),
+            kept,
+            _checkpointer: checkpointer,
         })
     }
 
