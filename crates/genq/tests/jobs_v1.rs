@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use futures::StreamExt;
 use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -816,6 +817,73 @@ async fn an_idempotency_key_makes_one_job_and_one_charge() {
     let (_, list) = g.get("/v1/jobs?limit=100").await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 3, "{list}");
     assert_eq!(g.balance().await, before - 3 * cost);
+}
+
+/// A request still sending its body after the key's 15 s claim would have
+/// run out keeps the key: the claim is renewed while the request runs, so
+/// the same key meanwhile is a 409, and afterwards a replay of its answer.
+#[tokio::test]
+async fn a_slow_keyed_request_keeps_its_key_past_the_claims_lease() {
+    let g = Gateway::start(&["--workers", "0"], 1_000_000);
+    let url = g.server.url("/v1/jobs/submit");
+    let key = g.account.api_key.clone();
+    let job = json!({"model": "genq/text-to-speech", "input": {"text": "Slowly."}});
+    let text = job.to_string();
+    // The JSON, with a space every second for 18 s after its opening brace
+    // (well within the 30 s a body may idle).
+    let (head, tail) = text.split_at(1);
+    let (head, tail) = (head.to_owned(), tail.to_owned());
+    let chunks = std::iter::once(head.clone())
+        .chain(std::iter::repeat_n(" ".to_owned(), 18))
+        .chain(std::iter::once(tail.clone()));
+    let body = futures::stream::iter(chunks).then(|chunk| async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let slow = tokio::spawn({
+        let (url, key) = (url.clone(), key.clone());
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .header("Idempotency-Key", "slow")
+                .header("content-type", "application/json")
+                .body(reqwest::Body::wrap_stream(body))
+                .send()
+                .await
+                .unwrap();
+            (
+                response.status().as_u16(),
+                response.bytes().await.unwrap().to_vec(),
+            )
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(17)).await;
+    assert!(!slow.is_finished(), "the slow request ended early");
+    let (code, body, _) = submit_keyed(&url, &key, "slow", &job).await;
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (code, error_code(&body)),
+        (409, "IDEMPOTENCY_KEY_IN_USE"),
+        "{body}"
+    );
+    let (code, first) = slow.await.unwrap();
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&first));
+    // The same bytes at once: the answer the slow request got.
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&key)
+        .header("Idempotency-Key", "slow")
+        .header("content-type", "application/json")
+        .body(format!("{head}{}{tail}", " ".repeat(18)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["idempotent-replayed"], "true");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), first);
+    let (_, list) = g.get("/v1/jobs?limit=10").await;
+    assert_eq!(list["jobs"].as_array().unwrap().len(), 1, "{list}");
 }
 
 #[tokio::test]

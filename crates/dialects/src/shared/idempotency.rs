@@ -96,22 +96,23 @@ pub async fn idempotency<E: Rejects>(
         token: token.clone(),
         fingerprint,
     });
-    let renewing = tokio::spawn({
-        let (app, principal, key, token) =
-            (app.clone(), principal.clone(), key.clone(), token.clone());
-        async move {
-            let mut every = tokio::time::interval(CLAIM_LEASE / 3);
+    // The claim is renewed while the request runs, in this task: polled
+    // beside the handler, not spawned, so a request that ends before the
+    // first renewal (nearly all) costs a timer and no task.
+    let renewing = async {
+        let period = CLAIM_LEASE / 3;
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
             every.tick().await;
-            loop {
-                every.tick().await;
-                if let Err(e) = app.engine.renew_key(&principal, &key, &token).await {
-                    tracing::warn!(error = %e, "renewing an idempotency key failed");
-                }
+            if let Err(e) = app.engine.renew_key(&principal, &key, &token).await {
+                tracing::warn!(error = %e, "renewing an idempotency key failed");
             }
         }
-    });
-    let response = next.run(Request::from_parts(parts, body)).await;
-    renewing.abort();
+    };
+    let response = tokio::select! {
+        response = next.run(Request::from_parts(parts, body)) => response,
+        never = renewing => never,
+    };
     // A kept key stays kept; a refused request's claim goes, so that a
     // corrected retry can use the key.
     if let Err(e) = app.engine.release_key(&principal, &key, &token).await {
