@@ -10,7 +10,9 @@
 //! Each trait of the database is implemented in its own file: `accounts.rs`,
 //! `jobs.rs`, `queue.rs`, `outbox.rs`, `feed.rs`. Submissions are group
 //! committed (`group_commit.rs`); the point reads of the request path run
-//! inline (`inline_read.rs`).
+//! inline (`inline_read.rs`); kept idempotency keys are found through an
+//! index in memory (`keys.rs`); the WAL is checkpointed on a thread of its
+//! own (`checkpoint.rs`).
 
 mod accounts;
 mod checkpoint;
