@@ -7,10 +7,10 @@
 -- for rows it ignores.
 --
 -- Accounts and keys are never deleted (a key is revoked by `revoked_at`),
--- so the foreign keys only ever guarded the insert. Both submit functions
--- now take the account's row lock and read the key before inserting, and
--- the batch writes the checked account and key into every row rather than
--- each row's own.
+-- so the foreign keys only ever guarded the insert. The submit function
+-- now takes the account's row lock and reads the key before inserting, and
+-- writes the checked account and key into every row rather than each row's
+-- own.
 ALTER TABLE jobs DROP CONSTRAINT jobs_account_id_fkey;
 ALTER TABLE jobs DROP CONSTRAINT jobs_api_key_id_fkey;
 
@@ -23,96 +23,9 @@ FOR EACH ROW WHEN (
     NEW.announce OR current_setting('genq.quiet_inserts', true) IS DISTINCT FROM 'on'
 ) EXECUTE FUNCTION genq_announce_job();
 
-CREATE OR REPLACE FUNCTION genq_submit(new_job JSONB, max_per_key BIGINT, max_per_account BIGINT)
-RETURNS TABLE (outcome TEXT, balance BIGINT)
-LANGUAGE plpgsql
-AS $$
-#variable_conflict use_column
-DECLARE
-    job jobs%ROWTYPE;
-    account_balance BIGINT;
-    account_limit BIGINT;
-    active BIGINT;
-BEGIN
-    job := jsonb_populate_record(NULL::jobs, new_job);
-    SELECT a.balance_micro_cents, a.max_concurrent_jobs INTO account_balance, account_limit
-    FROM accounts a WHERE a.id = job.account_id FOR NO KEY UPDATE;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT 'NO_ACCOUNT'::TEXT, NULL::BIGINT;
-        RETURN;
-    END IF;
-    PERFORM 1 FROM api_keys k WHERE k.id = job.api_key_id AND k.account_id = job.account_id;
-    IF NOT FOUND THEN
-        RETURN QUERY SELECT 'NO_KEY'::TEXT, NULL::BIGINT;
-        RETURN;
-    END IF;
-
-    IF max_per_key IS NOT NULL THEN
-        -- The key's jobs of the new job's dialect (each dialect has its rule).
-        SELECT count(*) INTO active FROM jobs
-        WHERE api_key_id = job.api_key_id AND dialect = job.dialect
-          AND state IN ('PENDING', 'PROCESSING');
-        IF active >= max_per_key THEN
-            RETURN QUERY SELECT 'KEY_LIMIT'::TEXT, account_balance;
-            RETURN;
-        END IF;
-    END IF;
-
-    IF max_per_account IS NOT NULL THEN
-        account_limit := GREATEST(COALESCE(account_limit, max_per_account), 0);
-        -- Counting stops at the limit, so a deep queue costs no more. (SQLite
-        -- keeps a counter instead: its one writer makes that free, while here
-        -- a counter row would serialize every claim and completion of the
-        -- account.)
-        SELECT count(*) INTO active FROM (
-            SELECT 1 FROM jobs WHERE account_id = job.account_id
-            AND state IN ('PENDING', 'PROCESSING') LIMIT account_limit) AS counted;
-        IF active >= account_limit THEN
-            RETURN QUERY SELECT 'ACCOUNT_LIMIT'::TEXT, account_balance;
-            RETURN;
-        END IF;
-    END IF;
-
-    IF job.cost_micro_cents > 0 AND account_balance < job.cost_micro_cents THEN
-        RETURN QUERY SELECT 'INSUFFICIENT_BALANCE'::TEXT, account_balance;
-        RETURN;
-    END IF;
-
-    job.state := 'PENDING';
-    job.progress := 0;
-    job.outputs := '[]';
-    job.retries := 0;
-    job.attempt := 0;
-    job.cancel_requested := FALSE;
-    job.lease_owner := NULL;
-    job.lease_until := NULL;
-    job.error_code := NULL;
-    job.error_message := NULL;
-    job.started_at := NULL;
-    job.completed_at := NULL;
-    job.announce := EXISTS (
-        SELECT 1 FROM genq_followed_accounts f
-        WHERE f.account_id = job.account_id
-          AND f.until > (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT);
-    -- The round: see migrations/sqlite/0004_fair_queue.sql; with nothing
-    -- pending, the newest job's round.
-    job.queue_round := GREATEST(
-        COALESCE((SELECT min(queue_round) FROM jobs WHERE state = 'PENDING'),
-                 (SELECT queue_round FROM jobs ORDER BY id DESC LIMIT 1), 0),
-        COALESCE((SELECT max(queue_round) + 1 FROM jobs
-                  WHERE account_id = job.account_id AND state = 'PENDING'), 0));
-    INSERT INTO jobs SELECT (job).*;
-
-    IF job.cost_micro_cents > 0 THEN
-        UPDATE accounts SET balance_micro_cents = balance_micro_cents - job.cost_micro_cents
-        WHERE id = job.account_id;
-        INSERT INTO ledger (account_id, job_id, amount_micro_cents, reason, created_at)
-        VALUES (job.account_id, job.id, -job.cost_micro_cents, 'reserve', job.created_at);
-    END IF;
-
-    RETURN QUERY SELECT 'INSERTED'::TEXT, account_balance - GREATEST(job.cost_micro_cents, 0);
-END
-$$;
+-- One job is a batch of one: `genq_submit` (0003) is gone, its checks,
+-- round and announcement being those of the batch below for n = 1.
+DROP FUNCTION genq_submit(JSONB, BIGINT, BIGINT);
 
 -- As in 0008, with the key checked once, and the jobs as one array per
 -- column rather than one JSON document: parsing 1,000 jobs' JSON took

@@ -1,8 +1,6 @@
 //! Jobs as their owners see them: submitting, reading, cancelling (what
 //! both backends share is in `crate::shared`).
 
-use serde_json::json;
-
 use genq_engine::db::{DbResult, InsertOutcome};
 use genq_engine::idempotency::KeptKey;
 use genq_engine::{AccountId, DbError, Job, JobId, LimitKind, SubmitLimits};
@@ -13,41 +11,11 @@ use super::PostgresDb;
 use crate::codec::{db_err, job_from_row, to_json};
 use crate::shared::job_db;
 
-/// The columns of a new job, as `genq_submit` takes them
-/// (migrations/postgres/0003_events.sql): JSON, so that a new column changes
-/// this object, not the function's signature. (A batch is columns of
-/// arrays instead: `BatchColumns`.)
-fn job_record(job: &Job) -> serde_json::Value {
-    json!({
-        "id": job.id,
-        "account_id": job.account_id,
-        "api_key_id": job.api_key_id,
-        "kind": job.kind,
-        "dialect": job.dialect,
-        "input": to_json(&job.input),
-        "input_files": to_json(&job.input_files),
-        "webhook_url": job.webhook_url,
-        "model": job.model.as_ref().map(|m| &m.slug),
-        "model_version": job.model.as_ref().map(|m| &m.version),
-        "cost_micro_cents": job.cost_micro_cents,
-        "media_token": job.media_token,
-        "share_token": job.share_token,
-        "correlation_id": job.correlation_id,
-        "priority": job.priority,
-        "timeout_ms": job.timeout_ms,
-        "deadline_at": job.deadline_at,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "run": 0,
-    })
-}
-
-/// The columns of a batch of new jobs, one array each, as
-/// `genq_submit_batch` takes them (migrations/postgres/0010): PostgreSQL
-/// reads binary arrays as they are, where the same jobs as one JSON
-/// document cost it more time than inserting them. Every job of a batch
-/// belongs to its first job's account and key (one caller submits it);
-/// those two are passed once.
+/// The columns of new jobs, one array each, as `genq_submit_batch` takes
+/// them (migrations/postgres/0010): PostgreSQL reads binary arrays as they
+/// are, where the same jobs as one JSON document cost it more time than
+/// inserting them. Every job of a submission belongs to its first job's
+/// account and key (one caller submits it); those two are passed once.
 #[derive(Default)]
 struct BatchColumns {
     ids: Vec<String>,
@@ -120,10 +88,49 @@ fn submit_outcome(outcome: &str, balance: Option<i64>, job: &Job) -> DbResult<In
     }
 }
 
+/// `genq_submit_batch` on `executor`: the outcome's name and the balance.
+async fn submit_batch<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    jobs: &[Job],
+    first: &Job,
+    limits: (Option<i64>, Option<i64>),
+) -> DbResult<(String, Option<i64>)> {
+    let columns = BatchColumns::of(jobs);
+    sqlx::query_as(
+        "SELECT outcome, balance FROM genq_submit_batch($1, $2, $3, $4, $5, $6, $7, $8, \
+         $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+    )
+    .bind(first.account_id.to_string())
+    .bind(first.api_key_id.to_string())
+    .bind(limits.0)
+    .bind(limits.1)
+    .bind(columns.ids)
+    .bind(columns.kinds)
+    .bind(columns.dialects)
+    .bind(columns.inputs)
+    .bind(columns.input_files)
+    .bind(columns.webhook_urls)
+    .bind(columns.models)
+    .bind(columns.model_versions)
+    .bind(columns.costs)
+    .bind(columns.media_tokens)
+    .bind(columns.share_tokens)
+    .bind(columns.correlation_ids)
+    .bind(columns.priorities)
+    .bind(columns.timeouts_ms)
+    .bind(columns.deadlines_at)
+    .bind(columns.created_ats)
+    .bind(columns.updated_ats)
+    .fetch_one(executor)
+    .await
+    .map_err(db_err("inserting jobs"))
+}
+
 job_db! { PostgresDb;
-    /// One job without a key: one round trip (`genq_submit`). Otherwise one
-    /// transaction: `genq_submit_batch` (the first job's account and key
-    /// stand for all: one caller submits a batch), then the key.
+    /// Without a key: one round trip (`genq_submit_batch`, committed on
+    /// its own). With one: one transaction, `genq_submit_batch` then the
+    /// key. The first job's account and key stand for all: one caller
+    /// submits them.
     async fn insert_jobs(
         &self,
         jobs: &[Job],
@@ -137,56 +144,19 @@ job_db! { PostgresDb;
             limits.max_active_per_key.map(i64::from),
             limits.max_active_per_account.map(i64::from),
         );
-        if let ([job], None) = (jobs, key) {
-            let (outcome, balance): (String, Option<i64>) =
-                sqlx::query_as("SELECT outcome, balance FROM genq_submit($1::jsonb, $2, $3)")
-                    .bind(job_record(job).to_string())
-                    .bind(limits.0)
-                    .bind(limits.1)
-                    .fetch_one(&self.pool)
-                    .await
-                    .map_err(db_err("inserting a job"))?;
+        let Some(key) = key else {
+            let (outcome, balance) = submit_batch(&self.pool, jobs, first, limits).await?;
             return submit_outcome(&outcome, balance, first);
-        }
-        let columns = BatchColumns::of(jobs);
+        };
         let mut tx = self.begin().await?;
-        let (outcome, balance): (String, Option<i64>) = sqlx::query_as(
-            "SELECT outcome, balance FROM genq_submit_batch($1, $2, $3, $4, $5, $6, $7, $8, \
-             $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
-        )
-        .bind(first.account_id.to_string())
-        .bind(first.api_key_id.to_string())
-        .bind(limits.0)
-        .bind(limits.1)
-        .bind(columns.ids)
-        .bind(columns.kinds)
-        .bind(columns.dialects)
-        .bind(columns.inputs)
-        .bind(columns.input_files)
-        .bind(columns.webhook_urls)
-        .bind(columns.models)
-        .bind(columns.model_versions)
-        .bind(columns.costs)
-        .bind(columns.media_tokens)
-        .bind(columns.share_tokens)
-        .bind(columns.correlation_ids)
-        .bind(columns.priorities)
-        .bind(columns.timeouts_ms)
-        .bind(columns.deadlines_at)
-        .bind(columns.created_ats)
-        .bind(columns.updated_ats)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err("inserting jobs"))?;
+        let (outcome, balance) = submit_batch(&mut *tx, jobs, first, limits).await?;
         let outcome = submit_outcome(&outcome, balance, first)?;
         if outcome != InsertOutcome::Inserted {
             // Nothing was written; dropping the transaction ends it.
             return Ok(outcome);
         }
-        if let Some(key) = key {
-            if !super::keys::keep_key(&mut tx, key).await? {
-                return Ok(InsertOutcome::KeyTaken);
-            }
+        if !super::keys::keep_key(&mut tx, key).await? {
+            return Ok(InsertOutcome::KeyTaken);
         }
         tx.commit().await.map_err(db_err("committing jobs"))?;
         Ok(InsertOutcome::Inserted)

@@ -20,7 +20,8 @@
 //! one by one.
 //!
 //! The hot paths (submission, claim, outcomes) are plpgsql functions, one
-//! statement each (migrations/postgres/0002_queue_functions.sql, 0003). Every
+//! statement each (migrations/postgres/0002_queue_functions.sql, 0003;
+//! submissions, one job or a batch, in 0010). Every
 //! committed change of a job is announced by a trigger with `NOTIFY
 //! genq_job_events` (0003_events.sql); `feed.rs` listens and hands the
 //! events to the engine's bus, which wakes idle workers, the webhook
